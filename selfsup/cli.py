@@ -1,0 +1,24 @@
+"""What every stage script shares: one-line errors instead of tracebacks for problems the user can fix."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from selfsup import SelfSupError
+
+
+def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a stage's main(); a SelfSupError becomes one line on stderr and exit status 1."""
+    try:
+        main(argv)
+    except SelfSupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def open_live(directory: str):
+    """A dvclive logger that writes only under `directory` and never touches dvc.yaml or DVC experiments."""
+    from dvclive import Live  # late: importing dvclive is slow and not every caller logs
+
+    return Live(directory, dvcyaml=False, save_dvc_exp=False, report=None)

@@ -1,0 +1,162 @@
+"""Dataset readers (IDX), seeded stratified splits, labelled subsets, prepared uint8 tensors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from selfsup import SelfSupError
+from selfsup.io import atomic_path, write_json
+
+SPLITS = ("train", "val", "test")
+# IDX type code 0x08 is unsigned byte, the only one Fashion-MNIST uses.
+_IDX_UBYTE = 0x08
+
+
+class DataError(SelfSupError):
+    """Input data that cannot be read or does not fit the parameters."""
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read a gzipped IDX file (the MNIST format) of unsigned bytes into a uint8 tensor."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is not a readable gzip file ({err}); delete it and rerun the download stage") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes; delete it and rerun the download stage")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = offset + int(torch.tensor(dims).prod()) if dims else offset
+    if len(raw) != expected:
+        raise DataError(f"{path} holds {len(raw)} bytes, its header promises {expected}; delete it and rerun the download stage")
+    return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims)
+
+
+def read_fashion_mnist(raw_dir: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The official train and test sets as (images N×1×28×28 uint8, labels N int64)."""
+    raw_dir = Path(raw_dir)
+    sets = {}
+    for name, prefix in (("train", "train"), ("test", "t10k")):
+        images = read_idx(raw_dir / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte.gz").long()
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{raw_dir}: {prefix} images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match")
+        sets[name] = (images.unsqueeze(1), labels)
+    return sets
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split positions 0..N-1 into (taken, rest), taking round(fraction × count) of every class, at least one."""
+    taken, rest = [], []
+    for cls in labels.unique(sorted=True):
+        members = (labels == cls).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=generator)]
+        k = max(1, round(fraction * len(members)))
+        taken.append(members[:k])
+        rest.append(members[k:])
+    return torch.cat(taken).sort().values, torch.cat(rest).sort().values
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory: uint8 images N×C×H×W, int64 labels, and their positions in the source set."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    source: str
+    source_index: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, positions: torch.Tensor) -> "Split":
+        return Split(self.images[positions], self.labels[positions], self.source, self.source_index[positions])
+
+
+def make_splits(sets: dict, val_fraction: float, fraction: float, seed: int) -> dict[str, Split]:
+    """Seeded, stratified train/val/test: test is the official test set, val is carved from official train.
+
+    `fraction` < 1 keeps a stratified subsample of every split (for smoke runs on tiny data).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    full = {name: Split(x, y, name, torch.arange(len(y))) for name, (x, y) in sets.items()}
+    if fraction < 1:
+        full = {name: s.subset(stratified_split(s.labels, fraction, gen)[0]) for name, s in full.items()}
+    val_pos, train_pos = stratified_split(full["train"].labels, val_fraction, gen)
+    if len(train_pos) == 0:
+        raise DataError(f"val_fraction {val_fraction} leaves no training images; lower preprocess.val_fraction")
+    return {"train": full["train"].subset(train_pos), "val": full["train"].subset(val_pos), "test": full["test"]}
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    x = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
+    return x.mean(1).tolist(), x.std(1).tolist()
+
+
+def save_prepared(out_dir: str | Path, splits: dict[str, Split], classes: list[str], dataset: str) -> None:
+    """Write each split as a .pt of uint8 tensors and a meta.json (classes, shape, normalisation)."""
+    _, channels, height, width = splits["train"].images.shape
+    if height != width:
+        raise DataError(f"images are {height}×{width}; the model expects square images")
+    out_dir = Path(out_dir)
+    for name, split in splits.items():
+        with atomic_path(out_dir / f"{name}.pt") as tmp:
+            torch.save({"images": split.images.contiguous(), "labels": split.labels,
+                        "source": split.source, "source_index": split.source_index}, tmp)
+    mean, std = channel_stats(splits["train"].images)
+    write_json(out_dir / "meta.json", {
+        "dataset": dataset, "classes": list(classes), "channels": channels, "image_size": height,
+        "mean": mean, "std": std, "sizes": {name: len(s) for name, s in splits.items()},
+    })
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What preprocess wrote: the splits plus their metadata."""
+
+    meta: dict
+    splits: dict[str, Split]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+
+def load_prepared(prepared_dir: str | Path, splits=SPLITS) -> Prepared:
+    """Load the named splits written by save_prepared."""
+    prepared_dir = Path(prepared_dir)
+    meta_path = prepared_dir / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path} not found; run `dvc repro preprocess` first")
+    meta = json.loads(meta_path.read_text())
+    loaded = {}
+    for name in splits:
+        d = torch.load(prepared_dir / f"{name}.pt", weights_only=True)
+        loaded[name] = Split(d["images"], d["labels"], d["source"], d["source_index"])
+    return Prepared(meta, loaded)
+
+
+def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int) -> torch.Tensor:
+    """Positions of `per_class` seeded random images of every class (`all`: every position)."""
+    if per_class == "all":
+        return torch.arange(len(labels))
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for cls in labels.unique(sorted=True):
+        members = (labels == cls).nonzero().squeeze(1)
+        if len(members) < per_class:
+            raise DataError(
+                f"finetune.labels_per_class is {per_class} but class {int(cls)} has only {len(members)} "
+                f"training images; use at most {len(members)} or `all`"
+            )
+        chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    return torch.cat(chosen).sort().values

@@ -1,0 +1,89 @@
+"""Fetch the Fashion-MNIST files from a list of mirrors, verifying md5, writing atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from selfsup import SelfSupError
+from selfsup.io import atomic_path
+
+from torchvision.datasets import FashionMNIST
+
+# The release's files, md5s and mirrors, as torchvision knows them.
+FASHION_MNIST_FILES = dict(FashionMNIST.resources)
+OFFICIAL_MIRRORS = tuple(FashionMNIST.mirrors)
+CLASSES = tuple(FashionMNIST.classes)
+MIRROR_ENV = "FASHION_MNIST_MIRROR"
+
+
+class DownloadError(SelfSupError):
+    """No mirror delivered a file with the right md5."""
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_url(mirror: str) -> bool:
+    return "://" in mirror
+
+
+def _fetch(mirror: str, name: str, dest: Path, timeout: float) -> None:
+    """Copy or download `name` from `mirror` to `dest`; raise OSError on any failure."""
+    if _is_url(mirror):
+        url = mirror.rstrip("/") + "/" + name
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, dest.open("wb") as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, ValueError) as err:
+            raise OSError(getattr(err, "reason", err)) from None
+    else:
+        shutil.copyfile(Path(mirror).expanduser() / name, dest)
+
+
+def fetch_file(name: str, md5: str, mirrors: list[str], out_dir: Path, timeout: float = 30.0) -> Path:
+    """Fetch one file into `out_dir` from the first mirror that has it with the right md5."""
+    target = out_dir / name
+    failures = []
+    for mirror in mirrors:
+        try:
+            with atomic_path(target) as tmp:
+                _fetch(mirror, name, tmp, timeout)
+                got = md5sum(tmp)
+                if got != md5:
+                    raise OSError(f"md5 {got}, expected {md5}")
+            return target
+        except OSError as err:
+            failures.append(f"{mirror}: {getattr(err, 'strerror', None) or err}")
+    raise DownloadError(
+        f"could not fetch {name} from any mirror ({'; '.join(failures)}); "
+        f"set {MIRROR_ENV} to a folder or URL that holds the four Fashion-MNIST .gz files"
+    )
+
+
+def mirror_list(extra: str | None) -> list[str]:
+    """The extra mirror (if any) first, then the official ones."""
+    return ([extra] if extra else []) + list(OFFICIAL_MIRRORS)
+
+
+def download_fashion_mnist(out_dir: str | Path, extra_mirror: str | None = None) -> list[Path]:
+    """Fetch the four Fashion-MNIST files into `out_dir`; files already there with the right md5 are kept."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mirrors = mirror_list(extra_mirror)
+    paths = []
+    for name, md5 in FASHION_MNIST_FILES.items():
+        existing = out_dir / name
+        if existing.is_file() and md5sum(existing) == md5:
+            paths.append(existing)
+        else:
+            paths.append(fetch_file(name, md5, mirrors, out_dir))
+    return paths

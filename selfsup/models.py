@@ -1,0 +1,109 @@
+"""CifarNet backbone (TF-slim `nets/cifarnet.py`), the classifier composed on it, checkpoint I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from selfsup import SelfSupError
+from selfsup.io import atomic_path
+
+FEATURE_DIM = 192
+ARCH = "cifarnet"
+
+
+def _norm_layer(norm: str) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(64)
+    if norm == "lrn":
+        # TF lrn(depth_radius=4, bias=1, alpha=0.001/9, beta=0.75): PyTorch divides alpha by size.
+        return nn.LocalResponseNorm(size=9, alpha=0.001, beta=0.75, k=1.0)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}; valid: batch, lrn, none")
+
+
+class CifarNet(nn.Module):
+    """CifarNet up to fc4: conv5x5x64 → pool → norm → conv5x5x64 → norm → pool → fc384 → fc192.
+
+    SAME padding and ReLU as in TF-slim. `norm` replaces TF-slim's LRN: `lrn` keeps it, `batch`
+    puts batch norm after each convolution (before the ReLU), `none` drops it.
+    """
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, norm: str = "batch", dropout: float = 0.5):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4 (two 2x2 pools), got {image_size}")
+        batch = norm == "batch"
+        conv1 = nn.Conv2d(in_channels, 64, 5, padding=2, bias=not batch)
+        conv2 = nn.Conv2d(64, 64, 5, padding=2, bias=not batch)
+        if batch:
+            block1 = [conv1, _norm_layer(norm), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            block2 = [conv2, _norm_layer(norm), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        else:
+            block1 = [conv1, nn.ReLU(inplace=True), nn.MaxPool2d(2), _norm_layer(norm)]
+            block2 = [conv2, nn.ReLU(inplace=True), _norm_layer(norm), nn.MaxPool2d(2)]
+        self.conv = nn.Sequential(*block1, *block2)
+        self.fc3 = nn.Linear(64 * (image_size // 4) ** 2, 384)
+        self.dropout = nn.Dropout(dropout)
+        self.fc4 = nn.Linear(384, FEATURE_DIM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the 192-d fc4 features (after ReLU)."""
+        x = self.conv(x).flatten(1)
+        x = self.dropout(torch.relu(self.fc3(x)))
+        return torch.relu(self.fc4(x))
+
+
+class Classifier(nn.Module):
+    """A backbone with a linear `logits` layer on its features."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.logits = nn.Linear(FEATURE_DIM, num_classes)
+        nn.init.zeros_(self.logits.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.backbone(x))
+
+
+def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarNet:
+    """The backbone `model_cfg` (the params.yaml `model` section as a dict) describes."""
+    return CifarNet(in_channels, image_size, norm=model_cfg["norm"], dropout=model_cfg["dropout"])
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> None:
+    """Write a state dict with plain-data metadata (config, pretext, ...), atomically."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"arch": ARCH, "state_dict": state, **meta}, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by save_checkpoint, refusing anything but plain tensors and data."""
+    path = Path(path)
+    if not path.is_file():
+        raise SelfSupError(f"checkpoint {path} not found; run `dvc repro` to create it")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors have many types; all mean the same to the user
+        raise SelfSupError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it and rerun `dvc repro`") from None
+    if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
+        raise SelfSupError(f"checkpoint {path} is not a {ARCH} checkpoint of this project; rerun `dvc repro`")
+    return ckpt
+
+
+def load_backbone_into(classifier: Classifier, backbone_state: dict) -> None:
+    """Load pretrained backbone weights into `classifier`; only the new logits layer may be missing."""
+    state = {f"backbone.{k}": v for k, v in backbone_state.items()}
+    result = classifier.load_state_dict(state, strict=False)
+    expected_missing = {"logits.weight", "logits.bias"}
+    if set(result.missing_keys) != expected_missing or result.unexpected_keys:
+        raise SelfSupError(
+            "pretrained backbone does not fit the classifier: missing "
+            f"{sorted(set(result.missing_keys) - expected_missing)}, unexpected {sorted(result.unexpected_keys)}; "
+            "pretrain and finetune must use the same `model` params — rerun `dvc repro`"
+        )

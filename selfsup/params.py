@@ -1,0 +1,212 @@
+"""Load params.yaml into frozen dataclasses, with one clear error per bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from selfsup import SelfSupError
+
+
+class ParamsError(SelfSupError):
+    """params.yaml holds a value the pipeline cannot use."""
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+def _non_negative(value) -> bool:
+    return value >= 0
+
+
+def _fraction(value) -> bool:
+    return 0 < value <= 1
+
+
+def _check(rule, hint: str):
+    """Field metadata: a predicate on the value and the hint printed when it fails."""
+    return {"check": rule, "hint": hint}
+
+
+@dataclass(frozen=True)
+class DataParams:
+    dataset: Literal["fashion_mnist"] = "fashion_mnist"
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    seed: int = 0
+    val_fraction: float = field(default=0.1, metadata=_check(lambda f: 0 < f < 1, "a number in (0, 1)"))
+    fraction: float = field(default=1.0, metadata=_check(_fraction, "a number in (0, 1]"))
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    norm: Literal["batch", "lrn", "none"] = "batch"
+    dropout: float = field(default=0.5, metadata=_check(lambda p: 0 <= p < 1, "a number in [0, 1)"))
+
+
+@dataclass(frozen=True)
+class OptimParams:
+    """Settings every training stage shares: the optimiser, its schedule, the batch."""
+
+    seed: int = 0
+    epochs: int = field(default=10, metadata=_check(_non_negative, "0 or more"))
+    batch_size: int = field(default=128, metadata=_check(_positive, "a positive integer"))
+    lr: float = field(default=0.05, metadata=_check(_positive, "a positive number, e.g. 0.05"))
+    momentum: float = field(default=0.9, metadata=_check(lambda m: 0 <= m < 1, "a number in [0, 1)"))
+    weight_decay: float = field(default=5e-4, metadata=_check(_non_negative, "0 or more"))
+
+
+@dataclass(frozen=True)
+class NoneParams:
+    """`none` has nothing to tune: its backbone is the seeded random initialisation."""
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    common: OptimParams = OptimParams()
+    none: NoneParams = NoneParams()
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    flip: bool = True
+    translate: int = field(default=2, metadata=_check(_non_negative, "0 or more pixels"))
+
+
+@dataclass(frozen=True)
+class FinetuneParams(OptimParams):
+    protocol: Literal["full", "head"] = "full"
+    labels_per_class: Union[int, Literal["all"]] = field(
+        default="all", metadata=_check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
+    )
+    augment: AugmentParams = AugmentParams()
+    epochs: int = field(default=15, metadata=_check(_positive, "a positive integer"))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = field(default=1000, metadata=_check(_positive, "a positive integer"))
+
+
+@dataclass(frozen=True)
+class Params:
+    pretext: str = "none"
+    pretexts: tuple[str, ...] = ("none",)
+    data: DataParams = DataParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+    def __post_init__(self):
+        from selfsup.pretexts import PRETEXTS  # late: pretexts imports models, which needs torch
+
+        for name in (self.pretext, *self.pretexts):
+            if name not in PRETEXTS:
+                raise ParamsError(
+                    f"params.yaml: unknown pretext {name!r}; valid pretexts: {', '.join(PRETEXTS)}"
+                )
+        if self.pretext not in self.pretexts:
+            raise ParamsError(
+                f"params.yaml: pretext {self.pretext!r} is not pretrained; add it to `pretexts` "
+                f"(now {list(self.pretexts)})"
+            )
+
+
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp, where: str):
+    """Return `value` as type `tp`, or raise ParamsError naming `where` and what was expected."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, where)
+            except ParamsError:
+                pass
+    elif origin is tuple:
+        if isinstance(value, list):
+            return tuple(_convert(v, typing.get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value))
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ParamsError(f"params.yaml: {where} is {value!r}; expected {_describe(tp)}")
+
+
+def _build(cls, raw: Any, where: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params.yaml: {where or 'the file'} must be a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        valid = ", ".join(fields) or "none"
+        raise ParamsError(f"params.yaml: unknown key {key!r} (a typo?); valid keys here: {valid}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        key = f"{where}.{name}" if where else name
+        values[name] = _convert(value, hints[name], key)
+        meta = fields[name].metadata
+        if "check" in meta and not meta["check"](values[name]):
+            raise ParamsError(f"params.yaml: {key} is {value!r}; expected {meta['hint']}")
+    return cls(**values)
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping (as read from YAML) into Params."""
+    return _build(Params, raw, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path} not found; run the stages from the repository root")
+    with path.open() as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ParamsError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
+    return parse_params(raw)
+
+
+def to_dict(params) -> dict:
+    """A plain dict of a params dataclass, safe to store in a weights_only checkpoint."""
+    return dataclasses.asdict(params)

@@ -1,0 +1,44 @@
+"""Stage evaluate: test accuracy, per-class accuracy, macro-F1 and the confusion plot of the fine-tuned model."""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from selfsup.cli import run_stage
+from selfsup.data import load_prepared
+from selfsup.evaluate import classification_metrics
+from selfsup.io import atomic_path, write_json
+from selfsup.models import Classifier, build_backbone, load_checkpoint
+from selfsup.params import load_params
+from selfsup.train import Normalize, pick_device, predict
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="model.pt written by finetune")
+    parser.add_argument("--data", required=True, help="preprocess output folder")
+    parser.add_argument("--metrics", required=True, help="folder for metrics.json and confusion.csv")
+    args = parser.parse_args(argv)
+    cfg = load_params().evaluate
+    ckpt = load_checkpoint(args.model)
+    data = ckpt["data"]
+    test = load_prepared(args.data, splits=("test",)).splits["test"]
+    classes = ckpt["classes"]
+    model = Classifier(build_backbone(ckpt["config"]["model"], data["channels"], data["image_size"]), len(classes))
+    model.load_state_dict(ckpt["state_dict"])
+    norm = Normalize(data["mean"], data["std"], pick_device())
+    predicted = predict(model.to(norm.mean.device), test.images, norm, cfg.batch_size).argmax(1)
+
+    metrics = classification_metrics(test.labels, predicted, classes)
+    out = Path(args.metrics)
+    write_json(out / "metrics.json", {"test": metrics})
+    names = pd.Series(classes)
+    with atomic_path(out / "confusion.csv") as tmp:
+        pd.DataFrame({"actual": names[test.labels.numpy()].values,
+                      "predicted": names[predicted.numpy()].values}).to_csv(tmp, index=False)
+    print(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {len(test)} images")
+
+
+if __name__ == "__main__":
+    run_stage(main)

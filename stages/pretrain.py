@@ -1,0 +1,51 @@
+"""Stage pretrain@<pretext>: pre-train a CifarNet backbone on unlabelled training images."""
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from selfsup.cli import open_live, run_stage
+from selfsup.data import load_prepared
+from selfsup.models import build_backbone, save_checkpoint
+from selfsup.params import load_params, to_dict
+from selfsup.pretexts import get_pretext
+from selfsup.train import Normalize, Objective, fit, pick_device
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("pretext", help="a name from the pretext registry")
+    parser.add_argument("--data", required=True, help="preprocess output folder")
+    parser.add_argument("--out", required=True, help="folder for backbone.pt")
+    parser.add_argument("--metrics", required=True, help="dvclive folder")
+    args = parser.parse_args(argv)
+    params = load_params()
+    spec = get_pretext(args.pretext)
+    common, pretext_cfg = params.pretrain.common, getattr(params.pretrain, args.pretext)
+    prepared = load_prepared(args.data, splits=("train",))
+    meta = prepared.meta
+    images = prepared.splits["train"].images  # labels never reach pre-training
+
+    torch.manual_seed(common.seed)
+    backbone = build_backbone(to_dict(params.model), meta["channels"], meta["image_size"])
+    live = open_live(args.metrics)
+    live.summary["backbone_parameters"] = sum(p.numel() for p in backbone.parameters())
+    if spec.trains:
+        objective = Objective(nn.Sequential(backbone, spec.make_head(pretext_cfg)),
+                              spec.make_batch(pretext_cfg), spec.loss, classify=spec.classify)
+        norm = Normalize(meta["mean"], meta["std"], pick_device())
+        # Pretext tasks have no labelled val set to select on: the last epoch is the backbone.
+        fit(objective, images, None, common, norm, live, desc=f"pretrain {args.pretext}")
+        backbone.cpu()
+    save_checkpoint(
+        Path(args.out) / "backbone.pt", backbone, pretext=args.pretext,
+        config={"model": to_dict(params.model), "pretrain": {"common": to_dict(common), args.pretext: to_dict(pretext_cfg)}},
+        data={k: meta[k] for k in ("dataset", "channels", "image_size")},
+    )
+    live.end()
+
+
+if __name__ == "__main__":
+    run_stage(main)
