@@ -98,12 +98,16 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def load_backbone_into(classifier: Classifier, backbone_state: dict) -> None:
     """Load pretrained backbone weights into `classifier`; only the new logits layer may be missing."""
+    fix = "pretrain and finetune must use the same `model` params and data; rerun `dvc repro`"
     state = {f"backbone.{k}": v for k, v in backbone_state.items()}
-    result = classifier.load_state_dict(state, strict=False)
+    try:
+        result = classifier.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape mismatch: another image size or channel count
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise SelfSupError(f"pretrained backbone does not fit the classifier ({first}); {fix}") from None
     expected_missing = {"logits.weight", "logits.bias"}
     if set(result.missing_keys) != expected_missing or result.unexpected_keys:
         raise SelfSupError(
             "pretrained backbone does not fit the classifier: missing "
-            f"{sorted(set(result.missing_keys) - expected_missing)}, unexpected {sorted(result.unexpected_keys)}; "
-            "pretrain and finetune must use the same `model` params — rerun `dvc repro`"
+            f"{sorted(set(result.missing_keys) - expected_missing)}, unexpected {sorted(result.unexpected_keys)}; {fix}"
         )

@@ -182,9 +182,15 @@ def _build(cls, raw: Any, where: str):
     values = {}
     for name, value in raw.items():
         key = f"{where}.{name}" if where else name
-        values[name] = _convert(value, hints[name], key)
         meta = fields[name].metadata
-        if "check" in meta and not meta["check"](values[name]):
+        try:
+            values[name] = _convert(value, hints[name], key)
+            valid = "check" not in meta or meta["check"](values[name])
+        except ParamsError:
+            if "hint" not in meta:
+                raise
+            valid = False
+        if not valid:
             raise ParamsError(f"params.yaml: {key} is {value!r}; expected {meta['hint']}")
     return cls(**values)
 

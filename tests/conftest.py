@@ -1,0 +1,33 @@
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup.download import MIRROR_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: torch.Tensor) -> Path:
+    """Write a uint8 tensor as a gzipped IDX file, the Fashion-MNIST format."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.numpy().tobytes()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def fmnist_mirror() -> str | None:
+    """The offline Fashion-MNIST mirror when one is configured; None means the official mirrors (internet)."""
+    return os.environ.get(MIRROR_ENV) or None
+
+
+@pytest.fixture(scope="session")
+def fmnist_raw(tmp_path_factory, fmnist_mirror) -> Path:
+    """The four real Fashion-MNIST files, fetched once per test session through the download code."""
+    from selfsup.download import download_fashion_mnist
+
+    out = tmp_path_factory.mktemp("raw")
+    download_fashion_mnist(out, fmnist_mirror)
+    return out

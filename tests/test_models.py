@@ -1,0 +1,83 @@
+import pytest
+import torch
+from torch import nn
+
+from selfsup import SelfSupError
+from selfsup.models import (FEATURE_DIM, CifarNet, Classifier, load_backbone_into, load_checkpoint,
+                            save_checkpoint)
+
+
+@pytest.mark.parametrize("norm", ["batch", "lrn", "none"])
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32), (3, 64)])
+def test_backbone_returns_192_features(norm, channels, size):
+    net = CifarNet(channels, size, norm=norm).eval()
+    out = net(torch.randn(2, channels, size, size))
+    assert out.shape == (2, FEATURE_DIM)
+    assert (out >= 0).all()  # fc4 ends in a ReLU
+
+
+def test_parameter_count_matches_tf_slim_cifarnet():
+    # TF-slim CifarNet on 32×32×3 with LRN: conv1 5·5·3·64+64, conv2 5·5·64·64+64, fc3 8·8·64·384+384,
+    # fc4 384·192+192 (logits excluded).
+    expected = (5 * 5 * 3 * 64 + 64) + (5 * 5 * 64 * 64 + 64) + (8 * 8 * 64 * 384 + 384) + (384 * 192 + 192)
+    assert sum(p.numel() for p in CifarNet(3, 32, norm="lrn").parameters()) == expected
+
+
+def test_lrn_matches_tensorflows_formula():
+    x = torch.rand(2, 64, 5, 5)
+    lrn = CifarNet(1, 28, norm="lrn").conv[3]
+    # tf.nn.lrn: x / (bias + alpha * sum_{|d'-d| <= 4} x_{d'}^2) ** beta, bias 1, alpha 0.001/9, beta 0.75
+    sq = torch.nn.functional.pad(x.pow(2), (0, 0, 0, 0, 4, 4))
+    window = torch.stack([sq[:, d : d + 9].sum(1) for d in range(64)], 1)
+    expected = x / (1 + 0.001 / 9 * window) ** 0.75
+    torch.testing.assert_close(lrn(x), expected)
+
+
+def test_same_padding_keeps_spatial_size_before_pooling():
+    net = CifarNet(1, 28, norm="none")
+    assert net.conv[0](torch.zeros(1, 1, 28, 28)).shape[-2:] == (28, 28)
+
+
+def test_size_not_divisible_by_four_is_rejected():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        CifarNet(1, 30)
+
+
+def test_checkpoint_round_trip_is_weights_only(tmp_path):
+    torch.manual_seed(0)
+    net = CifarNet(1, 28)
+    save_checkpoint(tmp_path / "b.pt", net, pretext="none", config={"model": {"norm": "batch"}})
+    ckpt = load_checkpoint(tmp_path / "b.pt")
+    assert ckpt["pretext"] == "none" and ckpt["config"] == {"model": {"norm": "batch"}}
+    for key, value in net.state_dict().items():
+        assert torch.equal(ckpt["state_dict"][key], value)
+    assert [p.name for p in tmp_path.iterdir()] == ["b.pt"]
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
+    torch.save({"arch": "cifarnet", "state_dict": {}, "evil": nn.ReLU()}, tmp_path / "x.pt")
+    with pytest.raises(SelfSupError, match="unreadable"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "x.pt")
+    with pytest.raises(SelfSupError, match="not a cifarnet checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_backbone_transfer_checks_missing_keys():
+    torch.manual_seed(0)
+    pretrained = CifarNet(1, 28)
+    model = Classifier(CifarNet(1, 28), 10)
+    load_backbone_into(model, pretrained.state_dict())
+    for key, value in pretrained.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value)
+    with pytest.raises(SelfSupError, match=r"does not fit the classifier: missing \['backbone.conv.1.bias'"):
+        load_backbone_into(model, CifarNet(1, 28, norm="lrn").state_dict())
+
+
+def test_backbone_of_another_image_size_is_refused():
+    model = Classifier(CifarNet(1, 28), 10)
+    with pytest.raises(SelfSupError, match=r"does not fit the classifier \(.*fc3.weight"):
+        load_backbone_into(model, CifarNet(1, 32).state_dict())

@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from selfsup.params import ParamsError, load_params, parse_params
+from tests.conftest import REPO
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def with_value(dotted: str, value) -> dict:
+    raw = repo_params()
+    *parents, last = dotted.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+def test_repo_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.pretext in params.pretexts
+    assert params.finetune.labels_per_class == "all" or params.finetune.labels_per_class > 0
+
+
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        ("finetune.lr", -0.1, "finetune.lr is -0.1; expected a positive number"),
+        ("finetune.batch_size", 0, "finetune.batch_size is 0; expected a positive integer"),
+        ("finetune.batch_size", 12.5, "finetune.batch_size is 12.5; expected a positive integer"),
+        ("finetune.seed", 1.5, "finetune.seed is 1.5; expected an integer"),
+        ("finetune.labels_per_class", "some", "expected a positive integer or `all`"),
+        ("finetune.labels_per_class", 0, "expected a positive integer or `all`"),
+        ("finetune.protocol", "linear", "expected 'full' or 'head'"),
+        ("model.norm", "layer", "expected 'batch' or 'lrn' or 'none'"),
+        ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
+        ("pretrain.common.epochs", -1, "expected 0 or more"),
+        ("finetune.augment.flip", "yes", "expected true or false"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_fix(dotted, value, message):
+    with pytest.raises(ParamsError, match=r"params.yaml: ") as err:
+        parse_params(with_value(dotted, value))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_is_an_error_not_ignored():
+    with pytest.raises(ParamsError, match=r"unknown key 'finetune.lerning_rate'.*valid keys here: .*\blr\b"):
+        parse_params(with_value("finetune.lerning_rate", 0.1))
+
+
+def test_unknown_pretext_lists_valid_names():
+    with pytest.raises(ParamsError, match=r"unknown pretext 'bogus'; valid pretexts: none"):
+        parse_params(with_value("pretext", "bogus"))
+
+
+def test_pretext_must_be_pretrained():
+    raw = with_value("pretexts", [])
+    with pytest.raises(ParamsError, match=r"pretext 'none' is not pretrained; add it to `pretexts`"):
+        parse_params(raw)
+
+
+def test_yaml_exponent_without_dot_reads_as_float():
+    assert parse_params(with_value("finetune.weight_decay", "5e-4")).finetune.weight_decay == 5e-4
+
+
+def test_labels_per_class_accepts_int_and_all():
+    assert parse_params(with_value("finetune.labels_per_class", 100)).finetune.labels_per_class == 100
+    assert parse_params(with_value("finetune.labels_per_class", "all")).finetune.labels_per_class == "all"
+
+
+def test_params_are_frozen():
+    params = parse_params(repo_params())
+    with pytest.raises(AttributeError):
+        params.finetune.lr = 1.0
+
+
+def test_missing_file_says_where_to_run(tmp_path):
+    with pytest.raises(ParamsError, match="not found; run the stages from the repository root"):
+        load_params(tmp_path / "params.yaml")

@@ -1,0 +1,82 @@
+"""End to end: the real pipeline under real DVC, on a stratified 2% of Fashion-MNIST, in a temporary git repo."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
+                 ".dvc/.gitignore", "stages", "selfsup"]
+
+
+def run(cmd: list[str], cwd, env) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture
+def tiny_repo(tmp_path, fmnist_mirror):
+    repo = tmp_path / "repo"
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, repo / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["preprocess"]["fraction"] = 0.02
+    params["finetune"].update(epochs=2, batch_size=64)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    if fmnist_mirror:
+        env["FASHION_MNIST_MIRROR"] = os.path.abspath(fmnist_mirror)
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "tiny"], repo, env)
+    return repo, env
+
+
+@pytest.mark.e2e
+def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
+    repo, env = tiny_repo
+    out = run(["dvc", "repro"], repo, env)
+    assert stages_run(out) == {"download", "preprocess", "pretrain@none", "finetune", "evaluate"}
+    metrics = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
+    assert len(metrics["per_class"]) == 10 and 0 <= metrics["macro_f1"] <= 1
+    assert metrics["accuracy"] > 0.3  # two epochs on 1080 images: far above chance (0.1)
+    assert (repo / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text()  # dvclive left it alone
+
+    out = run(["dvc", "repro"], repo, env)
+    assert stages_run(out) == set() and "Data and pipelines are up to date" in out
+
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    out = run(["dvc", "exp", "run", "-S", "pretext=none"], repo, env)
+    assert stages_run(out) == set()
+
+    out = run(["dvc", "exp", "run", "-S", "finetune.epochs=1"], repo, env)
+    assert stages_run(out) == {"finetune", "evaluate"}
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], repo, env))
+    accuracy = diff["metrics/evaluate/metrics.json"]["test.accuracy"]
+    assert accuracy["old"] == metrics["accuracy"] and 0 < accuracy["new"] <= 1
+    markdown = run(["dvc", "metrics", "diff", "--all", "--md"], repo, env)
+    assert re.search(r"\| metrics/evaluate/metrics.json +\| test.accuracy +\|", markdown)
+
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
+    assert "metrics/evaluate/confusion.csv" in plots
+    assert "metrics/finetune/plots/metrics/val/accuracy.tsv" in plots

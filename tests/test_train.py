@@ -1,0 +1,93 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfsup.models import CifarNet, Classifier
+from selfsup.params import OptimParams
+from selfsup.train import DivergedError, Normalize, Objective, fit, predict
+
+
+def toy_problem(n=256, size=8):
+    """Class 1 images are bright on the left half, class 0 on the right: easy to learn."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 2
+    images = torch.randint(0, 60, (n, 1, size, size), generator=gen, dtype=torch.uint8)
+    left = labels.bool()
+    images[left, :, :, : size // 2] += 150
+    images[~left, :, :, size // 2 :] += 150
+    return images, labels
+
+
+def keep_labels(x, y, gen):
+    return x, y
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return Classifier(CifarNet(1, 8, norm="batch", dropout=0.0), 2)
+
+
+NORM = Normalize([0.3], [0.3], torch.device("cpu"))
+CFG = OptimParams(seed=0, epochs=3, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0)
+
+
+def accuracy_on(model, images, labels):
+    return (predict(model, images, NORM, 64).argmax(1) == labels).float().mean().item()
+
+
+def test_fit_learns_a_separable_problem():
+    images, labels = toy_problem()
+    model = make_model()
+    before = F.cross_entropy(predict(model, images, NORM, 64), labels).item()
+    result = fit(Objective(model, keep_labels), images, labels, CFG, NORM)
+    model.load_state_dict(result.best_state)
+    after = F.cross_entropy(predict(model, images, NORM, 64), labels).item()
+    assert after < before / 2
+    assert accuracy_on(model, images, labels) > 0.95
+
+
+def test_best_epoch_is_kept_as_a_real_copy():
+    images, labels = toy_problem()
+    model = make_model()
+    scores = iter([0.5, 0.9, 0.1])
+    seen = []
+
+    def validate(net):
+        seen.append({k: v.clone() for k, v in net.state_dict().items()})
+        return {"val/accuracy": next(scores)}
+
+    result = fit(Objective(model, keep_labels), images, labels, CFG, NORM, validate=validate, select="val/accuracy")
+    assert result.best_epoch == 2 and result.best_score == 0.9
+    for key, value in result.best_state.items():
+        assert torch.equal(value, seen[1][key])
+    assert not torch.equal(result.best_state["logits.weight"], model.state_dict()["logits.weight"])
+
+
+def test_head_protocol_trains_only_the_final_layer():
+    images, labels = toy_problem()
+    model = make_model()
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    logits_before = model.logits.weight.clone()
+    fit(Objective(model, keep_labels, frozen=[model.backbone]), images, labels, CFG, NORM)
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, backbone_before[key]), key  # weights and batch-norm statistics
+    assert not torch.equal(model.logits.weight, logits_before)
+
+
+def test_same_seed_same_weights():
+    images, labels = toy_problem()
+    states = [fit(Objective(make_model(), keep_labels), images, labels, CFG, NORM).best_state for _ in range(2)]
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_non_finite_loss_stops_and_says_where():
+    images, labels = toy_problem()
+
+    def nan_after_first_step(outputs, targets, calls=[0]):
+        calls[0] += 1
+        loss = F.cross_entropy(outputs, targets)
+        return loss * float("nan") if calls[0] == 3 else loss
+
+    with pytest.raises(DivergedError, match=r"loss became nan at epoch 1, step 3; lower the learning rate"):
+        fit(Objective(make_model(), keep_labels, loss=nan_after_first_step), images, labels, CFG, NORM)
