@@ -5,24 +5,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it."""
+    """Yield a temporary path for `path`; on success rename it onto `path`, on error delete it.
+
+    The temporary file has `path`'s own name inside a hidden folder beside it, because some writers
+    record the file name in the file (torch.save names its zip archive after it): outputs stay
+    byte-identical from run to run, so DVC sees the same hash.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = tmp_dir / path.name
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def write_json(path: str | Path, data) -> None:

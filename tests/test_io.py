@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from selfsup.io import atomic_path, write_json
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_success_leaves_only_the_file(tmp_path):
+    write_json(tmp_path / "a" / "m.json", {"x": 1})
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["m.json"]
+    assert (tmp_path / "a" / "m.json").read_text() == '{\n  "x": 1\n}\n'
+
+
+def test_torch_outputs_are_byte_identical_across_writes(tmp_path):
+    """DVC hashes outputs: the same tensors must give the same bytes (torch.save records the file name)."""
+    data = {"images": torch.arange(10, dtype=torch.uint8)}
+    for folder in ("a", "b"):
+        with atomic_path(tmp_path / folder / "train.pt") as tmp:
+            torch.save(data, tmp)
+    assert (tmp_path / "a/train.pt").read_bytes() == (tmp_path / "b/train.pt").read_bytes()
