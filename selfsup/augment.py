@@ -26,3 +26,47 @@ def flip_translate(x: torch.Tensor, flip: bool, translate: int, generator: torch
         theta[:, 1, 2] = shift[:, 1] * 2.0 / h
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def rotate90(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image in all four rotations (0, 90, 180, 270 degrees) and the rotation index of each."""
+    views = torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])
+    return views, torch.arange(4, device=x.device).repeat_interleave(len(x))
+
+
+def random_affine(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    rotate: float = 0.0,
+    scale: tuple[float, float] = (1.0, 1.0),
+    translate: float = 0.0,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Per-image random rotation (± degrees), scaling, translation (fraction of the size) and flip.
+
+    One `affine_grid`/`grid_sample` call for the whole batch, bilinear, zeros shifted in.
+    """
+    n, device = len(x), x.device
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+
+    angle = uniform(-rotate, rotate) * torch.pi / 180
+    zoom = uniform(*scale)
+    sign = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0) if flip else 1.0
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([
+        torch.stack([cos * sign, -sin, uniform(-translate, translate) * 2], 1),
+        torch.stack([sin * sign, cos, uniform(-translate, translate) * 2], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def jitter_intensity(x: torch.Tensor, generator: torch.Generator, brightness: float, contrast: float) -> torch.Tensor:
+    """Per-image random contrast (× 1 ± contrast around the image mean) and brightness (+ ± brightness), clamped to [0, 1]."""
+    n, device = len(x), x.device
+    c = 1 + contrast * (2 * torch.rand(n, 1, 1, 1, generator=generator, device=device) - 1)
+    b = brightness * (2 * torch.rand(n, 1, 1, 1, generator=generator, device=device) - 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * c + mean + b).clamp_(0, 1)

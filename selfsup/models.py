@@ -70,6 +70,26 @@ class Classifier(nn.Module):
         return self.logits(self.backbone(x))
 
 
+class Decoder(nn.Module):
+    """CifarNet mirrored: fc 192 → 384 → 64·(s/4)² , then two (upsample ×2, conv 5×5) blocks back to the image.
+
+    Ends in a sigmoid: reconstructions live on the [0, 1] scale of the input images.
+    """
+
+    def __init__(self, out_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        self.side = image_size // 4
+        self.fc = nn.Sequential(nn.Linear(FEATURE_DIM, 384), nn.ReLU(inplace=True),
+                                nn.Linear(384, 64 * self.side**2), nn.ReLU(inplace=True))
+        self.conv = nn.Sequential(
+            nn.Upsample(scale_factor=2), nn.Conv2d(64, 64, 5, padding=2), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.Upsample(scale_factor=2), nn.Conv2d(64, out_channels, 5, padding=2), nn.Sigmoid(),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.fc(features).view(-1, 64, self.side, self.side))
+
+
 def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarNet:
     """The backbone `model_cfg` (the params.yaml `model` section as a dict) describes."""
     return CifarNet(in_channels, image_size, norm=model_cfg["norm"], dropout=model_cfg["dropout"])

@@ -55,14 +55,20 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class OptimParams:
-    """Settings every training stage shares: the optimiser, its schedule, the batch."""
+    """Settings every training stage shares: the optimiser and the batch (SGD, cosine schedule)."""
 
     seed: int = 0
-    epochs: int = field(default=10, metadata=_check(_non_negative, "0 or more"))
     batch_size: int = field(default=128, metadata=_check(_positive, "a positive integer"))
     lr: float = field(default=0.05, metadata=_check(_positive, "a positive number, e.g. 0.05"))
     momentum: float = field(default=0.9, metadata=_check(lambda m: 0 <= m < 1, "a number in [0, 1)"))
     weight_decay: float = field(default=5e-4, metadata=_check(_non_negative, "0 or more"))
+
+
+@dataclass(frozen=True)
+class PretrainCommon(OptimParams):
+    """Shared by every pretext; `seed` also seeds the random initialisation."""
+
+    val_images: int = field(default=2000, metadata=_check(_positive, "a positive number of images"))
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,39 @@ class NoneParams:
 
 
 @dataclass(frozen=True)
+class RotationParams:
+    epochs: int = field(default=3, metadata=_check(_positive, "a positive integer"))
+    flip: bool = True
+    translate: int = field(default=2, metadata=_check(_non_negative, "0 or more pixels"))
+
+
+@dataclass(frozen=True)
+class ExemplarParams:
+    epochs: int = field(default=2, metadata=_check(_positive, "a positive integer"))
+    views: int = field(default=6, metadata=_check(lambda v: v >= 2, "2 or more views per image"))
+    temperature: float = field(default=0.2, metadata=_check(_positive, "a positive number, e.g. 0.2"))
+    projection_dim: int = field(default=128, metadata=_check(_positive, "a positive integer"))
+    rotate: float = field(default=20.0, metadata=_check(_non_negative, "0 or more degrees"))
+    scale_min: float = field(default=0.7, metadata=_check(_positive, "a positive number"))
+    scale_max: float = field(default=1.3, metadata=_check(_positive, "a positive number"))
+    translate: float = field(default=0.15, metadata=_check(lambda t: 0 <= t < 1, "a fraction of the size in [0, 1)"))
+    flip: bool = True
+    brightness: float = field(default=0.3, metadata=_check(_non_negative, "0 or more"))
+    contrast: float = field(default=0.4, metadata=_check(lambda c: 0 <= c < 1, "a number in [0, 1)"))
+
+
+@dataclass(frozen=True)
+class AutoencoderParams:
+    epochs: int = field(default=4, metadata=_check(_positive, "a positive integer"))
+
+
+@dataclass(frozen=True)
 class PretrainParams:
-    common: OptimParams = OptimParams()
+    common: PretrainCommon = PretrainCommon()
     none: NoneParams = NoneParams()
+    rotation: RotationParams = RotationParams()
+    exemplar: ExemplarParams = ExemplarParams()
+    autoencoder: AutoencoderParams = AutoencoderParams()
 
 
 @dataclass(frozen=True)

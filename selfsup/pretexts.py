@@ -2,6 +2,7 @@
 
 Adding a pretext is one PretextSpec entry here plus one params section `pretrain.<name>`
 (a dataclass field of PretrainParams); the `pretrain@<name>` stage then exists by listing it in `pretexts`.
+A pretext's make_batch receives images in [0, 1] and each image's index in the training set (never a label).
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfsup import params as P
-from selfsup.train import MakeBatch
+from selfsup.augment import flip_translate, jitter_intensity, random_affine, rotate90
+from selfsup.models import FEATURE_DIM, Decoder
+from selfsup.train import MakeBatch, top1_accuracy
 
 
 @dataclass(frozen=True)
@@ -21,27 +25,132 @@ class PretextSpec:
     """One pretext task.
 
     params: the dataclass of its `pretrain.<name>` section.
-    make_head: pretext params → the head put on the backbone's 192-d features; None means the task does
-        not train (the backbone stays as initialised).
-    make_batch: pretext params → MakeBatch, turning unlabelled images into (inputs, targets).
+    make_head: (pretext params, channels, image size) → the head put on the backbone's 192-d features;
+        None means the task does not train (the backbone stays as initialised).
+    make_batch: pretext params → MakeBatch, turning unlabelled images (and their indices) into (inputs, targets).
     loss: outputs × targets → scalar.
-    classify: targets are class indices (pretext accuracy is logged).
+    accuracy: outputs × targets → fraction correct, for tasks that have one.
+    shows_images: outputs are images; the pretrain stage logs a grid of inputs and outputs each epoch.
     """
 
     params: type
-    make_head: Callable[[object], nn.Module] | None = None
+    make_head: Callable[[object, int, int], nn.Module] | None = None
     make_batch: Callable[[object], MakeBatch] | None = None
     loss: Callable = F.cross_entropy
-    classify: bool = True
+    accuracy: Callable | None = top1_accuracy
+    shows_images: bool = False
 
     @property
     def trains(self) -> bool:
         return self.make_head is not None
 
 
+def rotation_batch(cfg: P.RotationParams) -> MakeBatch:
+    """Rotation prediction (Gidaris, Singh & Komodakis, ICLR 2018): each image in all four rotations,
+    the target is which one. Light flip/translation first, so the rotation is not read off the border."""
+
+    def make(x, ids, gen):
+        return rotate90(flip_translate(x, cfg.flip, cfg.translate, gen))
+
+    return make
+
+
+def exemplar_batch(cfg: P.ExemplarParams) -> MakeBatch:
+    """Exemplar CNN (Dosovitskiy et al., NIPS 2014): every source image is its own surrogate class, and
+    `views` randomly transformed copies of it (rotation, scale, translation, crop by zoom, flip,
+    brightness and contrast) are that class's samples. The class is the image's index in the training
+    set, so it never changes between batches or epochs.
+
+    We use the within-batch, non-parametric form: a view must pick out the other views of its own image
+    among all views in the batch (a multi-positive softmax over cosine similarities, as in SupCon,
+    Khosla et al. 2020), instead of the paper's N-way parametric softmax. The parametric head needs one
+    output per surrogate image and sees each class only a few times in the epochs a CPU affords; the
+    non-parametric form compares every view with every other at each step, learns within one epoch,
+    and costs the same for 1,000 or 54,000 surrogate images.
+    """
+
+    def make(x, ids, gen):
+        views = x.repeat_interleave(cfg.views, dim=0)
+        views = random_affine(views, gen, rotate=cfg.rotate, scale=(cfg.scale_min, cfg.scale_max),
+                              translate=cfg.translate, flip=cfg.flip)
+        views = jitter_intensity(views, gen, cfg.brightness, cfg.contrast)
+        return views, ids.repeat_interleave(cfg.views)
+
+    return make
+
+
+class Projection(nn.Module):
+    """Exemplar head: a small MLP onto the unit sphere, where views are compared by cosine similarity."""
+
+    def __init__(self, dim: int, temperature: float):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(inplace=True), nn.Linear(FEATURE_DIM, dim))
+        self.temperature = temperature
+
+    def forward(self, features):
+        return F.normalize(self.mlp(features), dim=1) / self.temperature**0.5
+
+
+def _similarity(z: torch.Tensor) -> torch.Tensor:
+    """Pairwise scaled cosine similarities with each view's similarity to itself masked out."""
+    sim = z @ z.T
+    return sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+
+
+def multi_positive_loss(z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Mean over views of −log(softmax mass on the other views of the same image)."""
+    log_prob = _similarity(z).log_softmax(1)
+    positive = (ids[:, None] == ids[None, :]) & ~torch.eye(len(ids), dtype=torch.bool, device=z.device)
+    return -(log_prob.masked_fill(~positive, 0).sum(1) / positive.sum(1).clamp(min=1)).mean()
+
+
+def view_retrieval_accuracy(z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Fraction of views whose most similar other view comes from the same image."""
+    return (ids[_similarity(z).argmax(1)] == ids).float().mean()
+
+
+def autoencoder_batch(cfg: P.AutoencoderParams) -> MakeBatch:
+    """Autoencoder: CifarNet encodes to its 192-d features, a mirrored decoder reconstructs the image.
+    No augmentation: the target is the input itself."""
+
+    def make(x, ids, gen):
+        return x, x
+
+    return make
+
+
+def image_grid(inputs: torch.Tensor, outputs: torch.Tensor) -> "PIL.Image.Image":
+    """Inputs (top row) above outputs (bottom row), as one 8-bit image for dvclive."""
+    from torchvision.transforms.functional import to_pil_image
+    from torchvision.utils import make_grid
+
+    grid = make_grid(torch.cat([inputs, outputs]).float().clamp(0, 1).cpu(), nrow=len(inputs), padding=2)
+    return to_pil_image(grid)
+
+
 PRETEXTS: dict[str, PretextSpec] = {
     # No pre-training: a seeded random initialisation, so `pretext=none` is the supervised baseline.
     "none": PretextSpec(params=P.NoneParams),
+    "rotation": PretextSpec(
+        params=P.RotationParams,
+        make_head=lambda cfg, channels, size: nn.Linear(FEATURE_DIM, 4),
+        make_batch=rotation_batch,
+    ),
+    "exemplar": PretextSpec(
+        params=P.ExemplarParams,
+        make_head=lambda cfg, channels, size: Projection(cfg.projection_dim, cfg.temperature),
+        make_batch=exemplar_batch,
+        loss=multi_positive_loss,
+        accuracy=view_retrieval_accuracy,
+    ),
+    "autoencoder": PretextSpec(
+        params=P.AutoencoderParams,
+        make_head=lambda cfg, channels, size: Decoder(channels, size),
+        make_batch=autoencoder_batch,
+        loss=F.mse_loss,
+        accuracy=None,
+        shows_images=True,
+    ),
 }
 
 

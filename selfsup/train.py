@@ -32,14 +32,19 @@ class Objective:
     model: maps inputs to outputs; make_batch: builds (inputs, targets) from a batch of images in [0, 1]
     (augmentation and the pretext's transformation live here); loss: outputs × targets → scalar;
     frozen: submodules kept in eval mode and out of the optimiser (e.g. the backbone for a linear head);
-    classify: targets are class indices, so accuracy is logged.
+    accuracy: outputs × targets → fraction correct, logged where the task has one.
     """
 
     model: nn.Module
     make_batch: MakeBatch
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
     frozen: list[nn.Module] = field(default_factory=list)
-    classify: bool = True
+    accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+
+def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose highest logit is the target class."""
+    return (logits.argmax(1) == targets).float().mean()
 
 
 def pick_device() -> torch.device:
@@ -83,18 +88,43 @@ def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size:
     return torch.cat(outs)
 
 
+@torch.inference_mode()
+def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Tensor, norm: Normalize,
+                       batch_size: int, seed: int) -> dict[str, float]:
+    """Mean loss (and accuracy) of the objective on held-out images, batched as in training, in eval mode.
+
+    A fixed `seed` draws the same random views every time, so epochs are compared on equal terms.
+    """
+    objective.model.eval()
+    device = norm.mean.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    losses, accuracies = [], []
+    for i in range(0, len(images), batch_size):
+        x = norm.unit(images[i : i + batch_size].to(device))
+        inputs, targets = objective.make_batch(x, ids[i : i + batch_size].to(device), gen)
+        outputs = objective.model(norm(inputs))
+        losses.append(objective.loss(outputs, targets).item())
+        if objective.accuracy is not None:
+            accuracies.append(objective.accuracy(outputs, targets).item())
+    metrics = {"val/loss": sum(losses) / len(losses)}
+    if accuracies:
+        metrics["val/accuracy"] = sum(accuracies) / len(accuracies)
+    return metrics
+
+
 def fit(
     objective: Objective,
     images: torch.Tensor,
     labels: torch.Tensor | None,
     cfg: OptimParams,
+    epochs: int,
     norm: Normalize,
     live=None,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
     select: str | None = None,
     desc: str = "train",
 ) -> FitResult:
-    """Train `objective.model` for cfg.epochs on uint8 `images` (and `labels`); keep the best epoch.
+    """Train `objective.model` for `epochs` on uint8 `images` (and `labels`); keep the best epoch.
 
     SGD with Nesterov momentum and a cosine learning-rate schedule over all steps. After each epoch,
     `validate(model)` returns metrics; the epoch with the highest `select` metric is kept (a copy of its
@@ -110,7 +140,7 @@ def fit(
     n = len(images)
     batch_size = min(cfg.batch_size, n)
     steps_per_epoch = n // batch_size  # the ragged last batch is dropped: batch norm dislikes tiny batches
-    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    total_steps = max(1, steps_per_epoch * epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     images = images.to(device)
@@ -120,13 +150,13 @@ def fit(
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     result = FitResult(snapshot(), 0, None)
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         for module in objective.frozen:
             module.eval()
         perm = torch.randperm(n, generator=gen, device=device)
-        loss_sum = correct = seen = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, mininterval=2)
+        loss_sum = correct = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=2)
         for step in bar:
             idx = perm[step * batch_size : (step + 1) * batch_size]
             inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx], gen)
@@ -141,13 +171,12 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.item() * len(targets)
-            seen += len(targets)
-            if objective.classify:
-                correct += (outputs.argmax(1) == targets).sum().item()
-        metrics = {"train/loss": loss_sum / seen}
-        if objective.classify:
-            metrics["train/accuracy"] = correct / seen
+            loss_sum += loss.item()
+            if objective.accuracy is not None:
+                correct += objective.accuracy(outputs.detach(), targets).item()
+        metrics = {"train/loss": loss_sum / steps_per_epoch}
+        if objective.accuracy is not None:
+            metrics["train/accuracy"] = correct / steps_per_epoch
         if validate is not None:
             metrics.update(validate(model))
         score = metrics[select] if select else None
@@ -157,5 +186,5 @@ def fit(
             for key, value in metrics.items():
                 live.log_metric(key, value)
             live.next_step()
-        tqdm.write(f"{desc} epoch {epoch}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        tqdm.write(f"{desc} epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return result

@@ -12,7 +12,7 @@ from selfsup.cli import open_live, run_stage
 from selfsup.data import labelled_subset, load_prepared
 from selfsup.models import Classifier, build_backbone, load_backbone_into, load_checkpoint, save_checkpoint
 from selfsup.params import load_params, to_dict
-from selfsup.train import Normalize, Objective, fit, pick_device, predict
+from selfsup.train import Normalize, Objective, fit, pick_device, predict, top1_accuracy
 
 
 def main(argv=None):
@@ -52,8 +52,9 @@ def main(argv=None):
 
     frozen = [model.backbone] if cfg.protocol == "head" else []
     live = open_live(args.metrics)
-    result = fit(Objective(model, make_batch, F.cross_entropy, frozen), train.images[chosen], train.labels[chosen],
-                 cfg, norm, live, validate=validate, select="val/accuracy", desc="finetune")
+    objective = Objective(model, make_batch, F.cross_entropy, frozen, accuracy=top1_accuracy)
+    result = fit(objective, train.images[chosen], train.labels[chosen], cfg, cfg.epochs, norm, live,
+                 validate=validate, select="val/accuracy", desc="finetune")
     model.load_state_dict(result.best_state)
     live.summary.update({"best/epoch": result.best_epoch, "best/val_accuracy": result.best_score,
                          "labelled_images": len(chosen)})

@@ -10,8 +10,8 @@ from selfsup.cli import open_live, run_stage
 from selfsup.data import load_prepared
 from selfsup.models import build_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
-from selfsup.pretexts import get_pretext
-from selfsup.train import Normalize, Objective, fit, pick_device
+from selfsup.pretexts import get_pretext, image_grid
+from selfsup.train import Normalize, Objective, evaluate_objective, fit, pick_device
 
 
 def main(argv=None):
@@ -24,20 +24,35 @@ def main(argv=None):
     params = load_params()
     spec = get_pretext(args.pretext)
     common, pretext_cfg = params.pretrain.common, getattr(params.pretrain, args.pretext)
-    prepared = load_prepared(args.data, splits=("train",))
+    prepared = load_prepared(args.data, splits=("train", "val"))
     meta = prepared.meta
-    images = prepared.splits["train"].images  # labels never reach pre-training
+    # Labels never reach pre-training: a pretext sees images and each image's index, its identity.
+    images = prepared.splits["train"].images
+    val_images = prepared.splits["val"].images[: common.val_images]
 
     torch.manual_seed(common.seed)
     backbone = build_backbone(to_dict(params.model), meta["channels"], meta["image_size"])
     live = open_live(args.metrics)
     live.summary["backbone_parameters"] = sum(p.numel() for p in backbone.parameters())
     if spec.trains:
-        objective = Objective(nn.Sequential(backbone, spec.make_head(pretext_cfg)),
-                              spec.make_batch(pretext_cfg), spec.loss, classify=spec.classify)
+        head = spec.make_head(pretext_cfg, meta["channels"], meta["image_size"])
+        objective = Objective(nn.Sequential(backbone, head), spec.make_batch(pretext_cfg), spec.loss,
+                              accuracy=spec.accuracy)
         norm = Normalize(meta["mean"], meta["std"], pick_device())
+        val_ids = torch.arange(len(val_images))
+
+        def validate(model):
+            metrics = evaluate_objective(objective, val_images, val_ids, norm, common.batch_size, common.seed)
+            if spec.shows_images:
+                x = norm.unit(val_images[:8].to(norm.mean.device))
+                with torch.no_grad():
+                    grid = image_grid(x, model(norm(x)))
+                live.log_image(f"reconstructions/epoch_{live.step + 1:02d}.png", grid)
+            return metrics
+
         # Pretext tasks have no labelled val set to select on: the last epoch is the backbone.
-        fit(objective, images, None, common, norm, live, desc=f"pretrain {args.pretext}")
+        fit(objective, images, torch.arange(len(images)), common, pretext_cfg.epochs, norm, live,
+            validate=validate, desc=f"pretrain {args.pretext}")
         backbone.cpu()
     save_checkpoint(
         Path(args.out) / "backbone.pt", backbone, pretext=args.pretext,

@@ -37,7 +37,8 @@ def test_repo_params_are_valid():
         ("finetune.protocol", "linear", "expected 'full' or 'head'"),
         ("model.norm", "layer", "expected 'batch' or 'lrn' or 'none'"),
         ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
-        ("pretrain.common.epochs", -1, "expected 0 or more"),
+        ("pretrain.rotation.epochs", 0, "expected a positive integer"),
+        ("pretrain.exemplar.views", 1, "expected 2 or more views per image"),
         ("finetune.augment.flip", "yes", "expected true or false"),
     ],
 )
@@ -54,7 +55,7 @@ def test_unknown_key_is_an_error_not_ignored():
 
 
 def test_unknown_pretext_lists_valid_names():
-    with pytest.raises(ParamsError, match=r"unknown pretext 'bogus'; valid pretexts: none"):
+    with pytest.raises(ParamsError, match=r"unknown pretext 'bogus'; valid pretexts: none, rotation, exemplar, autoencoder"):
         parse_params(with_value("pretext", "bogus"))
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import REPO
@@ -38,6 +39,10 @@ def tiny_repo(tmp_path, fmnist_mirror):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["preprocess"]["fraction"] = 0.02
     params["finetune"].update(epochs=2, batch_size=64)
+    params["pretrain"]["common"].update(batch_size=32, val_images=64)
+    for name in params["pretexts"]:
+        if "epochs" in (params["pretrain"][name] or {}):
+            params["pretrain"][name]["epochs"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -53,7 +58,9 @@ def tiny_repo(tmp_path, fmnist_mirror):
 def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     repo, env = tiny_repo
     out = run(["dvc", "repro"], repo, env)
-    assert stages_run(out) == {"download", "preprocess", "pretrain@none", "finetune", "evaluate"}
+    pretexts = yaml.safe_load((repo / "params.yaml").read_text())["pretexts"]
+    assert set(pretexts) == {"none", "rotation", "exemplar", "autoencoder"}
+    assert stages_run(out) == {"download", "preprocess", "finetune", "evaluate", *(f"pretrain@{p}" for p in pretexts)}
     metrics = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
     assert len(metrics["per_class"]) == 10 and 0 <= metrics["macro_f1"] <= 1
     assert metrics["accuracy"] > 0.3  # two epochs on 1080 images: far above chance (0.1)
@@ -72,7 +79,16 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     out = run(["dvc", "exp", "run", "-S", "pretext=none"], repo, env)
     assert stages_run(out) == set()
 
-    out = run(["dvc", "exp", "run", "-S", "finetune.epochs=1"], repo, env)
+    out = run(["dvc", "exp", "run", "-S", "pretrain.rotation.epochs=2"], repo, env)
+    assert stages_run(out) == {"pretrain@rotation"}  # tuning one pretext retrains only that one
+
+    for pretext in ("rotation", "exemplar", "autoencoder"):
+        out = run(["dvc", "exp", "run", "-S", f"pretext={pretext}"], repo, env)
+        assert stages_run(out) == {"finetune", "evaluate"}, pretext  # the backbones are cached
+        model = torch.load(repo / "models/finetune/model.pt", weights_only=True)
+        assert model["pretext"] == pretext
+
+    out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.epochs=1"], repo, env)
     assert stages_run(out) == {"finetune", "evaluate"}
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], repo, env))
@@ -84,3 +100,5 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
     assert "metrics/evaluate/confusion.csv" in plots
     assert "metrics/finetune/plots/metrics/val/accuracy.tsv" in plots
+    assert "metrics/pretrain/rotation/plots/metrics/train/accuracy.tsv" in plots
+    assert any(key.startswith("metrics/pretrain/autoencoder/plots/images/reconstructions/") for key in plots)

@@ -1,15 +1,37 @@
+import io
+import json
 import subprocess
 
+import pandas as pd
 import pytest
+import yaml
 
-from selfsup.report import END, START, render, replace_block, results_markdown
+from selfsup.report import (CMP_END, CMP_START, COMPARISON, END, START, comparison_markdown, experiment_rows,
+                            render, render_comparison, replace_block, results_markdown)
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
-          "finetune": {"protocol": "full", "labels_per_class": "all", "epochs": 15}}
+          "finetune": {"protocol": "full", "labels_per_class": "all", "epochs": 15, "seed": 0}}
 FINETUNE = {"labelled_images": 54000, "best/epoch": 14}
 EVALUATE = {"test": {"accuracy": 0.91234, "macro_f1": 0.9111,
                      "per_class": {"a": {"accuracy": 0.5}, "b": {"accuracy": 1.0}}}}
+
+
+def committed(path):
+    """A file as committed at HEAD (the README speaks for the committed run, not a local rerun)."""
+    inside = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=REPO, capture_output=True)
+    if inside.returncode:
+        pytest.skip("not a git checkout with commits")
+    proc = subprocess.run(["git", "show", f"HEAD:{path.relative_to(REPO)}"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{path.relative_to(REPO)} is not committed: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def exp_entry(name, pretext, labels, accuracy, timestamp):
+    params = {**PARAMS, "pretext": pretext, "finetune": {**PARAMS["finetune"], "labels_per_class": labels}}
+    return {"rev": name * 3, "name": name, "data": {
+        "timestamp": timestamp, "params": {"params.yaml": {"data": params}},
+        "metrics": {"metrics/evaluate/metrics.json": {"data": {"test": {"accuracy": accuracy, "macro_f1": 0.5}}}}}}
 
 
 def test_results_markdown_reads_the_numbers():
@@ -24,14 +46,36 @@ def test_replace_block_keeps_the_rest():
         replace_block("no markers", "NEW")
 
 
+def test_experiments_become_one_row_per_setting():
+    baseline = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    baseline["experiments"] = [
+        {"revs": [exp_entry("exp-a", "rotation", "all", 0.91, "2026-01-02T00:00:00")]},
+        {"revs": [exp_entry("exp-b", "rotation", 100, 0.8, "2026-01-03T00:00:00")]},
+        {"revs": [exp_entry("exp-c", "rotation", 100, 0.81, "2026-01-04T00:00:00")]},  # rerun: newest wins
+    ]
+    workspace = {**exp_entry("x", "none", "all", 0.1, None), "rev": "workspace"}
+    table = experiment_rows([workspace, baseline])
+    assert sorted(table.experiment) == ["exp-a", "exp-c", "main"]
+    md = comparison_markdown(table)
+    assert md.splitlines()[0] == "| pretext | all labels per class | 100 labels per class |"
+    assert "| none | 90.00% (15 ep.) | — |" in md
+    assert "| rotation | 91.00% (15 ep.) | 81.00% (15 ep.) |" in md
+
+
 def test_readme_results_match_the_committed_metrics():
     """No number in the README is typed by hand: it is what the committed metrics/ say."""
-    def committed(path):
-        proc = subprocess.run(["git", "show", f"HEAD:{path.relative_to(REPO)}"], cwd=REPO,
-                              capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"not a git checkout with committed metrics: {proc.stderr.strip()}")
-        return proc.stdout
+    readme = (REPO / "README.md").read_text()
+    assert render(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
 
-    block = render(REPO, read=committed)
-    assert block in (REPO / "README.md").read_text(), "README.md is stale: run `python -m selfsup.report`"
+
+def test_comparison_agrees_with_the_committed_default_run():
+    table = pd.read_csv(io.StringIO(committed(REPO / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+    params = yaml.safe_load(committed(REPO / "params.yaml"))
+    ft = params["finetune"]
+    row = table[(table.pretext == params["pretext"]) & (table.labels_per_class == str(ft["labels_per_class"]))
+                & (table.protocol == ft["protocol"]) & (table.epochs == ft["epochs"]) & (table.seed == ft["seed"])]
+    assert len(row) == 1, "metrics/comparison.tsv lacks the default run"
+    accuracy = json.loads(committed(REPO / "metrics/evaluate/metrics.json"))["test"]["accuracy"]
+    assert row.test_accuracy.iloc[0] == pytest.approx(accuracy, abs=1e-6)
+    assert set(table.pretext) >= set(params["pretexts"])

@@ -17,7 +17,10 @@ def workdir(tmp_path, monkeypatch):
     """A cwd with params.yaml (tiny settings, every pretext) and a prepared 8×8 dataset of 4 classes."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["pretexts"] = sorted(PRETEXTS)
-    params["pretrain"]["common"].update(epochs=1, batch_size=16)
+    params["pretrain"]["common"].update(batch_size=16, val_images=16)
+    for name in PRETEXTS:
+        if "epochs" in (params["pretrain"][name] or {}):
+            params["pretrain"][name]["epochs"] = 1
     params["finetune"].update(epochs=2, batch_size=16)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     gen = torch.Generator().manual_seed(0)
@@ -49,6 +52,11 @@ def test_every_pretext_pretrains_a_backbone_that_finetunes(workdir, name):
     evaluate.main(["--model", "ft/model.pt", "--data", "prepared", "--metrics", "m/ev"])
     assert (workdir / "m/ev/metrics.json").is_file() and (workdir / "m/ev/confusion.csv").is_file()
     assert (workdir / "m/ft/plots/metrics/val/accuracy.tsv").is_file()
+    if PRETEXTS[name].trains:  # pretext loss per epoch, on training and held-out images
+        assert (workdir / f"m/pre/{name}/plots/metrics/train/loss.tsv").is_file()
+        assert (workdir / f"m/pre/{name}/plots/metrics/val/loss.tsv").is_file()
+    if PRETEXTS[name].shows_images:
+        assert (workdir / f"m/pre/{name}/plots/images/reconstructions/epoch_01.png").is_file()
 
 
 def test_finetune_refuses_a_backbone_of_another_model(workdir):

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from selfsup.models import CifarNet, Classifier
 from selfsup.params import OptimParams
-from selfsup.train import DivergedError, Normalize, Objective, fit, predict
+from selfsup.train import DivergedError, Normalize, Objective, fit, predict, top1_accuracy
 
 
 def toy_problem(n=256, size=8):
@@ -28,7 +28,8 @@ def make_model(seed=0):
 
 
 NORM = Normalize([0.3], [0.3], torch.device("cpu"))
-CFG = OptimParams(seed=0, epochs=3, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0)
+CFG = OptimParams(seed=0, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0)
+EPOCHS = 3
 
 
 def accuracy_on(model, images, labels):
@@ -39,7 +40,7 @@ def test_fit_learns_a_separable_problem():
     images, labels = toy_problem()
     model = make_model()
     before = F.cross_entropy(predict(model, images, NORM, 64), labels).item()
-    result = fit(Objective(model, keep_labels), images, labels, CFG, NORM)
+    result = fit(Objective(model, keep_labels), images, labels, CFG, EPOCHS, NORM)
     model.load_state_dict(result.best_state)
     after = F.cross_entropy(predict(model, images, NORM, 64), labels).item()
     assert after < before / 2
@@ -56,7 +57,7 @@ def test_best_epoch_is_kept_as_a_real_copy():
         seen.append({k: v.clone() for k, v in net.state_dict().items()})
         return {"val/accuracy": next(scores)}
 
-    result = fit(Objective(model, keep_labels), images, labels, CFG, NORM, validate=validate, select="val/accuracy")
+    result = fit(Objective(model, keep_labels), images, labels, CFG, EPOCHS, NORM, validate=validate, select="val/accuracy")
     assert result.best_epoch == 2 and result.best_score == 0.9
     for key, value in result.best_state.items():
         assert torch.equal(value, seen[1][key])
@@ -68,7 +69,7 @@ def test_head_protocol_trains_only_the_final_layer():
     model = make_model()
     backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     logits_before = model.logits.weight.clone()
-    fit(Objective(model, keep_labels, frozen=[model.backbone]), images, labels, CFG, NORM)
+    fit(Objective(model, keep_labels, frozen=[model.backbone]), images, labels, CFG, EPOCHS, NORM)
     for key, value in model.backbone.state_dict().items():
         assert torch.equal(value, backbone_before[key]), key  # weights and batch-norm statistics
     assert not torch.equal(model.logits.weight, logits_before)
@@ -76,7 +77,7 @@ def test_head_protocol_trains_only_the_final_layer():
 
 def test_same_seed_same_weights():
     images, labels = toy_problem()
-    states = [fit(Objective(make_model(), keep_labels), images, labels, CFG, NORM).best_state for _ in range(2)]
+    states = [fit(Objective(make_model(), keep_labels), images, labels, CFG, EPOCHS, NORM).best_state for _ in range(2)]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
 
@@ -90,4 +91,4 @@ def test_non_finite_loss_stops_and_says_where():
         return loss * float("nan") if calls[0] == 3 else loss
 
     with pytest.raises(DivergedError, match=r"loss became nan at epoch 1, step 3; lower the learning rate"):
-        fit(Objective(make_model(), keep_labels, loss=nan_after_first_step), images, labels, CFG, NORM)
+        fit(Objective(make_model(), keep_labels, loss=nan_after_first_step), images, labels, CFG, EPOCHS, NORM)
