@@ -17,6 +17,16 @@ def write_idx(path: Path, array: torch.Tensor) -> Path:
     return path
 
 
+def shrink_params(params: dict, batch_size: int, val_images: int) -> dict:
+    """params.yaml settings for a smoke run: one epoch per pretext, two of fine-tuning, small batches."""
+    params["pretrain"]["common"].update(batch_size=batch_size, val_images=val_images)
+    for section in params["pretrain"].values():
+        if "epochs" in (section or {}):
+            section["epochs"] = 1
+    params["finetune"]["epochs"] = 2
+    return params
+
+
 @pytest.fixture(scope="session")
 def fmnist_mirror() -> str | None:
     """The offline Fashion-MNIST mirror when one is configured; None means the official mirrors (internet)."""

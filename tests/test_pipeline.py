@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
                  ".dvc/.gitignore", "stages", "selfsup"]
@@ -38,11 +38,8 @@ def tiny_repo(tmp_path, fmnist_mirror):
             shutil.copy(src, dst)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["preprocess"]["fraction"] = 0.02
-    params["finetune"].update(epochs=2, batch_size=64)
-    params["pretrain"]["common"].update(batch_size=32, val_images=64)
-    for name in params["pretexts"]:
-        if "epochs" in (params["pretrain"][name] or {}):
-            params["pretrain"][name]["epochs"] = 1
+    shrink_params(params, batch_size=32, val_images=64)
+    params["finetune"]["batch_size"] = 64
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

@@ -9,7 +9,7 @@ from selfsup.data import make_splits, save_prepared
 from selfsup.models import load_checkpoint
 from selfsup.pretexts import PRETEXTS
 from stages import evaluate, finetune, pretrain
-from tests.conftest import REPO
+from tests.conftest import REPO, shrink_params
 
 
 @pytest.fixture
@@ -17,11 +17,8 @@ def workdir(tmp_path, monkeypatch):
     """A cwd with params.yaml (tiny settings, every pretext) and a prepared 8×8 dataset of 4 classes."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["pretexts"] = sorted(PRETEXTS)
-    params["pretrain"]["common"].update(batch_size=16, val_images=16)
-    for name in PRETEXTS:
-        if "epochs" in (params["pretrain"][name] or {}):
-            params["pretrain"][name]["epochs"] = 1
-    params["finetune"].update(epochs=2, batch_size=16)
+    shrink_params(params, batch_size=16, val_images=16)
+    params["finetune"]["batch_size"] = 16
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(200) % 4
