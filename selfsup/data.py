@@ -145,8 +145,11 @@ def load_prepared(prepared_dir: str | Path, splits=SPLITS) -> Prepared:
     return Prepared(meta, loaded)
 
 
-def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int) -> torch.Tensor:
-    """Positions of `per_class` seeded random images of every class (`all`: every position)."""
+def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int,
+                    param: str = "finetune.labels_per_class") -> torch.Tensor:
+    """Positions of `per_class` seeded random images of every class (`all`: every position).
+
+    `param` names the setting `per_class` came from, for the error when a class is too small."""
     if per_class == "all":
         return torch.arange(len(labels))
     gen = torch.Generator().manual_seed(seed)
@@ -155,7 +158,7 @@ def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int) -> to
         members = (labels == cls).nonzero().squeeze(1)
         if len(members) < per_class:
             raise DataError(
-                f"finetune.labels_per_class is {per_class} but class {int(cls)} has only {len(members)} "
+                f"{param} is {per_class} but class {int(cls)} has only {len(members)} "
                 f"training images; use at most {len(members)} or `all`"
             )
         chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])

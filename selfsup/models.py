@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from selfsup import SelfSupError
@@ -14,12 +15,33 @@ FEATURE_DIM = 192
 ARCH = "cifarnet"
 
 
+class FastLRN(nn.Module):
+    """nn.LocalResponseNorm computed as one matrix product over channels.
+
+    The sum of squares over each channel's window is `x² @ band`, a C×C 0/1 band matrix; on a channels_last
+    tensor that is a single GEMM, where nn.LocalResponseNorm pads and average-pools a 5-D view. Same
+    formula, same output within float rounding (tests compare them).
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, channels: int = 64):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        offset = torch.arange(channels)[None, :] - torch.arange(channels)[:, None]  # [c', c] = c - c'
+        band = ((offset >= -((size - 1) // 2)) & (offset <= size // 2)).float()
+        self.register_buffer("band", band, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squares = (x * x).permute(0, 2, 3, 1)  # N×H×W×C: contiguous when x is channels_last
+        window = (squares @ self.band.to(squares.dtype)).permute(0, 3, 1, 2)
+        return x / (self.k + self.alpha / self.size * window).pow(self.beta)
+
+
 def _norm_layer(norm: str) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm2d(64)
     if norm == "lrn":
         # TF lrn(depth_radius=4, bias=1, alpha=0.001/9, beta=0.75): PyTorch divides alpha by size.
-        return nn.LocalResponseNorm(size=9, alpha=0.001, beta=0.75, k=1.0)
+        return FastLRN(size=9, alpha=0.001, beta=0.75, k=1.0)
     if norm == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {norm!r}; valid: batch, lrn, none")
@@ -56,6 +78,22 @@ class CifarNet(nn.Module):
         x = self.dropout(torch.relu(self.fc3(x)))
         return torch.relu(self.fc4(x))
 
+    def layer_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flat features of every layer, for frozen-feature probes (call in eval mode).
+
+        conv1: the first block's 64 maps average-pooled to the second block's size (3,136-d at 28 px);
+        conv2: the second block's output; fc3, fc4: the fully connected layers after ReLU.
+        """
+        first = self.conv[:4](x)
+        second = self.conv[4:](first)
+        fc3 = torch.relu(self.fc3(second.flatten(1)))
+        return {
+            "conv1": F.adaptive_avg_pool2d(first, second.shape[-2:]).flatten(1),
+            "conv2": second.flatten(1),
+            "fc3": fc3,
+            "fc4": torch.relu(self.fc4(fc3)),
+        }
+
 
 class Classifier(nn.Module):
     """A backbone with a linear `logits` layer on its features."""
@@ -71,9 +109,12 @@ class Classifier(nn.Module):
 
 
 class Decoder(nn.Module):
-    """CifarNet mirrored: fc 192 → 384 → 64·(s/4)² , then two (upsample ×2, conv 5×5) blocks back to the image.
+    """A light mirror of CifarNet: fc 192 → 384 → 64·(s/4)², then two transposed 4×4 convolutions of
+    stride 2 (s/4 → s/2 with 32 maps → s).
 
-    Ends in a sigmoid: reconstructions live on the [0, 1] scale of the input images.
+    Lighter than the encoder on purpose (about a fifth of its multiply-adds, no full-size intermediate
+    maps): a reconstruction step then costs little more than a plain step, and the encoder, not the
+    decoder, has to carry the information. Ends in a sigmoid: reconstructions live on the [0, 1] scale.
     """
 
     def __init__(self, out_channels: int = 1, image_size: int = 28):
@@ -82,8 +123,8 @@ class Decoder(nn.Module):
         self.fc = nn.Sequential(nn.Linear(FEATURE_DIM, 384), nn.ReLU(inplace=True),
                                 nn.Linear(384, 64 * self.side**2), nn.ReLU(inplace=True))
         self.conv = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(64, 64, 5, padding=2), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            nn.Upsample(scale_factor=2), nn.Conv2d(64, out_channels, 5, padding=2), nn.Sigmoid(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(32, out_channels, 4, stride=2, padding=1), nn.Sigmoid(),
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -93,6 +134,11 @@ class Decoder(nn.Module):
 def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarNet:
     """The backbone `model_cfg` (the params.yaml `model` section as a dict) describes."""
     return CifarNet(in_channels, image_size, norm=model_cfg["norm"], dropout=model_cfg["dropout"])
+
+
+def build_classifier(model_cfg: dict, data: dict, num_classes: int) -> Classifier:
+    """The classifier for data with `data["channels"]` and `data["image_size"]` (prepared meta or a checkpoint's)."""
+    return Classifier(build_backbone(model_cfg, data["channels"], data["image_size"]), num_classes)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> None:
@@ -113,6 +159,17 @@ def load_checkpoint(path: str | Path) -> dict:
         raise SelfSupError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it and rerun `dvc repro`") from None
     if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
         raise SelfSupError(f"checkpoint {path} is not a {ARCH} checkpoint of this project; rerun `dvc repro`")
+    return ckpt
+
+
+def load_backbone(path: str | Path, pretext: str, model_cfg: dict) -> dict:
+    """The backbone checkpoint at `path`, which must hold `pretext` trained with the `model_cfg` params."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("pretext") != pretext or ckpt.get("config", {}).get("model") != model_cfg:
+        raise SelfSupError(
+            f"{path} holds pretext {ckpt.get('pretext')!r} with model {ckpt.get('config', {}).get('model')}, but "
+            f"params.yaml asks for pretext {pretext!r} with model {model_cfg}; rerun `dvc repro`"
+        )
     return ckpt
 
 

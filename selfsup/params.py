@@ -54,6 +54,14 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
+class ComputeParams:
+    """Where and in which precision training runs; `auto` picks the fastest the machine offers."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+
+@dataclass(frozen=True)
 class OptimParams:
     """Settings every training stage shares: the optimiser and the batch (SGD, cosine schedule)."""
 
@@ -78,14 +86,14 @@ class NoneParams:
 
 @dataclass(frozen=True)
 class RotationParams:
-    epochs: int = field(default=3, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=5, metadata=_check(_positive, "a positive integer"))
     flip: bool = True
     translate: int = field(default=2, metadata=_check(_non_negative, "0 or more pixels"))
 
 
 @dataclass(frozen=True)
 class ExemplarParams:
-    epochs: int = field(default=2, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=4, metadata=_check(_positive, "a positive integer"))
     views: int = field(default=6, metadata=_check(lambda v: v >= 2, "2 or more views per image"))
     temperature: float = field(default=0.2, metadata=_check(_positive, "a positive number, e.g. 0.2"))
     projection_dim: int = field(default=128, metadata=_check(_positive, "a positive integer"))
@@ -100,7 +108,7 @@ class ExemplarParams:
 
 @dataclass(frozen=True)
 class AutoencoderParams:
-    epochs: int = field(default=4, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=10, metadata=_check(_positive, "a positive integer"))
 
 
 @dataclass(frozen=True)
@@ -120,12 +128,25 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class FinetuneParams(OptimParams):
-    protocol: Literal["full", "head"] = "full"
+    protocol: Literal["full", "fc", "head"] = "full"
+    pretrained_lr: float = field(default=1.0, metadata=_check(_fraction, "a fraction of lr in (0, 1]"))
     labels_per_class: Union[int, Literal["all"]] = field(
         default="all", metadata=_check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
     )
     augment: AugmentParams = AugmentParams()
-    epochs: int = field(default=15, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=7, metadata=_check(_positive, "a positive integer"))
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """Frozen-feature evaluation of every pretrained backbone: kNN and a linear probe per layer."""
+
+    k: int = field(default=20, metadata=_check(_positive, "a positive number of neighbours"))
+    select_labels_per_class: int = field(default=1000, metadata=_check(_positive, "a positive integer"))
+    labels_per_class: tuple[Union[int, Literal["all"]], ...] = (10, 100, 1000, "all")
+    seeds: int = field(default=3, metadata=_check(_positive, "a positive number of label draws"))
+    weight_decay: float = field(default=1e-4, metadata=_check(_non_negative, "0 or more"))
+    steps: int = field(default=100, metadata=_check(_positive, "a positive number of L-BFGS iterations"))
 
 
 @dataclass(frozen=True)
@@ -141,7 +162,9 @@ class Params:
     preprocess: PreprocessParams = PreprocessParams()
     model: ModelParams = ModelParams()
     pretrain: PretrainParams = PretrainParams()
+    compute: ComputeParams = ComputeParams()
     finetune: FinetuneParams = FinetuneParams()
+    probe: ProbeParams = ProbeParams()
     evaluate: EvaluateParams = EvaluateParams()
 
     def __post_init__(self):
@@ -152,6 +175,9 @@ class Params:
                 raise ParamsError(
                     f"params.yaml: unknown pretext {name!r}; valid pretexts: {', '.join(PRETEXTS)}"
                 )
+        for n in self.probe.labels_per_class:
+            if n != "all" and n <= 0:
+                raise ParamsError(f"params.yaml: probe.labels_per_class holds {n!r}; expected positive integers or `all`")
         if self.pretext not in self.pretexts:
             raise ParamsError(
                 f"params.yaml: pretext {self.pretext!r} is not pretrained; add it to `pretexts` "

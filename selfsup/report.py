@@ -1,9 +1,10 @@
 """The README's results sections, rendered from the committed metrics/ and params.yaml.
 
-`python -m selfsup.report` rewrites the parts of README.md between the results markers;
-`python -m selfsup.report --experiments` first collects every DVC experiment (`dvc exp show --json`)
-into metrics/comparison.tsv. Tests check that the README agrees with the files committed beside it,
-so no number in it is typed by hand.
+`python -m selfsup.report` rewrites the parts of README.md between the results markers (the default
+run, the frozen-feature probes of metrics/probe/, the label-efficiency sweep) and draws
+metrics/label_efficiency.svg; `python -m selfsup.report --experiments` first collects every DVC
+experiment (`dvc exp show --json`) into metrics/comparison.tsv. Tests check that the README agrees with
+the files committed beside it, so no number in it is typed by hand.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from selfsup.svg import line_chart
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
+PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
 COMPARISON = Path("metrics/comparison.tsv")
+PLOT = Path("metrics/label_efficiency.svg")
 PRETEXT_ORDER = ["none", "rotation", "exemplar", "autoencoder"]
 SEED_SUPERVISED = 0.9033  # the seed project's supervised CifarNet on the Fashion-MNIST test set
 
@@ -74,22 +79,88 @@ def experiment_rows(show: list) -> pd.DataFrame:
     return table.sort_values("timestamp").drop_duplicates(keys, keep="last").drop(columns="timestamp")
 
 
+def _budget_order(budgets) -> list[str]:
+    return sorted(budgets, key=lambda c: (c == "all", int(c) if c.isdigit() else 0))
+
+
+def _pretext_order(names) -> list[str]:
+    return [p for p in PRETEXT_ORDER if p in names] + sorted(p for p in names if p not in PRETEXT_ORDER)
+
+
+def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (over seeds) and runs of test accuracy per protocol, pretext and label budget."""
+    grouped = table.groupby(["protocol", "pretext", "labels_per_class", "epochs"]).test_accuracy
+    summary = grouped.agg(mean="mean", std=lambda a: a.std(ddof=1) if len(a) > 1 else 0.0, runs="count")
+    return summary.reset_index()
+
+
 def comparison_markdown(table: pd.DataFrame) -> str:
-    """Test accuracy per pretext (rows) and label budget (columns), with the fine-tuning epochs of each."""
-    table = table.assign(cell=[f"{100 * a:.2f}% ({e} ep.)" for a, e in zip(table.test_accuracy, table.epochs)])
-    grid = table.pivot_table(index="pretext", columns="labels_per_class", values="cell", aggfunc="first")
-    grid = grid.reindex([p for p in PRETEXT_ORDER if p in grid.index] + [p for p in grid.index if p not in PRETEXT_ORDER])
-    columns = sorted(grid.columns, key=lambda c: (c == "all", int(c) if c.isdigit() else 0), reverse=True)
-    lines = ["| pretext | " + " | ".join(f"{c} labels per class" for c in columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
-    for pretext, row in grid[columns].iterrows():
-        lines.append(f"| {pretext} | " + " | ".join(str(v) if isinstance(v, str) else "—" for v in row) + " |")
-    return "\n".join(lines)
+    """Test accuracy, mean ± std over seeds (runs), per pretext (rows) and label budget (columns), and each
+    pretext's gain over `none` at the same budget."""
+    summary = sweep_summary(table)
+    lines = []
+    for protocol, part in summary.groupby("protocol"):
+        budgets = _budget_order(part.labels_per_class.unique())
+        epochs = {b: ", ".join(map(str, sorted(part[part.labels_per_class == b].epochs.unique()))) for b in budgets}
+        lines += [f"Protocol `{protocol}`; fine-tuning epochs per budget: "
+                  + ", ".join(f"{b}: {epochs[b]}" for b in budgets) + ".", "",
+                  "| pretext | " + " | ".join(f"{b} labels per class" for b in budgets) + " |",
+                  "|---" * (len(budgets) + 1) + "|"]
+        cells = {(r.pretext, r.labels_per_class): r for r in part.itertuples()}
+        for pretext in _pretext_order(part.pretext.unique()):
+            row = []
+            for b in budgets:
+                r, base = cells.get((pretext, b)), cells.get(("none", b))
+                if r is None:
+                    row.append("—")
+                    continue
+                gain = f", {100 * (r.mean - base.mean):+.2f}" if base is not None and pretext != "none" else ""
+                row.append(f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs{gain})")
+            lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines).strip()
+
+
+def label_efficiency_svg(table: pd.DataFrame, protocol: str = "full") -> str:
+    """Test accuracy against labels per class, one line per pretext, error bars one std over seeds."""
+    summary = sweep_summary(table[table.protocol == protocol])
+    budgets = _budget_order(summary.labels_per_class.unique())
+    numeric = [int(b) for b in budgets if b.isdigit()]
+    # `all` is drawn one decade right of the largest budget
+    position = {b: (int(b) if b.isdigit() else 10 * max(numeric or [1])) for b in budgets}
+    series = {}
+    for pretext in _pretext_order(summary.pretext.unique()):
+        part = summary[summary.pretext == pretext]
+        series[pretext] = [(position[r.labels_per_class], 100 * r.mean, 100 * r.std)
+                           for r in sorted(part.itertuples(), key=lambda r: position[r.labels_per_class])]
+    ticks = [(position[b], b) for b in budgets]
+    return line_chart(series, ticks, f"Fashion-MNIST test accuracy after fine-tuning ({protocol})",
+                      "labels per class", "test accuracy (%)")
 
 
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
     table = pd.read_csv(io.StringIO(read(root / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
-    return f"{CMP_START}\n{comparison_markdown(table)}\n{CMP_END}"
+    return f"{CMP_START}\n{comparison_markdown(table)}\n\n![label efficiency]({PLOT.as_posix()})\n{CMP_END}"
+
+
+def probe_markdown(probes: dict[str, dict]) -> str:
+    """Frozen-feature test accuracy per pretext: linear probe per label budget (mean ± std), kNN with all labels."""
+    budgets = _budget_order(next(iter(probes.values()))["test"])
+    lines = ["| pretext | layer | " + " | ".join(f"linear, {b} per class" for b in budgets) + " | kNN, all |",
+             "|---" * (len(budgets) + 3) + "|"]
+    for pretext in _pretext_order(probes):
+        m = probes[pretext]
+        cells = [f"{100 * m['test'][b]['linear']['mean']:.2f} ± {100 * m['test'][b]['linear']['std']:.2f}"
+                 for b in budgets]
+        knn = m["test"].get("all", m["test"][budgets[-1]])["knn"]["mean"]
+        lines.append(f"| {pretext} | {m['layer']} | " + " | ".join(cells) + f" | {100 * knn:.2f} |")
+    return "\n".join(lines)
+
+
+def render_probe(root: Path, read=lambda p: p.read_text()) -> str:
+    pretexts = yaml.safe_load(read(root / "params.yaml"))["pretexts"]
+    probes = {p: json.loads(read(root / f"metrics/probe/{p}/metrics.json")) for p in pretexts}
+    return f"{PROBE_START}\n{probe_markdown(probes)}\n{PROBE_END}"
 
 
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
@@ -110,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
         experiment_rows(show).to_csv(root / COMPARISON, sep="\t", index=False, float_format="%.6f")
     readme = root / "README.md"
     text = replace_block(readme.read_text(), render(root))
+    text = replace_block(text, render_probe(root), PROBE_START, PROBE_END)
     if (root / COMPARISON).is_file():
+        table = pd.read_csv(root / COMPARISON, sep="\t", dtype={"labels_per_class": str})
+        (root / PLOT).write_text(label_efficiency_svg(table))
         text = replace_block(text, render_comparison(root), CMP_START, CMP_END)
     readme.write_text(text)
     print(f"updated the results in {readme}", file=sys.stderr)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -13,9 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from selfsup import SelfSupError
-from selfsup.params import OptimParams
-
-DEVICE_ENV = "SELFSUP_DEVICE"
+from selfsup.params import ComputeParams, OptimParams
 
 # (images in [0, 1], labels or None, generator) -> (model inputs, targets)
 MakeBatch = Callable[[torch.Tensor, "torch.Tensor | None", torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -32,7 +30,8 @@ class Objective:
     model: maps inputs to outputs; make_batch: builds (inputs, targets) from a batch of images in [0, 1]
     (augmentation and the pretext's transformation live here); loss: outputs × targets → scalar;
     frozen: submodules kept in eval mode and out of the optimiser (e.g. the backbone for a linear head);
-    accuracy: outputs × targets → fraction correct, logged where the task has one.
+    accuracy: outputs × targets → fraction correct, logged where the task has one;
+    lr_scales: (submodule, factor) pairs whose parameters train at factor × lr (e.g. pretrained layers).
     """
 
     model: nn.Module
@@ -40,6 +39,7 @@ class Objective:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
     frozen: list[nn.Module] = field(default_factory=list)
     accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    lr_scales: list[tuple[nn.Module, float]] = field(default_factory=list)
 
 
 def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -47,9 +47,48 @@ def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == targets).float().mean()
 
 
-def pick_device() -> torch.device:
-    """SELFSUP_DEVICE if set, else cuda when available, else cpu."""
-    return torch.device(os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu"))
+def _native_bf16_cpu() -> bool:
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # AVX512-BF16 / AMX: bf16 at full speed
+    return bool(check and check())
+
+
+@dataclass(frozen=True)
+class Compute:
+    """The device and the autocast precision (None: plain fp32) that training and inference run in."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None
+
+    @classmethod
+    def resolve(cls, cfg: ComputeParams | None = None) -> "Compute":
+        """`auto` device: cuda, else mps, else cpu. `auto` precision: bf16 where the hardware runs it
+        natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), fp16 on other CUDA GPUs, else fp32."""
+        cfg = cfg or ComputeParams()
+        name = cfg.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        if name == "cuda" and not torch.cuda.is_available() or name == "mps" and not torch.backends.mps.is_available():
+            raise SelfSupError(f"compute.device is {name!r} but this machine has no {name}; set compute.device: auto")
+        device = torch.device(name)
+        precision = cfg.precision
+        if precision == "auto":
+            if name == "cuda":
+                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                precision = "bf16" if name == "cpu" and _native_bf16_cpu() else "fp32"
+        if precision == "fp16" and name != "cuda":
+            raise SelfSupError(f"compute.precision fp16 needs a CUDA device, not {name}; use bf16, fp32 or auto")
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return cls(device, dtype)
+
+    def autocast(self):
+        """Mixed precision for the forward pass (weights, gradients and the optimiser stay fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        return f"{self.device.type} {str(self.dtype or torch.float32).removeprefix('torch.')}"
 
 
 class Normalize:
@@ -73,24 +112,32 @@ class FitResult:
     best_score: float | None
 
 
-def _trainable_parameters(objective: Objective) -> list[nn.Parameter]:
+def _param_groups(objective: Objective, lr: float) -> list[dict]:
+    """Trainable parameters (the frozen modules left out), grouped by learning rate."""
     frozen = {id(p) for m in objective.frozen for p in m.parameters()}
-    return [p for p in objective.model.parameters() if id(p) not in frozen]
+    scale = {id(p): factor for m, factor in objective.lr_scales for p in m.parameters()}
+    groups: dict[float, list[nn.Parameter]] = {}
+    for p in objective.model.parameters():
+        if id(p) not in frozen:
+            groups.setdefault(scale.get(id(p), 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * factor} for factor, ps in sorted(groups.items(), reverse=True)]
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int) -> torch.Tensor:
-    """Model outputs for uint8 images, in batches, in eval mode."""
+def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int,
+            compute: Compute | None = None) -> torch.Tensor:
+    """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode."""
     model.eval()
     device = norm.mean.device
-    outs = [model(norm(norm.unit(images[i : i + batch_size].to(device)))).float().cpu()
-            for i in range(0, len(images), batch_size)]
+    with (compute or Compute(device)).autocast():
+        outs = [model(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True)))).float().cpu()
+                for i in range(0, len(images), batch_size)]
     return torch.cat(outs)
 
 
 @torch.inference_mode()
 def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Tensor, norm: Normalize,
-                       batch_size: int, seed: int) -> dict[str, float]:
+                       batch_size: int, seed: int, compute: Compute | None = None) -> dict[str, float]:
     """Mean loss (and accuracy) of the objective on held-out images, batched as in training, in eval mode.
 
     A fixed `seed` draws the same random views every time, so epochs are compared on equal terms.
@@ -102,7 +149,9 @@ def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Te
     for i in range(0, len(images), batch_size):
         x = norm.unit(images[i : i + batch_size].to(device))
         inputs, targets = objective.make_batch(x, ids[i : i + batch_size].to(device), gen)
-        outputs = objective.model(norm(inputs))
+        with (compute or Compute(device)).autocast():
+            outputs = objective.model(norm(inputs))
+        outputs = outputs.float()
         losses.append(objective.loss(outputs, targets).item())
         if objective.accuracy is not None:
             accuracies.append(objective.accuracy(outputs, targets).item())
@@ -123,19 +172,23 @@ def fit(
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
     select: str | None = None,
     desc: str = "train",
+    compute: Compute | None = None,
 ) -> FitResult:
     """Train `objective.model` for `epochs` on uint8 `images` (and `labels`); keep the best epoch.
 
     SGD with Nesterov momentum and a cosine learning-rate schedule over all steps. After each epoch,
     `validate(model)` returns metrics; the epoch with the highest `select` metric is kept (a copy of its
     weights), or the last epoch when `select` is None. Metrics go to the dvclive `live` per epoch.
+    The forward pass runs under `compute`'s autocast; the whole image set sits on the device, so a step
+    moves no data between host and device.
     """
     device = norm.mean.device
+    compute = compute or Compute(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=compute.dtype == torch.float16)
     model = objective.model.to(device).to(memory_format=torch.channels_last)
     for module in objective.frozen:
         module.requires_grad_(False)
-    params = _trainable_parameters(objective)
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+    optimizer = torch.optim.SGD(_param_groups(objective, cfg.lr), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                                 weight_decay=cfg.weight_decay)
     n = len(images)
     batch_size = min(cfg.batch_size, n)
@@ -160,7 +213,9 @@ def fit(
         for step in bar:
             idx = perm[step * batch_size : (step + 1) * batch_size]
             inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx], gen)
-            outputs = model(norm(inputs))
+            with compute.autocast():
+                outputs = model(norm(inputs))
+            outputs = outputs.float()
             loss = objective.loss(outputs, targets)
             if not torch.isfinite(loss):
                 raise DivergedError(
@@ -168,8 +223,9 @@ def fit(
                     "lower the learning rate (lr) and rerun — no model was written"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += loss.item()
             if objective.accuracy is not None:

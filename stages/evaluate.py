@@ -9,9 +9,9 @@ from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path, write_json
-from selfsup.models import Classifier, build_backbone, load_checkpoint
+from selfsup.models import build_classifier, load_checkpoint
 from selfsup.params import load_params
-from selfsup.train import Normalize, pick_device, predict
+from selfsup.train import Compute, Normalize, predict
 
 
 def main(argv=None):
@@ -20,15 +20,17 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="preprocess output folder")
     parser.add_argument("--metrics", required=True, help="folder for metrics.json and confusion.csv")
     args = parser.parse_args(argv)
-    cfg = load_params().evaluate
+    params = load_params()
+    cfg = params.evaluate
     ckpt = load_checkpoint(args.model)
     data = ckpt["data"]
     test = load_prepared(args.data, splits=("test",)).splits["test"]
     classes = ckpt["classes"]
-    model = Classifier(build_backbone(ckpt["config"]["model"], data["channels"], data["image_size"]), len(classes))
+    model = build_classifier(ckpt["config"]["model"], data, len(classes))
     model.load_state_dict(ckpt["state_dict"])
-    norm = Normalize(data["mean"], data["std"], pick_device())
-    predicted = predict(model.to(norm.mean.device), test.images, norm, cfg.batch_size).argmax(1)
+    compute = Compute.resolve(params.compute)
+    norm = Normalize(data["mean"], data["std"], compute.device)
+    predicted = predict(model.to(compute.device), test.images, norm, cfg.batch_size, compute).argmax(1)
 
     metrics = classification_metrics(test.labels, predicted, classes)
     out = Path(args.metrics)

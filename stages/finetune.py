@@ -6,13 +6,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from selfsup import SelfSupError
 from selfsup.augment import flip_translate
 from selfsup.cli import open_live, run_stage
 from selfsup.data import labelled_subset, load_prepared
-from selfsup.models import Classifier, build_backbone, load_backbone_into, load_checkpoint, save_checkpoint
+from selfsup.models import build_classifier, load_backbone, load_backbone_into, save_checkpoint
 from selfsup.params import load_params, to_dict
-from selfsup.train import Normalize, Objective, fit, pick_device, predict, top1_accuracy
+from selfsup.pretexts import get_pretext
+from selfsup.train import Compute, Normalize, Objective, fit, predict, top1_accuracy
 
 
 def main(argv=None):
@@ -27,34 +27,32 @@ def main(argv=None):
     prepared = load_prepared(args.data, splits=("train", "val"))
     meta, train, val = prepared.meta, prepared.splits["train"], prepared.splits["val"]
 
-    ckpt = load_checkpoint(args.backbone)
-    if ckpt.get("pretext") != params.pretext or ckpt["config"]["model"] != to_dict(params.model):
-        raise SelfSupError(
-            f"{args.backbone} holds pretext {ckpt.get('pretext')!r} with model {ckpt['config']['model']}, but "
-            f"params.yaml asks for pretext {params.pretext!r} with model {to_dict(params.model)}; rerun `dvc repro`"
-        )
+    ckpt = load_backbone(args.backbone, params.pretext, to_dict(params.model))
     torch.manual_seed(cfg.seed)
-    model = Classifier(build_backbone(to_dict(params.model), meta["channels"], meta["image_size"]), len(prepared.classes))
+    model = build_classifier(to_dict(params.model), meta, len(prepared.classes))
     load_backbone_into(model, ckpt["state_dict"])
 
     chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed)
-    device = pick_device()
-    norm = Normalize(meta["mean"], meta["std"], device)
+    compute = Compute.resolve(params.compute)
+    norm = Normalize(meta["mean"], meta["std"], compute.device)
     aug = cfg.augment
 
     def make_batch(x, y, gen):
         return flip_translate(x, aug.flip, aug.translate, gen), y
 
     def validate(net):
-        logits = predict(net, val.images, norm, batch_size=1000)
+        logits = predict(net, val.images, norm, 1000, compute)
         return {"val/loss": F.cross_entropy(logits, val.labels).item(),
                 "val/accuracy": (logits.argmax(1) == val.labels).float().mean().item()}
 
-    frozen = [model.backbone] if cfg.protocol == "head" else []
+    # head: only the new logits layer trains; fc: also fc3 and fc4; full: every layer.
+    frozen = {"head": [model.backbone], "fc": [model.backbone.conv], "full": []}[cfg.protocol]
+    # Layers a pretext trained learn at pretrained_lr × lr; a `none` backbone is random and trains at lr.
+    scales = [(model.backbone, cfg.pretrained_lr)] if get_pretext(params.pretext).trains else []
     live = open_live(args.metrics)
-    objective = Objective(model, make_batch, F.cross_entropy, frozen, accuracy=top1_accuracy)
+    objective = Objective(model, make_batch, F.cross_entropy, frozen, accuracy=top1_accuracy, lr_scales=scales)
     result = fit(objective, train.images[chosen], train.labels[chosen], cfg, cfg.epochs, norm, live,
-                 validate=validate, select="val/accuracy", desc="finetune")
+                 validate=validate, select="val/accuracy", desc="finetune", compute=compute)
     model.load_state_dict(result.best_state)
     live.summary.update({"best/epoch": result.best_epoch, "best/val_accuracy": result.best_score,
                          "labelled_images": len(chosen)})

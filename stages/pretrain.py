@@ -1,6 +1,7 @@
 """Stage pretrain@<pretext>: pre-train a CifarNet backbone on unlabelled training images."""
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ from selfsup.data import load_prepared
 from selfsup.models import build_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext, image_grid
-from selfsup.train import Normalize, Objective, evaluate_objective, fit, pick_device
+from selfsup.train import Compute, Normalize, Objective, evaluate_objective, fit
 
 
 def main(argv=None):
@@ -38,21 +39,25 @@ def main(argv=None):
         head = spec.make_head(pretext_cfg, meta["channels"], meta["image_size"])
         objective = Objective(nn.Sequential(backbone, head), spec.make_batch(pretext_cfg), spec.loss,
                               accuracy=spec.accuracy)
-        norm = Normalize(meta["mean"], meta["std"], pick_device())
+        compute = Compute.resolve(params.compute)
+        norm = Normalize(meta["mean"], meta["std"], compute.device)
         val_ids = torch.arange(len(val_images))
+        # batch_size counts the images the network sees per step; a pretext with V views takes 1/V as many sources.
+        optim = dataclasses.replace(common, batch_size=spec.source_batch_size(pretext_cfg, common.batch_size))
 
         def validate(model):
-            metrics = evaluate_objective(objective, val_images, val_ids, norm, common.batch_size, common.seed)
+            metrics = evaluate_objective(objective, val_images, val_ids, norm, optim.batch_size, common.seed, compute)
             if spec.shows_images:
                 x = norm.unit(val_images[:8].to(norm.mean.device))
-                with torch.no_grad():
+                with torch.no_grad(), compute.autocast():
                     grid = image_grid(x, model(norm(x)))
                 live.log_image(f"reconstructions/epoch_{live.step + 1:02d}.png", grid)
             return metrics
 
         # Pretext tasks have no labelled val set to select on: the last epoch is the backbone.
-        fit(objective, images, torch.arange(len(images)), common, pretext_cfg.epochs, norm, live,
-            validate=validate, desc=f"pretrain {args.pretext}")
+        live.summary["compute"] = compute.describe()
+        fit(objective, images, torch.arange(len(images)), optim, pretext_cfg.epochs, norm, live,
+            validate=validate, desc=f"pretrain {args.pretext}", compute=compute)
         backbone.cpu()
     save_checkpoint(
         Path(args.out) / "backbone.pt", backbone, pretext=args.pretext,

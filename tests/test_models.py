@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from selfsup import SelfSupError
-from selfsup.models import (FEATURE_DIM, CifarNet, Classifier, load_backbone_into, load_checkpoint,
+from selfsup.models import (FEATURE_DIM, CifarNet, Classifier, Decoder, FastLRN, load_backbone_into, load_checkpoint,
                             save_checkpoint)
 
 
@@ -81,3 +81,26 @@ def test_backbone_of_another_image_size_is_refused():
     model = Classifier(CifarNet(1, 28), 10)
     with pytest.raises(SelfSupError, match=r"does not fit the classifier \(.*fc3.weight"):
         load_backbone_into(model, CifarNet(1, 32).state_dict())
+
+
+@pytest.mark.parametrize("size", [4, 5, 9])
+def test_fast_lrn_equals_torch_local_response_norm(size):
+    x = torch.randn(3, 64, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ours, theirs = FastLRN(size, 0.001, 0.75, 1.0)(x), nn.LocalResponseNorm(size, 0.001, 0.75, 1.0)(x)
+    torch.testing.assert_close(ours, theirs)
+    grad_ours, = torch.autograd.grad(ours.square().sum(), x)
+    grad_theirs, = torch.autograd.grad(theirs.square().sum(), x)
+    torch.testing.assert_close(grad_ours, grad_theirs)
+
+
+def test_layer_features_are_flat_per_layer_and_end_in_the_backbone_output():
+    net = CifarNet(3, 32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = net.layer_features(x)
+    assert {k: v.shape[1] for k, v in feats.items()} == {"conv1": 64 * 8 * 8, "conv2": 64 * 8 * 8, "fc3": 384, "fc4": 192}
+    torch.testing.assert_close(feats["fc4"], net(x))
+
+
+def test_decoder_reconstructs_the_input_shape_in_unit_range():
+    out = Decoder(3, 32)(torch.rand(2, FEATURE_DIM))
+    assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1

@@ -57,7 +57,8 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     out = run(["dvc", "repro"], repo, env)
     pretexts = yaml.safe_load((repo / "params.yaml").read_text())["pretexts"]
     assert set(pretexts) == {"none", "rotation", "exemplar", "autoencoder"}
-    assert stages_run(out) == {"download", "preprocess", "finetune", "evaluate", *(f"pretrain@{p}" for p in pretexts)}
+    assert stages_run(out) == {"download", "preprocess", "finetune", "evaluate",
+                               *(f"pretrain@{p}" for p in pretexts), *(f"probe@{p}" for p in pretexts)}
     metrics = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
     assert len(metrics["per_class"]) == 10 and 0 <= metrics["macro_f1"] <= 1
     assert metrics["accuracy"] > 0.3  # two epochs on 1080 images: far above chance (0.1)
@@ -77,7 +78,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert stages_run(out) == set()
 
     out = run(["dvc", "exp", "run", "-S", "pretrain.rotation.epochs=2"], repo, env)
-    assert stages_run(out) == {"pretrain@rotation"}  # tuning one pretext retrains only that one
+    assert stages_run(out) == {"pretrain@rotation", "probe@rotation"}  # tuning one pretext redoes only that one
 
     for pretext in ("rotation", "exemplar", "autoencoder"):
         out = run(["dvc", "exp", "run", "-S", f"pretext={pretext}"], repo, env)
@@ -99,3 +100,6 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert "metrics/finetune/plots/metrics/val/accuracy.tsv" in plots
     assert "metrics/pretrain/rotation/plots/metrics/train/accuracy.tsv" in plots
     assert any(key.startswith("metrics/pretrain/autoencoder/plots/images/reconstructions/") for key in plots)
+    assert "metrics/probe/exemplar/embedding.svg" in plots
+    probe = json.loads((repo / "metrics/probe/exemplar/metrics.json").read_text())
+    assert probe["layer"] in probe["layers"] and set(probe["test"]) == {"2", "all"}

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (CMP_END, CMP_START, COMPARISON, END, START, comparison_markdown, experiment_rows,
-                            render, render_comparison, replace_block, results_markdown)
+from selfsup.report import (COMPARISON, END, PLOT, START, comparison_markdown, experiment_rows,
+                            label_efficiency_svg, probe_markdown, render, render_comparison, render_probe,
+                            replace_block, results_markdown)
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
@@ -27,8 +28,8 @@ def committed(path):
     return proc.stdout
 
 
-def exp_entry(name, pretext, labels, accuracy, timestamp):
-    params = {**PARAMS, "pretext": pretext, "finetune": {**PARAMS["finetune"], "labels_per_class": labels}}
+def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0):
+    params = {**PARAMS, "pretext": pretext, "finetune": {**PARAMS["finetune"], "labels_per_class": labels, "seed": seed}}
     return {"rev": name * 3, "name": name, "data": {
         "timestamp": timestamp, "params": {"params.yaml": {"data": params}},
         "metrics": {"metrics/evaluate/metrics.json": {"data": {"test": {"accuracy": accuracy, "macro_f1": 0.5}}}}}}
@@ -46,20 +47,33 @@ def test_replace_block_keeps_the_rest():
         replace_block("no markers", "NEW")
 
 
-def test_experiments_become_one_row_per_setting():
+def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
     baseline = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
     baseline["experiments"] = [
         {"revs": [exp_entry("exp-a", "rotation", "all", 0.91, "2026-01-02T00:00:00")]},
         {"revs": [exp_entry("exp-b", "rotation", 100, 0.8, "2026-01-03T00:00:00")]},
         {"revs": [exp_entry("exp-c", "rotation", 100, 0.81, "2026-01-04T00:00:00")]},  # rerun: newest wins
+        {"revs": [exp_entry("exp-d", "rotation", 100, 0.83, "2026-01-05T00:00:00", seed=1)]},
+        {"revs": [exp_entry("exp-e", "none", "all", 0.92, "2026-01-05T00:00:00", seed=1)]},
     ]
     workspace = {**exp_entry("x", "none", "all", 0.1, None), "rev": "workspace"}
     table = experiment_rows([workspace, baseline])
-    assert sorted(table.experiment) == ["exp-a", "exp-c", "main"]
-    md = comparison_markdown(table)
-    assert md.splitlines()[0] == "| pretext | all labels per class | 100 labels per class |"
-    assert "| none | 90.00% (15 ep.) | — |" in md
-    assert "| rotation | 91.00% (15 ep.) | 81.00% (15 ep.) |" in md
+    assert sorted(table.experiment) == ["exp-a", "exp-c", "exp-d", "exp-e", "main"]
+    md = comparison_markdown(table).splitlines()
+    assert md[0] == "Protocol `full`; fine-tuning epochs per budget: 100: 15, all: 15."
+    assert md[2] == "| pretext | 100 labels per class | all labels per class |"
+    assert "| none | — | 91.00 ± 1.41 (2 runs) |" in md  # sample std of 0.90 and 0.92
+    assert "| rotation | 82.00 ± 1.41 (2 runs) | 91.00 ± 0.00 (1 runs, +0.00) |" in md
+    svg = label_efficiency_svg(table)
+    assert svg.count("<polyline") == 2 and ">all<" in svg and ">100<" in svg
+
+
+def test_probe_markdown_reads_every_budget():
+    run = {"linear": {"mean": 0.8, "std": 0.01}, "knn": {"mean": 0.7, "std": 0.0}}
+    md = probe_markdown({"rotation": {"layer": "conv2", "test": {"10": run, "all": run}},
+                         "none": {"layer": "fc3", "test": {"10": run, "all": run}}}).splitlines()
+    assert md[0] == "| pretext | layer | linear, 10 per class | linear, all per class | kNN, all |"
+    assert md[2] == "| none | fc3 | 80.00 ± 1.00 | 80.00 ± 1.00 | 70.00 |"
 
 
 def test_readme_results_match_the_committed_metrics():
@@ -67,6 +81,9 @@ def test_readme_results_match_the_committed_metrics():
     readme = (REPO / "README.md").read_text()
     assert render(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert render_probe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    table = pd.read_csv(io.StringIO(committed(REPO / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+    assert committed(REPO / PLOT) == label_efficiency_svg(table), "the plot is stale: run `python -m selfsup.report`"
 
 
 def test_comparison_agrees_with_the_committed_default_run():

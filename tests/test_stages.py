@@ -1,5 +1,8 @@
 """The stage scripts in-process, on a small synthetic prepared dataset, for every registered pretext."""
 
+import json
+from xml.etree import ElementTree
+
 import pytest
 import torch
 import yaml
@@ -8,7 +11,7 @@ from selfsup import SelfSupError
 from selfsup.data import make_splits, save_prepared
 from selfsup.models import load_checkpoint
 from selfsup.pretexts import PRETEXTS
-from stages import evaluate, finetune, pretrain
+from stages import evaluate, finetune, pretrain, probe
 from tests.conftest import REPO, shrink_params
 
 
@@ -70,3 +73,36 @@ def test_labels_per_class_above_what_a_class_has_is_refused(workdir):
     with pytest.raises(SelfSupError, match=r"labels_per_class is 1000 but class 0 has only 32 training images"):
         finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
     assert not (workdir / "ft").exists()
+
+
+def test_probe_picks_a_layer_and_reports_every_budget(workdir):
+    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    probe.main(["rotation", "--backbone", "pre/backbone.pt", "--data", "prepared", "--metrics", "m/probe"])
+    metrics = json.loads((workdir / "m/probe/metrics.json").read_text())
+    assert set(metrics["layers"]) == {"conv1", "conv2", "fc3", "fc4"}
+    assert metrics["layer"] == max(metrics["layers"], key=lambda layer: metrics["layers"][layer]["val"]["linear"])
+    assert set(metrics["test"]) == {"2", "all"}
+    assert metrics["test"]["all"]["linear"]["std"] == 0  # one deterministic run with every label
+    assert metrics["test"]["all"]["linear"]["mean"] > 0.9  # the 4 synthetic classes differ in brightness
+    ElementTree.parse(workdir / "m/probe/embedding.svg")  # well-formed
+
+
+def test_probe_refuses_the_backbone_of_another_pretext(workdir):
+    pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    with pytest.raises(SelfSupError, match=r"holds pretext 'none' .* asks for pretext 'rotation'"):
+        probe.main(["rotation", "--backbone", "pre/backbone.pt", "--data", "prepared", "--metrics", "m/probe"])
+    assert not (workdir / "m/probe").exists()
+
+
+@pytest.mark.parametrize("protocol, trained", [("head", set()), ("fc", {"fc3", "fc4"}),
+                                               ("full", {"conv", "fc3", "fc4"})])
+def test_protocols_train_exactly_their_layers(workdir, protocol, trained):
+    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "protocol", protocol)
+    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
+    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
+    before = load_checkpoint(workdir / "pre/backbone.pt")["state_dict"]
+    after = load_checkpoint(workdir / "ft/model.pt")["state_dict"]
+    changed = {key.split(".")[0] for key, value in before.items()
+               if key.endswith("weight") and not torch.equal(after[f"backbone.{key}"], value)}
+    assert changed == trained

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from selfsup import SelfSupError
 from selfsup.models import CifarNet, Classifier
-from selfsup.params import OptimParams
-from selfsup.train import DivergedError, Normalize, Objective, fit, predict, top1_accuracy
+from selfsup.params import ComputeParams, OptimParams
+from selfsup.train import Compute, DivergedError, Normalize, Objective, _param_groups, fit, predict, top1_accuracy
 
 
 def toy_problem(n=256, size=8):
@@ -92,3 +93,36 @@ def test_non_finite_loss_stops_and_says_where():
 
     with pytest.raises(DivergedError, match=r"loss became nan at epoch 1, step 3; lower the learning rate"):
         fit(Objective(make_model(), keep_labels, loss=nan_after_first_step), images, labels, CFG, EPOCHS, NORM)
+
+
+def test_bf16_training_is_deterministic_and_still_learns():
+    images, labels = toy_problem()
+    bf16 = Compute(torch.device("cpu"), torch.bfloat16)
+    runs = [fit(Objective(make_model(), keep_labels), images, labels, CFG, EPOCHS, NORM, compute=bf16) for _ in range(2)]
+    for key in runs[0].best_state:
+        assert torch.equal(runs[0].best_state[key], runs[1].best_state[key]), key
+    model = make_model()
+    model.load_state_dict(runs[0].best_state)
+    assert accuracy_on(model, images, labels) > 0.95
+
+
+def test_compute_auto_on_cpu_and_impossible_choices_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    auto = Compute.resolve(ComputeParams())
+    assert auto.device.type == "cpu" and auto.dtype in (None, torch.bfloat16)
+    assert Compute.resolve(ComputeParams(precision="fp32")).dtype is None
+    with pytest.raises(SelfSupError, match=r"compute.device is 'cuda' but this machine has no cuda"):
+        Compute.resolve(ComputeParams(device="cuda"))
+    with pytest.raises(SelfSupError, match=r"fp16 needs a CUDA device"):
+        Compute.resolve(ComputeParams(device="cpu", precision="fp16"))
+
+
+def test_lr_scales_give_pretrained_layers_their_own_learning_rate():
+    model = make_model()
+    objective = Objective(model, keep_labels, frozen=[model.backbone.conv], lr_scales=[(model.backbone, 0.1)])
+    groups = _param_groups(objective, 0.5)
+    assert [g["lr"] for g in groups] == [0.5, 0.05]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.logits.parameters()}
+    fc = [*model.backbone.fc3.parameters(), *model.backbone.fc4.parameters()]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in fc}  # the frozen convs are in neither

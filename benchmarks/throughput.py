@@ -1,0 +1,155 @@
+"""Training throughput on this machine: a plain supervised step, each pretext's step, and the exemplar batch.
+
+    python benchmarks/throughput.py [--steps 20] [--batch-size 128]
+
+Every number comes from the code the pipeline runs (the registry's objectives through `fit`), on random
+28×28 images (the cost does not depend on their content). Printed: images per second of each step, its
+cost per image relative to a plain step, the exemplar batch made on the device versus the seed's way
+(per-image torchvision transforms in a DataLoader), and the options weighed for speed (precision,
+channels_last, LRN, torch.compile). Not a test: it takes a few minutes and its numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.augment import flip_translate
+from selfsup.models import Classifier, CifarNet
+from selfsup.params import ComputeParams, ExemplarParams, OptimParams
+from selfsup.pretexts import PRETEXTS, exemplar_batch
+from selfsup.train import Compute, Normalize, Objective, fit, top1_accuracy
+
+SIZE, CLASSES = 28, 10
+
+
+def images_per_second(objective: Objective, n_images: int, batch_size: int, compute: Compute, views: int = 1,
+                      repeats: int = 3) -> float:
+    """Network-input images per second of `fit` on n_images source images: the best of `repeats` timed
+    epochs after a warm-up."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_images, 1, SIZE, SIZE), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, CLASSES, (n_images,), generator=gen)
+    norm = Normalize([0.286], [0.353], compute.device)
+    cfg = OptimParams(batch_size=batch_size, lr=0.01)
+    fit(objective, images[: 2 * batch_size], labels[: 2 * batch_size], cfg, 1, norm, compute=compute, desc="warm-up")
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fit(objective, images, labels, cfg, 1, norm, compute=compute, desc="timed")
+        if compute.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return n_images * views / best
+
+
+def supervised(norm: str = "batch", augment: bool = False) -> Objective:
+    def make(x, y, gen):
+        return (flip_translate(x, True, 2, gen) if augment else x), y
+
+    return Objective(Classifier(CifarNet(norm=norm), CLASSES), make, F.cross_entropy, accuracy=top1_accuracy)
+
+
+def pretext(name: str, batch_size: int) -> tuple[Objective, int, int]:
+    """The pretext's objective as the pretrain stage builds it, its views per image and source batch."""
+    spec = PRETEXTS[name]
+    cfg = spec.params()
+    objective = Objective(nn.Sequential(CifarNet(), spec.make_head(cfg, 1, SIZE)), spec.make_batch(cfg), spec.loss,
+                          accuracy=spec.accuracy)
+    return objective, spec.views(cfg), spec.source_batch_size(cfg, batch_size)
+
+
+def seed_exemplar_loader(images: torch.Tensor, cfg: ExemplarParams, batch_size: int):
+    """The seed's way: PIL images, per-image torchvision transforms, `views` of each, in a DataLoader."""
+    from torchvision import transforms as T
+    from torchvision.transforms.functional import to_pil_image
+
+    transform = T.Compose([
+        T.RandomAffine(cfg.rotate, translate=(cfg.translate, cfg.translate), scale=(cfg.scale_min, cfg.scale_max)),
+        T.RandomHorizontalFlip(), T.ColorJitter(cfg.brightness, cfg.contrast), T.ToTensor(),
+    ])
+
+    class Views(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            pil = to_pil_image(images[i])
+            return torch.stack([transform(pil) for _ in range(cfg.views)]), i
+
+    return torch.utils.data.DataLoader(Views(), batch_size=batch_size, shuffle=True, num_workers=os.cpu_count() or 1)
+
+
+def exemplar_batches_per_second(batch_size: int, batches: int, device: torch.device) -> tuple[float, float]:
+    cfg = ExemplarParams()
+    images = torch.randint(0, 256, (batch_size * batches, 1, SIZE, SIZE), dtype=torch.uint8)
+    make = exemplar_batch(cfg)
+    gen = torch.Generator(device=device).manual_seed(0)
+    on_device = images.to(device)
+    ids = torch.arange(len(images), device=device)
+    start = time.perf_counter()
+    for b in range(batches):
+        make(on_device[b * batch_size : (b + 1) * batch_size].float() / 255, ids[b * batch_size : (b + 1) * batch_size], gen)
+    ours = batches / (time.perf_counter() - start)
+    loader = seed_exemplar_loader(images.squeeze(1), cfg, batch_size)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    theirs = batches / (time.perf_counter() - start)
+    return ours, theirs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
+    parser.add_argument("--batch-size", type=int, default=128, help="source images per step")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    auto = Compute.resolve(ComputeParams())
+    fp32 = Compute(auto.device)
+    n = args.steps * args.batch_size
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; device {auto.describe()} (compute: auto); batch {args.batch_size}, {args.steps} steps")
+
+    plain = images_per_second(supervised(), n, args.batch_size, auto)
+    print("\nstep (the pipeline's settings)        images/s   cost per image vs plain")
+    print(f"  plain supervised step              {plain:8.0f}   1.00")
+    finetune = images_per_second(supervised(augment=True), n, args.batch_size, auto)
+    print(f"  finetune step (flip + translate)   {finetune:8.0f}   {plain / finetune:.2f}")
+    for name, spec in PRETEXTS.items():
+        if spec.trains:
+            objective, views, source = pretext(name, args.batch_size)
+            rate = images_per_second(objective, source * args.steps, source, auto, views)
+            label = f"pretext {name} ({source} images x {views})"
+            print(f"  {label:<34} {rate:8.0f}   {plain / rate:.2f}")
+
+    print(f"\nexemplar batch ({ExemplarParams().views} views of {args.batch_size} images)  batches/s")
+    ours, theirs = exemplar_batches_per_second(args.batch_size, args.steps, auto.device)
+    print(f"  batched on the device (ours)       {ours:8.1f}")
+    print(f"  per-image PIL transforms (seed)    {theirs:8.1f}")
+    print(f"  speed-up                           {ours / theirs:8.1f}x")
+
+    print("\noptions (plain supervised step)       images/s")
+    print(f"  {auto.describe():<34} {plain:8.0f}   (the pipeline's choice)")
+    if fp32 != auto:
+        print(f"  {fp32.describe():<34} {images_per_second(supervised(), n, args.batch_size, fp32):8.0f}")
+    for label, norm in (("norm lrn, FastLRN", "lrn"),):
+        print(f"  {label:<34} {images_per_second(supervised(norm), n, args.batch_size, auto):8.0f}")
+    objective = supervised("lrn")
+    objective.model.backbone.conv[3] = nn.LocalResponseNorm(9, 0.001, 0.75, 1.0)
+    print(f"  {'norm lrn, nn.LocalResponseNorm':<34} {images_per_second(objective, n, args.batch_size, auto):8.0f}")
+    objective = supervised()
+    objective.model = torch.compile(objective.model)
+    start = time.perf_counter()
+    rate = images_per_second(objective, n, args.batch_size, auto)
+    print(f"  {'torch.compile (after compiling)':<34} {rate:8.0f}   compile + run {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

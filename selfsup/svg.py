@@ -1,0 +1,87 @@
+"""Two small SVG charts (lines with error bars, a coloured scatter), so the README can show plots that
+render anywhere (GitHub included) without a plotting dependency."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+# Tableau 10: distinguishable, and the default of most plotting libraries.
+COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 400, 60, 150, 30, 50
+
+
+def _frame(title: str, x_label: str, y_label: str, body: list[str]) -> str:
+    w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    return "\n".join([
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT + w / 2}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>',
+        f'<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="#888"/>',
+        f'<text x="{LEFT + w / 2}" y="{HEIGHT - 10}" text-anchor="middle">{escape(x_label)}</text>',
+        f'<text x="15" y="{TOP + h / 2}" text-anchor="middle" transform="rotate(-90 15 {TOP + h / 2})">{escape(y_label)}</text>',
+        *body,
+        "</svg>",
+    ]) + "\n"
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    step = 10 ** math.floor(math.log10((hi - lo) / n or 1))
+    step *= next(m for m in (1, 2, 5, 10) if (hi - lo) / (step * m) <= n)
+    return [i * step for i in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+
+
+def _legend(names: list[str]) -> list[str]:
+    x = WIDTH - RIGHT + 15
+    return [f'<rect x="{x}" y="{TOP + 18 * i}" width="12" height="12" fill="{COLOURS[i % len(COLOURS)]}"/>'
+            f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>' for i, n in enumerate(names)]
+
+
+def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]], title: str,
+               x_label: str, y_label: str, log_x: bool = True) -> str:
+    """One line per series of (x, mean, std) points, the std as error bars; x_ticks are (x, label)."""
+    fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
+    xs = [fx(x) for x, _ in x_ticks]
+    lows = [m - s for pts in series.values() for _, m, s in pts]
+    highs = [m + s for pts in series.values() for _, m, s in pts]
+    y_lo, y_hi = min(lows), max(highs)
+    pad = (y_hi - y_lo) * 0.05 or 1
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+    x_lo, x_hi = min(xs), max(xs)
+    w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def px(x):
+        return LEFT + 10 + (fx(x) - x_lo) / ((x_hi - x_lo) or 1) * (w - 20)
+
+    def py(y):
+        return TOP + h - (y - y_lo) / (y_hi - y_lo) * h
+
+    body = []
+    for y in _ticks(y_lo, y_hi):
+        body.append(f'<line x1="{LEFT}" x2="{LEFT + w}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>'
+                    f'<text x="{LEFT - 5}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+    for x, label in x_ticks:
+        body.append(f'<text x="{px(x):.1f}" y="{TOP + h + 18}" text-anchor="middle">{escape(label)}</text>')
+    for i, (name, pts) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        path = " ".join(f"{px(x):.1f},{py(m):.1f}" for x, m, _ in pts)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for x, m, s in pts:
+            body.append(f'<circle cx="{px(x):.1f}" cy="{py(m):.1f}" r="3" fill="{colour}"/>')
+            if s > 0:
+                body.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(m - s):.1f}" y2="{py(m + s):.1f}" '
+                            f'stroke="{colour}"/>')
+    return _frame(title, x_label, y_label, body + _legend(list(series)))
+
+
+def scatter(points: list[tuple[float, float]], groups: list[int], names: list[str], title: str) -> str:
+    """2-D points coloured by group (an index into names), axes unlabelled beyond their component names."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def scale(v, lo, hi, size):
+        return (v - lo) / ((hi - lo) or 1) * (size - 10) + 5
+
+    body = [f'<circle cx="{LEFT + scale(x, min(xs), max(xs), w):.1f}" cy="{TOP + h - scale(y, min(ys), max(ys), h):.1f}" '
+            f'r="1.6" fill="{COLOURS[g % len(COLOURS)]}" fill-opacity="0.7"/>' for (x, y), g in zip(points, groups)]
+    return _frame(title, "principal component 1", "principal component 2", body + _legend(names))
