@@ -86,14 +86,14 @@ class NoneParams:
 
 @dataclass(frozen=True)
 class RotationParams:
-    epochs: int = field(default=5, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=4, metadata=_check(_positive, "a positive integer"))
     flip: bool = True
     translate: int = field(default=2, metadata=_check(_non_negative, "0 or more pixels"))
 
 
 @dataclass(frozen=True)
 class ExemplarParams:
-    epochs: int = field(default=4, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=3, metadata=_check(_positive, "a positive integer"))
     views: int = field(default=6, metadata=_check(lambda v: v >= 2, "2 or more views per image"))
     temperature: float = field(default=0.2, metadata=_check(_positive, "a positive number, e.g. 0.2"))
     projection_dim: int = field(default=128, metadata=_check(_positive, "a positive integer"))
@@ -108,7 +108,7 @@ class ExemplarParams:
 
 @dataclass(frozen=True)
 class AutoencoderParams:
-    epochs: int = field(default=10, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=8, metadata=_check(_positive, "a positive integer"))
 
 
 @dataclass(frozen=True)
