@@ -56,10 +56,13 @@ def render(root: Path, read=lambda p: p.read_text()) -> str:
 
 
 def experiment_rows(show: list) -> pd.DataFrame:
-    """One row per commit or experiment of `dvc exp show --json` that has evaluate metrics."""
+    """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics."""
     rows = []
     for commit in show:
-        entries = [commit] + [rev for exp in commit.get("experiments") or [] for rev in exp.get("revs", [])]
+        # queued and running experiments carry their baseline's metrics files: only finished ones count
+        finished = [exp for exp in commit.get("experiments") or []
+                    if (exp.get("executor") or {}).get("state", "success") == "success"]
+        entries = [commit] + [rev for exp in finished for rev in exp.get("revs", [])]
         for entry in entries:
             data = entry.get("data") or {}
             params = data.get("params", {}).get("params.yaml", {}).get("data")

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from selfsup.report import experiment_rows
 from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
@@ -74,8 +75,31 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     run(["dvc", "repro", "--force", "--single-item", "preprocess"], repo, env)
     assert run(["git", "diff", "--stat", "dvc.lock"], repo, env) == ""
 
+    # a teammate gets every output (and the run cache) from a shared remote instead of recomputing it
+    run(["dvc", "remote", "add", "-d", "shared", str(repo.parent / "remote")], repo, env)
+    run(["git", "commit", "-qam", "remote"], repo, env)
+    run(["dvc", "push", "--run-cache"], repo, env)
+    clone = repo.parent / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], repo.parent, env)
+    run(["dvc", "pull", "--run-cache"], clone, env)
+    assert (clone / "models/pretrain/exemplar/backbone.pt").is_file()
+    out = run(["dvc", "repro"], clone, env)
+    assert stages_run(out) == set() and "Data and pipelines are up to date" in out
+
     out = run(["dvc", "exp", "run", "-S", "pretext=none"], repo, env)
     assert stages_run(out) == set()
+
+    # a queued sweep of two seeds on two workers, reusing the cached backbones
+    queued = run(["dvc", "exp", "run", "--queue", "-S", "pretext=rotation", "-S", "finetune.seed=1,2"], repo, env)
+    names = re.findall(r"Queued experiment '([^']+)'", queued)
+    assert len(names) == 2
+    run(["dvc", "exp", "run", "--run-all", "-j", "2"], repo, env)
+    for name in names:
+        assert stages_run(run(["dvc", "queue", "logs", name], repo, env)) == {"finetune", "evaluate"}, name
+    table = experiment_rows(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
+    swept = table[table.seed > 0]
+    assert sorted(swept.seed) == [1, 2] and set(swept.pretext) == {"rotation"}
+    assert swept.test_accuracy.between(0, 1).all()
 
     out = run(["dvc", "exp", "run", "-S", "pretrain.rotation.epochs=2"], repo, env)
     assert stages_run(out) == {"pretrain@rotation", "probe@rotation"}  # tuning one pretext redoes only that one

@@ -54,7 +54,10 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
         {"revs": [exp_entry("exp-b", "rotation", 100, 0.8, "2026-01-03T00:00:00")]},
         {"revs": [exp_entry("exp-c", "rotation", 100, 0.81, "2026-01-04T00:00:00")]},  # rerun: newest wins
         {"revs": [exp_entry("exp-d", "rotation", 100, 0.83, "2026-01-05T00:00:00", seed=1)]},
-        {"revs": [exp_entry("exp-e", "none", "all", 0.92, "2026-01-05T00:00:00", seed=1)]},
+        {"revs": [exp_entry("exp-e", "none", "all", 0.92, "2026-01-05T00:00:00", seed=1)],
+         "executor": {"state": "success"}},
+        *({"revs": [exp_entry(f"exp-{state}", "none", "all", 0.9, "2026-01-06T00:00:00", seed=7)],
+           "executor": {"state": state}} for state in ("queued", "running", "failed")),  # baseline's metrics
     ]
     workspace = {**exp_entry("x", "none", "all", 0.1, None), "rev": "workspace"}
     table = experiment_rows([workspace, baseline])
