@@ -141,9 +141,17 @@ def label_efficiency_svg(table: pd.DataFrame, protocol: str = "full") -> str:
                       "labels per class", "test accuracy (%)")
 
 
-def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
-    table = pd.read_csv(io.StringIO(read(root / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+def read_comparison(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    """metrics/comparison.tsv of the repository at `root`; `read` maps a path to its text."""
+    return pd.read_csv(io.StringIO(read(root / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+
+
+def comparison_block(table: pd.DataFrame) -> str:
     return f"{CMP_START}\n{comparison_markdown(table)}\n\n![label efficiency]({PLOT.as_posix()})\n{CMP_END}"
+
+
+def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
+    return comparison_block(read_comparison(root, read))
 
 
 def probe_markdown(probes: dict[str, dict]) -> str:
@@ -186,9 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     text = replace_block(readme.read_text(), render(root))
     text = replace_block(text, render_probe(root), PROBE_START, PROBE_END)
     if (root / COMPARISON).is_file():
-        table = pd.read_csv(root / COMPARISON, sep="\t", dtype={"labels_per_class": str})
+        table = read_comparison(root)
         (root / PLOT).write_text(label_efficiency_svg(table))
-        text = replace_block(text, render_comparison(root), CMP_START, CMP_END)
+        text = replace_block(text, comparison_block(table), CMP_START, CMP_END)
     readme.write_text(text)
     print(f"updated the results in {readme}", file=sys.stderr)
 

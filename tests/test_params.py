@@ -38,6 +38,7 @@ def test_repo_params_are_valid():
             ("finetune.pretrained_lr", 0, "expected a fraction of lr in (0, 1]"),
             ("compute.device", "tpu", "expected 'auto' or 'cpu' or 'cuda' or 'mps'"),
             ("probe.labels_per_class", [10, "most"], "probe.labels_per_class[1] is 'most'"),
+            ("probe.labels_per_class", [10, 0], "expected positive integers or `all`"),
         ("model.norm", "layer", "expected 'batch' or 'lrn' or 'none'"),
         ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
         ("pretrain.rotation.epochs", 0, "expected a positive integer"),

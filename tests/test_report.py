@@ -1,13 +1,11 @@
-import io
 import json
 import subprocess
 
-import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (COMPARISON, END, PLOT, START, comparison_markdown, experiment_rows,
-                            label_efficiency_svg, probe_markdown, render, render_comparison, render_probe,
+from selfsup.report import (END, PLOT, START, comparison_markdown, experiment_rows,
+                            label_efficiency_svg, probe_markdown, read_comparison, render, render_comparison, render_probe,
                             replace_block, results_markdown)
 from tests.conftest import REPO
 
@@ -85,12 +83,12 @@ def test_readme_results_match_the_committed_metrics():
     assert render(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render_probe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    table = pd.read_csv(io.StringIO(committed(REPO / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+    table = read_comparison(REPO, read=committed)
     assert committed(REPO / PLOT) == label_efficiency_svg(table), "the plot is stale: run `python -m selfsup.report`"
 
 
 def test_comparison_agrees_with_the_committed_default_run():
-    table = pd.read_csv(io.StringIO(committed(REPO / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+    table = read_comparison(REPO, read=committed)
     params = yaml.safe_load(committed(REPO / "params.yaml"))
     ft = params["finetune"]
     row = table[(table.pretext == params["pretext"]) & (table.labels_per_class == str(ft["labels_per_class"]))
