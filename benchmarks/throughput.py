@@ -1,9 +1,10 @@
 """Training throughput on this machine: a plain supervised step, each pretext's step, and the exemplar batch.
 
-    python benchmarks/throughput.py [--steps 20] [--batch-size 128]
+    python benchmarks/throughput.py [--steps 20] [--batch-size 128] [--channels 3 --size 32 --steps-only]
 
 Every number comes from the code the pipeline runs (the registry's objectives through `fit`), on random
-28×28 images (the cost does not depend on their content). Printed: images per second of each step, its
+1×28×28 images (the cost does not depend on their content; --channels and --size give another shape, e.g.
+DeepFashion's 3×32×32). Printed: images per second of each step, its
 cost per image relative to a plain step, the exemplar batch made on the device versus the seed's way
 (per-image torchvision transforms in a DataLoader), and the options weighed for speed (precision,
 channels_last, LRN, torch.compile). Not a test: it takes a few minutes and its numbers depend on the machine.
@@ -26,7 +27,7 @@ from selfsup.params import ComputeParams, ExemplarParams, OptimParams
 from selfsup.pretexts import PRETEXTS, exemplar_batch
 from selfsup.train import Compute, Normalize, Objective, fit, top1_accuracy
 
-SIZE, CLASSES = 28, 10
+CHANNELS, SIZE, CLASSES = 1, 28, 10  # main() sets the shape from the command line
 
 
 def images_per_second(objective: Objective, n_images: int, batch_size: int, compute: Compute, views: int = 1,
@@ -34,9 +35,9 @@ def images_per_second(objective: Objective, n_images: int, batch_size: int, comp
     """Network-input images per second of `fit` on n_images source images: the best of `repeats` timed
     epochs after a warm-up."""
     gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n_images, 1, SIZE, SIZE), dtype=torch.uint8, generator=gen)
+    images = torch.randint(0, 256, (n_images, CHANNELS, SIZE, SIZE), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, CLASSES, (n_images,), generator=gen)
-    norm = Normalize([0.286], [0.353], compute.device)
+    norm = Normalize([0.286] * CHANNELS, [0.353] * CHANNELS, compute.device)
     cfg = OptimParams(batch_size=batch_size, lr=0.01)
     fit(objective, images[: 2 * batch_size], labels[: 2 * batch_size], cfg, 1, norm, compute=compute, desc="warm-up")
     best = float("inf")
@@ -53,15 +54,16 @@ def supervised(norm: str = "batch", augment: bool = False) -> Objective:
     def make(x, y, gen):
         return (flip_translate(x, True, 2, gen) if augment else x), y
 
-    return Objective(Classifier(CifarNet(norm=norm), CLASSES), make, F.cross_entropy, accuracy=top1_accuracy)
+    return Objective(Classifier(CifarNet(CHANNELS, SIZE, norm=norm), CLASSES), make, F.cross_entropy,
+                     accuracy=top1_accuracy)
 
 
 def pretext(name: str, batch_size: int) -> tuple[Objective, int, int]:
     """The pretext's objective as the pretrain stage builds it, its views per image and source batch."""
     spec = PRETEXTS[name]
     cfg = spec.params()
-    objective = Objective(nn.Sequential(CifarNet(), spec.make_head(cfg, 1, SIZE)), spec.make_batch(cfg), spec.loss,
-                          accuracy=spec.accuracy)
+    objective = Objective(nn.Sequential(CifarNet(CHANNELS, SIZE), spec.make_head(cfg, CHANNELS, SIZE)),
+                          spec.make_batch(cfg), spec.loss, accuracy=spec.accuracy)
     return objective, spec.views(cfg), spec.source_batch_size(cfg, batch_size)
 
 
@@ -109,13 +111,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
     parser.add_argument("--batch-size", type=int, default=128, help="source images per step")
+    parser.add_argument("--channels", type=int, default=1, help="image channels (DeepFashion: 3)")
+    parser.add_argument("--size", type=int, default=28, help="image side in pixels (DeepFashion: data.deepfashion.image_size)")
+    parser.add_argument("--steps-only", action="store_true", help="only the training steps, not the batch and options")
     args = parser.parse_args()
+    global CHANNELS, SIZE
+    CHANNELS, SIZE = args.channels, args.size
     torch.manual_seed(0)
     auto = Compute.resolve(ComputeParams())
     fp32 = Compute(auto.device)
     n = args.steps * args.batch_size
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; device {auto.describe()} (compute: auto); batch {args.batch_size}, {args.steps} steps")
+          f"torch {torch.__version__}; device {auto.describe()} (compute: auto); batch {args.batch_size}, {args.steps} steps; "
+          f"images {CHANNELS}x{SIZE}x{SIZE}")
 
     plain = images_per_second(supervised(), n, args.batch_size, auto)
     print("\nstep (the pipeline's settings)        images/s   cost per image vs plain")
@@ -129,6 +137,8 @@ def main():
             label = f"pretext {name} ({source} images x {views})"
             print(f"  {label:<34} {rate:8.0f}   {plain / rate:.2f}")
 
+    if args.steps_only:
+        return
     print(f"\nexemplar batch ({ExemplarParams().views} views of {args.batch_size} images)  batches/s")
     ours, theirs = exemplar_batches_per_second(args.batch_size, args.steps, auto.device)
     print(f"  batched on the device (ours)       {ours:8.1f}")

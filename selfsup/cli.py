@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from selfsup import SelfSupError
+from selfsup import SelfSupError, distributed
 
 
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
@@ -15,10 +15,15 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
     except SelfSupError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        distributed.shutdown()
 
 
 def open_live(directory: str):
-    """A dvclive logger that writes only under `directory` and never touches dvc.yaml or DVC experiments."""
+    """A dvclive logger that writes only under `directory` and never touches dvc.yaml or DVC experiments;
+    a logger that writes nothing on the ranks other than 0 of a torchrun launch."""
+    if not distributed.is_main():
+        return distributed.NullLive()
     from dvclive import Live  # late: importing dvclive is slow and not every caller logs
 
     return Live(directory, dvcyaml=False, save_dvc_exp=False, report=None)

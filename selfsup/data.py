@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,14 +98,29 @@ def make_splits(sets: dict, val_fraction: float, fraction: float, seed: int) -> 
     return {"train": full["train"].subset(train_pos), "val": full["train"].subset(val_pos), "test": full["test"]}
 
 
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
-    x = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
-    return x.mean(1).tolist(), x.std(1).tolist()
+def channel_stats(images: torch.Tensor, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (sample) std of uint8 images, on the [0, 1] scale.
+
+    From exact integer sums taken `chunk` images at a time: memory stays small for large image sets and
+    the numbers do not depend on the chunking.
+    """
+    channels = images.shape[1]
+    sums = torch.zeros(channels, dtype=torch.int64)
+    squares = torch.zeros(channels, dtype=torch.int64)
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk].transpose(0, 1).reshape(channels, -1).long()
+        sums += x.sum(1)
+        squares += (x * x).sum(1)
+    n = len(images) * images[0, 0].numel()
+    mean = [int(s) / (n * 255) for s in sums]
+    var = [(n * int(q) - int(s) ** 2) / (n * (n - 1) * 255**2) for s, q in zip(sums, squares)]
+    return mean, [math.sqrt(v) for v in var]
 
 
-def save_prepared(out_dir: str | Path, splits: dict[str, Split], classes: list[str], dataset: str) -> None:
-    """Write each split as a .pt of uint8 tensors and a meta.json (classes, shape, normalisation)."""
+def save_prepared(out_dir: str | Path, splits: dict[str, Split], classes: list[str], dataset: str,
+                  extra_meta: dict | None = None) -> None:
+    """Write each split as a .pt of uint8 tensors and a meta.json (classes, shape, normalisation, and
+    `extra_meta`, e.g. what a dataset reader skipped)."""
     _, channels, height, width = splits["train"].images.shape
     if height != width:
         raise DataError(f"images are {height}×{width}; the model expects square images")
@@ -115,7 +132,7 @@ def save_prepared(out_dir: str | Path, splits: dict[str, Split], classes: list[s
     mean, std = channel_stats(splits["train"].images)
     write_json(out_dir / "meta.json", {
         "dataset": dataset, "classes": list(classes), "channels": channels, "image_size": height,
-        "mean": mean, "std": std, "sizes": {name: len(s) for name, s in splits.items()},
+        "mean": mean, "std": std, "sizes": {name: len(s) for name, s in splits.items()}, **(extra_meta or {}),
     })
 
 
@@ -140,9 +157,16 @@ def load_prepared(prepared_dir: str | Path, splits=SPLITS) -> Prepared:
     meta = json.loads(meta_path.read_text())
     loaded = {}
     for name in splits:
-        d = torch.load(prepared_dir / f"{name}.pt", weights_only=True)
+        d = torch.load(prepared_dir / f"{name}.pt", weights_only=True, mmap=True)  # pages read on demand
         loaded[name] = Split(d["images"], d["labels"], d["source"], d["source_index"])
     return Prepared(meta, loaded)
+
+
+def fingerprint(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's shape, dtype and bytes: equal tensors, equal strings."""
+    digest = hashlib.sha256(f"{tuple(tensor.shape)} {tensor.dtype}".encode())
+    digest.update(tensor.contiguous().numpy())
+    return digest.hexdigest()
 
 
 def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int,

@@ -11,7 +11,8 @@ def confusion_matrix(actual: torch.Tensor, predicted: torch.Tensor, num_classes:
 
 
 def classification_metrics(actual: torch.Tensor, predicted: torch.Tensor, classes: list[str]) -> dict:
-    """Accuracy, macro-F1 and per-class accuracy (recall), F1 and support, keyed by class name."""
+    """Accuracy, balanced accuracy (the mean recall of the classes present: what accuracy would be if every
+    class were equally frequent), macro-F1, and per-class accuracy (recall), F1 and support, by class name."""
     cm = confusion_matrix(actual, predicted, len(classes)).double()
     tp = cm.diag()
     support = cm.sum(1)
@@ -23,6 +24,7 @@ def classification_metrics(actual: torch.Tensor, predicted: torch.Tensor, classe
     present = support > 0
     return {
         "accuracy": (tp.sum() / cm.sum()).item(),
+        "balanced_accuracy": recall[present].mean().item(),
         "macro_f1": f1[present].mean().item(),
         "per_class": {
             name: {"accuracy": recall[i].item(), "f1": f1[i].item(), "support": int(support[i])}

@@ -36,8 +36,20 @@ def _check(rule, hint: str):
 
 
 @dataclass(frozen=True)
+class DeepFashionParams:
+    """Where the user's copy of DeepFashion is and how preprocess turns it into tensors."""
+
+    root: str | None = None
+    image_size: int = field(default=32, metadata=_check(lambda s: s >= 8 and s % 4 == 0, "a multiple of 4, at least 8"))
+    partition: Literal["official", "seeded"] = "official"
+    test_fraction: float = field(default=0.2, metadata=_check(lambda f: 0 < f < 1, "a number in (0, 1)"))
+    max_unreadable: int = field(default=10, metadata=_check(_non_negative, "0 or more images"))
+
+
+@dataclass(frozen=True)
 class DataParams:
-    dataset: Literal["fashion_mnist"] = "fashion_mnist"
+    dataset: Literal["fashion_mnist", "deepfashion"] = "fashion_mnist"
+    deepfashion: DeepFashionParams = DeepFashionParams()
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class ComputeParams:
 
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    processes: int = field(default=1, metadata=_check(_positive, "a positive integer (1: no torchrun)"))
 
 
 @dataclass(frozen=True)
@@ -193,7 +206,8 @@ def _describe(tp) -> str:
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"a list of {_describe(typing.get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            type(None): "null"}.get(tp, str(tp))
 
 
 def _convert(value: Any, tp, where: str):

@@ -1,6 +1,6 @@
 """Frozen-feature evaluation: what a pretrained backbone's layers know before any fine-tuning.
 
-Two probes on the features of each layer (CifarNet.layer_features): a k-nearest-neighbour vote under
+Two probes on the features of each layer (CifarNet.layer_features, computed by train.predict): a k-nearest-neighbour vote under
 cosine similarity, and a linear probe (multinomial logistic regression, L2-regularised, full-batch
 L-BFGS on standardised features; convex, so its result depends on the labels only, not on a seed).
 """
@@ -11,21 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.train import Compute, Normalize
-
-
-@torch.inference_mode()
-def extract_features(backbone: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int,
-                     compute: Compute) -> dict[str, torch.Tensor]:
-    """Every layer's flat features (fp32, cpu) for uint8 images, the backbone in eval mode."""
-    backbone.eval()
-    chunks: dict[str, list[torch.Tensor]] = {}
-    with compute.autocast():
-        for i in range(0, len(images), batch_size):
-            x = norm(norm.unit(images[i : i + batch_size].to(compute.device)))
-            for name, f in backbone.layer_features(x).items():
-                chunks.setdefault(name, []).append(f.float().cpu())
-    return {name: torch.cat(parts) for name, parts in chunks.items()}
 
 
 @torch.inference_mode()

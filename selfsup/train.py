@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from selfsup import SelfSupError
+from selfsup import SelfSupError, distributed
+from selfsup.io import atomic_path
 from selfsup.params import ComputeParams, OptimParams
 
 # (images in [0, 1], labels or None, generator) -> (model inputs, targets)
@@ -88,7 +92,9 @@ class Compute:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def describe(self) -> str:
-        return f"{self.device.type} {str(self.dtype or torch.float32).removeprefix('torch.')}"
+        world = distributed.world_size()
+        return (f"{self.device.type} {str(self.dtype or torch.float32).removeprefix('torch.')}"
+                + (f" x{world} processes" if world > 1 else ""))
 
 
 class Normalize:
@@ -123,16 +129,33 @@ def _param_groups(objective: Objective, lr: float) -> list[dict]:
     return [{"params": ps, "lr": lr * factor} for factor, ps in sorted(groups.items(), reverse=True)]
 
 
+def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
+    """The resolved compute setting and, on its device, the normalisation by `stats` (the mean and std of
+    a prepared meta.json or of a checkpoint's data): what every stage that runs the model starts with."""
+    compute = Compute.resolve(cfg)
+    if distributed.launched():  # one of several torchrun processes: join the group, take this rank's GPU
+        compute = Compute(distributed.init(compute.device), compute.dtype)
+    return compute, Normalize(stats["mean"], stats["std"], compute.device)
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int,
-            compute: Compute | None = None) -> torch.Tensor:
-    """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode."""
+            compute: Compute | None = None, method: str | None = None):
+    """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode.
+
+    `method` names another of the model's functions to apply instead (e.g. "layer_features"); one that
+    returns a dict of tensors gives a dict of the concatenated tensors."""
     model.eval()
     device = norm.mean.device
+    fn = getattr(model, method) if method else model
+    chunks = []
     with (compute or Compute(device)).autocast():
-        outs = [model(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True)))).float().cpu()
-                for i in range(0, len(images), batch_size)]
-    return torch.cat(outs)
+        for i in range(0, len(images), batch_size):
+            out = fn(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True))))
+            chunks.append({k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else out.float().cpu())
+    if isinstance(chunks[0], dict):
+        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    return torch.cat(chunks)
 
 
 @torch.inference_mode()
@@ -161,6 +184,66 @@ def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Te
     return metrics
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where fit keeps its training state after every epoch, and what the state must match to be resumed.
+
+    An interrupted run restarted with the same `fingerprint` (params, data, compute) continues from the
+    last finished epoch and ends exactly as an uninterrupted run would; a state saved under another
+    fingerprint is ignored. The file is removed by the caller once its outputs are written.
+    """
+
+    path: Path
+    fingerprint: dict
+
+    def key(self) -> str:
+        return json.dumps(self.fingerprint, sort_keys=True)
+
+    def local_path(self) -> Path:
+        """This process's state file: `path` itself, or a file beside it for rank r > 0 of several."""
+        r = distributed.rank()
+        return self.path if r == 0 else self.path.with_name(f"{self.path.stem}.rank{r}{self.path.suffix}")
+
+
+def _rng_states(device: torch.device) -> dict:
+    """The global random states a training step draws from (dropout uses the device's default generator)."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def _set_rng_states(states: dict, device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+    if "mps" in states:
+        torch.mps.set_rng_state(states["mps"])
+
+
+def _is_image(key: str) -> bool:
+    return key.endswith(".png")
+
+
+def _log_epoch(live, metrics: dict) -> None:
+    """Send one epoch's numbers (and images, keys ending in .png) to dvclive, then advance its step."""
+    for key, value in metrics.items():
+        if _is_image(key):
+            live.log_image(key, value.numpy())
+        else:
+            live.log_metric(key, value)
+    live.next_step()
+
+
+def _storable(metrics: dict) -> dict:
+    """Epoch metrics with images as uint8 H×W×C tensors, so the training state loads with weights_only."""
+    import numpy as np
+
+    return {k: torch.from_numpy(np.array(v)) if _is_image(k) else v for k, v in metrics.items()}
+
+
 def fit(
     objective: Objective,
     images: torch.Tensor,
@@ -169,18 +252,20 @@ def fit(
     epochs: int,
     norm: Normalize,
     live=None,
-    validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    validate: Callable[[nn.Module], dict] | None = None,
     select: str | None = None,
     desc: str = "train",
     compute: Compute | None = None,
+    resume: Resume | None = None,
 ) -> FitResult:
     """Train `objective.model` for `epochs` on uint8 `images` (and `labels`); keep the best epoch.
 
     SGD with Nesterov momentum and a cosine learning-rate schedule over all steps. After each epoch,
-    `validate(model)` returns metrics; the epoch with the highest `select` metric is kept (a copy of its
-    weights), or the last epoch when `select` is None. Metrics go to the dvclive `live` per epoch.
-    The forward pass runs under `compute`'s autocast; the whole image set sits on the device, so a step
-    moves no data between host and device.
+    `validate(model)` returns metrics (and images: PIL images under keys ending in .png); the epoch with
+    the highest `select` metric is kept (a copy of its weights), or the last epoch when `select` is None.
+    Metrics go to the dvclive `live` per epoch. The forward pass runs under `compute`'s autocast; the
+    whole image set sits on the device, so a step moves no data between host and device. With `resume`,
+    the full training state is saved after every epoch and an interrupted run continues from it.
     """
     device = norm.mean.device
     compute = compute or Compute(device)
@@ -188,14 +273,22 @@ def fit(
     model = objective.model.to(device).to(memory_format=torch.channels_last)
     for module in objective.frozen:
         module.requires_grad_(False)
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    # Under torchrun every rank holds a replica; DDP averages the gradients of the ranks' shards.
+    train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
     optimizer = torch.optim.SGD(_param_groups(objective, cfg.lr), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                                 weight_decay=cfg.weight_decay)
     n = len(images)
     batch_size = min(cfg.batch_size, n)
+    if batch_size < world:
+        raise SelfSupError(f"{desc}: a batch of {batch_size} images cannot be shared by {world} processes; "
+                           "raise batch_size or lower compute.processes")
     steps_per_epoch = n // batch_size  # the ragged last batch is dropped: batch norm dislikes tiny batches
     total_steps = max(1, steps_per_epoch * epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # the batch order: the same on every rank
+    # augmentation: the same generator in a single process; its own stream on each rank of several
+    aug_gen = gen if world == 1 else torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + rank + 1)
     images = images.to(device)
     labels = labels.to(device) if labels is not None else None
 
@@ -203,18 +296,44 @@ def fit(
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     result = FitResult(snapshot(), 0, None)
-    for epoch in range(1, epochs + 1):
-        model.train()
+    history: list[dict] = []
+    done = 0
+    state_path = resume.local_path() if resume is not None else None
+    if state_path is not None and state_path.is_file():
+        try:
+            state = torch.load(state_path, map_location=device, weights_only=True)
+        except Exception as err:  # noqa: BLE001  any unreadable state is only a lost head start
+            state = {}
+            tqdm.write(f"{desc}: {state_path} cannot be read ({type(err).__name__}); starting afresh")
+        if state and state.get("fingerprint") != resume.key():
+            tqdm.write(f"{desc}: {state_path} was saved under other params, data or code; starting afresh")
+        elif state:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            for g, saved in zip((gen, aug_gen), state["generators"]):
+                g.set_state(saved.cpu())
+            _set_rng_states({k: v.cpu() for k, v in state["rng"].items()}, device)
+            result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
+            history, done = state["history"], state["epoch"]
+            tqdm.write(f"{desc}: resuming after epoch {done}/{epochs} from {state_path}")
+            if live is not None:
+                for metrics in history:
+                    _log_epoch(live, metrics)
+    for epoch in range(done + 1, epochs + 1):
+        train_model.train()
         for module in objective.frozen:
             module.eval()
         perm = torch.randperm(n, generator=gen, device=device)
         loss_sum = correct = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=2)
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=2,
+                   disable=not main)
         for step in bar:
-            idx = perm[step * batch_size : (step + 1) * batch_size]
-            inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx], gen)
+            idx = perm[step * batch_size : (step + 1) * batch_size][rank::world]  # this rank's shard of the batch
+            inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx], aug_gen)
             with compute.autocast():
-                outputs = model(norm(inputs))
+                outputs = train_model(norm(inputs))
             outputs = outputs.float()
             loss = objective.loss(outputs, targets)
             if not torch.isfinite(loss):
@@ -230,17 +349,27 @@ def fit(
             loss_sum += loss.item()
             if objective.accuracy is not None:
                 correct += objective.accuracy(outputs.detach(), targets).item()
+        loss_sum, correct = distributed.all_mean([loss_sum, correct], device)
         metrics = {"train/loss": loss_sum / steps_per_epoch}
         if objective.accuracy is not None:
             metrics["train/accuracy"] = correct / steps_per_epoch
-        if validate is not None:
-            metrics.update(validate(model))
-        score = metrics[select] if select else None
-        if select is None or result.best_score is None or score > result.best_score:
-            result = FitResult(snapshot(), epoch, score)
-        if live is not None:
-            for key, value in metrics.items():
-                live.log_metric(key, value)
-            live.next_step()
-        tqdm.write(f"{desc} epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if main:  # one process validates, selects, logs and writes
+            if validate is not None:
+                metrics.update(validate(model))
+            score = metrics[select] if select else None
+            if select is None or result.best_score is None or score > result.best_score:
+                result = FitResult(snapshot(), epoch, score)
+            metrics = _storable(metrics)
+            history.append(metrics)
+            if live is not None:
+                _log_epoch(live, metrics)
+            tqdm.write(f"{desc} epoch {epoch}/{epochs}: "
+                       + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not _is_image(k)))
+        if state_path is not None:
+            with atomic_path(state_path) as tmp:
+                torch.save({"fingerprint": resume.key(), "epoch": epoch, "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "scaler": scaler.state_dict(), "generators": [gen.get_state(), aug_gen.get_state()],
+                            "rng": _rng_states(device), "best_state": result.best_state,
+                            "best_epoch": result.best_epoch, "best_score": result.best_score, "history": history}, tmp)
     return result

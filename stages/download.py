@@ -1,19 +1,29 @@
-"""Stage download: fetch the four Fashion-MNIST files, md5-verified, trying $FASHION_MNIST_MIRROR first."""
+"""Stage download: the raw data. Fashion-MNIST: the four files, md5-verified, trying $FASHION_MNIST_MIRROR
+first. DeepFashion (cannot be fetched by a script): check the user's copy and copy its lists."""
 
 import argparse
 import os
+from pathlib import Path
 
 from selfsup.cli import run_stage
+from selfsup.deepfashion import copy_lists, find_root
 from selfsup.download import MIRROR_ENV, download_fashion_mnist
+from selfsup.params import load_params
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, help="folder for the .gz files")
+    parser.add_argument("--out", required=True, help="folder for the raw files")
     parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
-                        help=f"extra mirror tried first: a folder or URL (default: ${MIRROR_ENV})")
+                        help=f"Fashion-MNIST: extra mirror tried first, a folder or URL (default: ${MIRROR_ENV})")
     args = parser.parse_args(argv)
-    for path in download_fashion_mnist(args.out, args.mirror):
+    data = load_params().data
+    if data.dataset == "deepfashion":
+        cfg = data.deepfashion
+        paths = copy_lists(find_root(cfg.root), Path(args.out), need_partition=cfg.partition == "official")
+    else:
+        paths = download_fashion_mnist(args.out, args.mirror)
+    for path in paths:
         print(f"ok {path}")
 
 

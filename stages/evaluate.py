@@ -1,4 +1,5 @@
-"""Stage evaluate: test accuracy, per-class accuracy, macro-F1 and the confusion plot of the fine-tuned model."""
+"""Stage evaluate: test accuracy, balanced accuracy, per-class accuracy, macro-F1 and the confusion plot of the
+fine-tuned model."""
 
 import argparse
 from pathlib import Path
@@ -11,7 +12,7 @@ from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path, write_json
 from selfsup.models import build_classifier, load_checkpoint
 from selfsup.params import load_params
-from selfsup.train import Compute, Normalize, predict
+from selfsup.train import predict, setup
 
 
 def main(argv=None):
@@ -28,8 +29,7 @@ def main(argv=None):
     classes = ckpt["classes"]
     model = build_classifier(ckpt["config"]["model"], data, len(classes))
     model.load_state_dict(ckpt["state_dict"])
-    compute = Compute.resolve(params.compute)
-    norm = Normalize(data["mean"], data["std"], compute.device)
+    compute, norm = setup(params.compute, data)
     predicted = predict(model.to(compute.device), test.images, norm, cfg.batch_size, compute).argmax(1)
 
     metrics = classification_metrics(test.labels, predicted, classes)
@@ -39,7 +39,8 @@ def main(argv=None):
     with atomic_path(out / "confusion.csv") as tmp:
         pd.DataFrame({"actual": names[test.labels.numpy()].values,
                       "predicted": names[predicted.numpy()].values}).to_csv(tmp, index=False)
-    print(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {len(test)} images")
+    print(f"test accuracy {metrics['accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}, "
+          f"macro-F1 {metrics['macro_f1']:.4f} on {len(test)} images")
 
 
 if __name__ == "__main__":

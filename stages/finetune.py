@@ -6,13 +6,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from selfsup import distributed
 from selfsup.augment import flip_translate
 from selfsup.cli import open_live, run_stage
 from selfsup.data import labelled_subset, load_prepared
 from selfsup.models import build_classifier, load_backbone, load_backbone_into, save_checkpoint
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
-from selfsup.train import Compute, Normalize, Objective, fit, predict, top1_accuracy
+from selfsup.train import Objective, fit, predict, setup, top1_accuracy
 
 
 def main(argv=None):
@@ -33,8 +34,7 @@ def main(argv=None):
     load_backbone_into(model, ckpt["state_dict"])
 
     chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed)
-    compute = Compute.resolve(params.compute)
-    norm = Normalize(meta["mean"], meta["std"], compute.device)
+    compute, norm = setup(params.compute, meta)
     aug = cfg.augment
 
     def make_batch(x, y, gen):
@@ -56,12 +56,13 @@ def main(argv=None):
     model.load_state_dict(result.best_state)
     live.summary.update({"best/epoch": result.best_epoch, "best/val_accuracy": result.best_score,
                          "labelled_images": len(chosen)})
-    save_checkpoint(
-        Path(args.out) / "model.pt", model, pretext=params.pretext, classes=prepared.classes,
-        config={"model": to_dict(params.model), "finetune": to_dict(cfg)},
-        data={k: meta[k] for k in ("dataset", "channels", "image_size", "mean", "std")},
-        best_epoch=result.best_epoch,
-    )
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        save_checkpoint(
+            Path(args.out) / "model.pt", model, pretext=params.pretext, classes=prepared.classes,
+            config={"model": to_dict(params.model), "finetune": to_dict(cfg)},
+            data={k: meta[k] for k in ("dataset", "channels", "image_size", "mean", "std")},
+            best_epoch=result.best_epoch,
+        )
     live.end()
 
 

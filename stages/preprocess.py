@@ -1,22 +1,32 @@
-"""Stage preprocess: seeded, stratified train/val/test splits as uint8 tensors, made once."""
+"""Stage preprocess: seeded, stratified train/val/test splits as uint8 tensors, made once.
+
+Fashion-MNIST: val is carved from the official training set, test is the official test set. DeepFashion:
+the official partition (or a seeded one), the JPEGs decoded and resized once, on every core.
+"""
 
 import argparse
+from pathlib import Path
 
 from selfsup.cli import run_stage
 from selfsup.data import make_splits, read_fashion_mnist, save_prepared
+from selfsup.deepfashion import prepare
 from selfsup.download import CLASSES
 from selfsup.params import load_params
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", required=True, help="folder of the downloaded .gz files")
+    parser.add_argument("--raw", required=True, help="the download stage's folder")
     parser.add_argument("--out", required=True, help="folder for train/val/test .pt and meta.json")
     args = parser.parse_args(argv)
     params = load_params()
-    cfg = params.preprocess
-    splits = make_splits(read_fashion_mnist(args.raw), cfg.val_fraction, cfg.fraction, cfg.seed)
-    save_prepared(args.out, splits, list(CLASSES), params.data.dataset)
+    cfg, data = params.preprocess, params.data
+    if data.dataset == "deepfashion":
+        splits, classes, extra = prepare(Path(args.raw), data.deepfashion, cfg.val_fraction, cfg.fraction, cfg.seed)
+    else:
+        splits = make_splits(read_fashion_mnist(args.raw), cfg.val_fraction, cfg.fraction, cfg.seed)
+        classes, extra = list(CLASSES), None
+    save_prepared(args.out, splits, classes, data.dataset, extra)
     print(", ".join(f"{name}: {len(split)} images" for name, split in splits.items()))
 
 

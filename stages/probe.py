@@ -18,9 +18,9 @@ from selfsup.data import labelled_subset, load_prepared
 from selfsup.io import atomic_path, write_json
 from selfsup.models import build_classifier, load_backbone, load_backbone_into
 from selfsup.params import load_params, to_dict
-from selfsup.probe import LinearProbe, accuracy, extract_features, knn_predict, pca_2d
+from selfsup.probe import LinearProbe, accuracy, knn_predict, pca_2d
 from selfsup.svg import scatter
-from selfsup.train import Compute, Normalize
+from selfsup.train import predict, setup
 
 EMBEDDING_POINTS = 2000  # of the test set, in the picture
 
@@ -41,10 +41,10 @@ def main(argv=None):
     model = build_classifier(to_dict(params.model), meta, len(classes))
     load_backbone_into(model, ckpt["state_dict"])  # checks that every layer fits
     backbone = model.backbone
-    compute = Compute.resolve(params.compute)
-    norm = Normalize(meta["mean"], meta["std"], compute.device)
+    compute, norm = setup(params.compute, meta)
     backbone.to(compute.device).to(memory_format=torch.channels_last)
-    feats = {split: extract_features(backbone, s.images, norm, 1000, compute) for split, s in prepared.splits.items()}
+    feats = {split: predict(backbone, s.images, norm, 1000, compute, method="layer_features")
+             for split, s in prepared.splits.items()}
     labels = {split: s.labels for split, s in prepared.splits.items()}
     print(f"probe {args.pretext}: features of {sum(map(len, labels.values()))} images in {time.perf_counter() - started:.0f} s")
     n_classes = len(classes)

@@ -3,8 +3,8 @@ import gzip
 import pytest
 import torch
 
-from selfsup.data import (DataError, labelled_subset, load_prepared, make_splits, read_fashion_mnist, read_idx,
-                          save_prepared, stratified_split)
+from selfsup.data import (DataError, channel_stats, labelled_subset, load_prepared, make_splits, read_fashion_mnist,
+                          read_idx, save_prepared, stratified_split)
 from tests.conftest import write_idx
 
 
@@ -105,3 +105,11 @@ def test_real_fashion_mnist_splits_do_not_overlap(fmnist_raw):
     # no test image reappears, byte for byte, in train or val (Fashion-MNIST has no exact duplicates across)
     test_bytes = {bytes(x.numpy()) for x in splits["test"].images}
     assert not any(bytes(x.numpy()) in test_bytes for x in splits["val"].images)
+
+
+def test_channel_stats_are_exact_and_do_not_depend_on_chunking():
+    images = torch.randint(0, 256, (300, 3, 5, 5), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    x = images.transpose(0, 1).reshape(3, -1).double() / 255
+    mean, std = channel_stats(images)
+    assert mean == pytest.approx(x.mean(1).tolist(), abs=1e-12) and std == pytest.approx(x.std(1).tolist(), abs=1e-12)
+    assert channel_stats(images, chunk=7) == (mean, std)

@@ -26,3 +26,12 @@ def test_class_never_predicted_has_zero_f1_not_nan():
     m = classification_metrics(torch.tensor([0, 1]), torch.tensor([0, 0]), ["a", "b"])
     assert m["per_class"]["b"] == {"accuracy": 0.0, "f1": 0.0, "support": 1}
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_balanced_accuracy_weighs_every_present_class_equally():
+    # 8 of class a, all right; 2 of class b, both wrong; class c absent from the test set
+    actual = torch.tensor([0] * 8 + [1] * 2)
+    predicted = torch.tensor([0] * 8 + [0] * 2)
+    m = classification_metrics(actual, predicted, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(0.8)
+    assert m["balanced_accuracy"] == pytest.approx((1.0 + 0.0) / 2)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfsup.io import atomic_path, write_json
+from selfsup.io import atomic_path, files_digest, write_json
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -25,3 +25,13 @@ def test_torch_outputs_are_byte_identical_across_writes(tmp_path):
         with atomic_path(tmp_path / folder / "train.pt") as tmp:
             torch.save(data, tmp)
     assert (tmp_path / "a/train.pt").read_bytes() == (tmp_path / "b/train.pt").read_bytes()
+
+
+def test_files_digest_follows_contents_not_order(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    digest = files_digest([a, b])
+    assert files_digest([b, a]) == digest
+    b.write_text("y = 3\n")
+    assert files_digest([a, b]) != digest

@@ -12,8 +12,9 @@ from tests.conftest import REPO
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
           "finetune": {"protocol": "full", "labels_per_class": "all", "epochs": 15, "seed": 0}}
 FINETUNE = {"labelled_images": 54000, "best/epoch": 14}
-EVALUATE = {"test": {"accuracy": 0.91234, "macro_f1": 0.9111,
-                     "per_class": {"a": {"accuracy": 0.5}, "b": {"accuracy": 1.0}}}}
+EVALUATE = {"test": {"accuracy": 0.91234, "balanced_accuracy": 0.75, "macro_f1": 0.9111,
+                     "per_class": {"a": {"accuracy": 0.5, "f1": 0.6, "support": 2},
+                                   "b": {"accuracy": 1.0, "f1": 0.8, "support": 4}}}}
 
 
 def committed(path):
@@ -35,8 +36,10 @@ def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0):
 
 def test_results_markdown_reads_the_numbers():
     md = results_markdown(PARAMS, FINETUNE, EVALUATE)
-    assert "| fashion_mnist | none | full | all | 54000 | 14 of 15 | **91.23%** | 0.9111 | 90.33% |" in md
-    assert "| test accuracy | 50.0% | 100.0% |" in md
+    assert "| fashion_mnist | none | full | all | 54000 | 14 of 15 | **91.23%** | 75.00% | 0.9111 | 90.33% |" in md
+    assert "| a | 2 | 50.0% | 0.600 |\n| b | 4 | 100.0% | 0.800 |" in md
+    other = results_markdown({**PARAMS, "data": {"dataset": "deepfashion"}}, FINETUNE, EVALUATE)
+    assert "| deepfashion | none |" in other and other.splitlines()[2].endswith("| 45.73% |")
 
 
 def test_replace_block_keeps_the_rest():

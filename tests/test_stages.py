@@ -1,6 +1,7 @@
 """The stage scripts in-process, on a small synthetic prepared dataset, for every registered pretext."""
 
 import json
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -106,3 +107,53 @@ def test_protocols_train_exactly_their_layers(workdir, protocol, trained):
     changed = {key.split(".")[0] for key, value in before.items()
                if key.endswith("weight") and not torch.equal(after[f"backbone.{key}"], value)}
     assert changed == trained
+
+
+def dvclive_values(folder):
+    """Every file dvclive wrote under `folder` (its .tsv files hold step and value, no timestamps), by path."""
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_interrupted_pretraining_resumes_to_the_same_backbone_and_curves(workdir, monkeypatch, capsys):
+    set_param(workdir, "pretrain", "autoencoder", {"epochs": 3})
+    run = ["autoencoder", "--data", "prepared", "--checkpoint"]
+    pretrain.main([*run, "state_a.pt", "--out", "a", "--metrics", "m/a"])
+    assert not (workdir / "state_a.pt").exists()  # removed once the backbone is written
+
+    calls = []
+    real = pretrain.evaluate_objective
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "evaluate_objective", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.main([*run, "state_b.pt", "--out", "b", "--metrics", "m/b"])
+    assert not (workdir / "b").exists() and (workdir / "state_b.pt").is_file()
+    monkeypatch.setattr(pretrain, "evaluate_objective", real)
+    capsys.readouterr()
+    pretrain.main([*run, "state_b.pt", "--out", "b", "--metrics", "m/b"])  # what `dvc repro` does next
+    log = capsys.readouterr().out
+    assert "resuming after epoch 2/3 from state_b.pt" in log and "epoch 1/3" not in log
+
+    assert (workdir / "a/backbone.pt").read_bytes() == (workdir / "b/backbone.pt").read_bytes()
+    curves = dvclive_values(workdir / "m/a")
+    assert curves == dvclive_values(workdir / "m/b")
+    assert len(curves[Path("plots/metrics/val/loss.tsv")].splitlines()) == 1 + 3  # header and 3 epochs
+    assert Path("plots/images/reconstructions/epoch_03.png") in curves
+
+
+def test_same_params_and_seed_give_identical_metrics(workdir):
+    """Determinism on CPU: the whole chain twice, compared exactly."""
+    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: exemplar"))
+    for run in ("a", "b"):
+        pretrain.main(["exemplar", "--data", "prepared", "--out", f"{run}/pre", "--metrics", f"{run}/m/pre"])
+        finetune.main(["--backbone", f"{run}/pre/backbone.pt", "--data", "prepared", "--out", f"{run}/ft",
+                       "--metrics", f"{run}/m/ft"])
+        evaluate.main(["--model", f"{run}/ft/model.pt", "--data", "prepared", "--metrics", f"{run}/m/ev"])
+    for path in ("pre/backbone.pt", "ft/model.pt", "m/ev/metrics.json", "m/ev/confusion.csv", "m/ft/metrics.json"):
+        assert (workdir / "a" / path).read_bytes() == (workdir / "b" / path).read_bytes(), path
+    assert dvclive_values(workdir / "a/m") == dvclive_values(workdir / "b/m")

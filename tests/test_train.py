@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,7 +7,8 @@ import torch.nn.functional as F
 from selfsup import SelfSupError
 from selfsup.models import CifarNet, Classifier
 from selfsup.params import ComputeParams, OptimParams
-from selfsup.train import Compute, DivergedError, Normalize, Objective, _param_groups, fit, predict, top1_accuracy
+from selfsup.train import (Compute, DivergedError, Normalize, Objective, Resume, _param_groups, fit, predict,
+                           top1_accuracy)
 
 
 def toy_problem(n=256, size=8):
@@ -126,3 +129,68 @@ def test_lr_scales_give_pretrained_layers_their_own_learning_rate():
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.logits.parameters()}
     fc = [*model.backbone.fc3.parameters(), *model.backbone.fc4.parameters()]
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in fc}  # the frozen convs are in neither
+
+
+def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path):
+    images, labels = toy_problem()
+    dropout_model = lambda: Classifier(CifarNet(1, 8, norm="batch", dropout=0.5), 2)  # noqa: E731  global RNG too
+    resume = Resume(tmp_path / "state.pt", {"run": 1})
+
+    def run(interrupt_at=None, seed=0):
+        torch.manual_seed(seed)  # initial weights and dropout; a resumed run restores both
+        epochs_seen = []
+
+        def validate(net):
+            epochs_seen.append(len(epochs_seen) + 1)
+            if epochs_seen[-1] == interrupt_at:
+                raise KeyboardInterrupt
+            return {"val/accuracy": accuracy_on(net, images, labels)}
+
+        live = RecordingLive()
+        result = fit(Objective(dropout_model(), keep_labels, accuracy=top1_accuracy), images, labels,
+                     dataclasses.replace(CFG, lr=0.005), EPOCHS, NORM, live, validate=validate, resume=resume)
+        return result, live.logged
+
+    expected, expected_log = run()
+    resume.path.unlink()
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupt_at=3)  # epochs 1 and 2 finished and saved
+    assert torch.load(resume.path, weights_only=True)["best_epoch"] == 2
+    resumed, resumed_log = run(seed=123)  # another random state at the start must not matter
+    assert resumed.best_epoch == expected.best_epoch == EPOCHS
+    for key, value in expected.best_state.items():
+        assert torch.equal(resumed.best_state[key], value), key
+    assert resumed_log == expected_log and len(expected_log) == 3 * EPOCHS  # train loss and accuracy, val accuracy
+
+
+def test_state_saved_under_another_fingerprint_is_not_resumed(tmp_path, capsys):
+    images, labels = toy_problem()
+    fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM, resume=Resume(tmp_path / "s.pt", {"lr": 1}))
+    fresh = fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM)
+    other = fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM,
+                resume=Resume(tmp_path / "s.pt", {"lr": 2}))
+    assert "saved under other params, data or code; starting afresh" in capsys.readouterr().out
+    for key, value in fresh.best_state.items():
+        assert torch.equal(other.best_state[key], value), key
+    (tmp_path / "s.pt").write_bytes(b"half a zip")  # e.g. a disk that filled up
+    broken = fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM,
+                 resume=Resume(tmp_path / "s.pt", {"lr": 2}))
+    assert "s.pt cannot be read" in capsys.readouterr().out
+    for key, value in fresh.best_state.items():
+        assert torch.equal(broken.best_state[key], value), key
+
+
+class RecordingLive:
+    """The part of dvclive's Live that fit uses, recording (step, key, value)."""
+
+    def __init__(self):
+        self.step, self.logged = 0, []
+
+    def log_metric(self, key, value):
+        self.logged.append((self.step, key, value))
+
+    def log_image(self, key, value):
+        self.logged.append((self.step, key, value.tobytes()))
+
+    def next_step(self):
+        self.step += 1

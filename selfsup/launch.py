@@ -1,0 +1,54 @@
+"""Run a stage module in this process, or under torchrun when params.yaml asks for several processes.
+
+    python -m selfsup.launch stages.pretrain rotation --data ...   (what dvc.yaml's training stages run)
+
+With `compute.processes: 1` (the default) this is `python -m stages.pretrain ...`. With N > 1 it becomes
+`torchrun --standalone --nproc-per-node N -m stages.pretrain ...`: N data-parallel processes on this
+machine, one GPU each on CUDA (gloo processes on the CPU, which is for testing: it is not faster).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+from selfsup import SelfSupError
+from selfsup.params import load_params
+
+
+def command(module: str, args: list[str], processes: int) -> list[str] | None:
+    """The torchrun command line for `processes` > 1; None means: run the module in this process."""
+    if processes == 1:
+        return None
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+            "-m", module, *args]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        sys.exit(__doc__)
+    module, args = argv[0], argv[1:]
+    try:
+        compute = load_params().compute
+        if compute.processes > 1 and compute.device in ("auto", "cuda"):
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if 0 < gpus < compute.processes:
+                raise SelfSupError(f"compute.processes is {compute.processes} but this machine has {gpus} GPUs; "
+                                   f"use at most {gpus}")
+    except SelfSupError as err:
+        sys.exit(f"error: {err}")
+    cmd = command(module, args, compute.processes)
+    if cmd is None:
+        sys.argv = [module, *args]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        print(" ".join(cmd[1:]), flush=True)
+        os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()

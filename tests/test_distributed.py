@@ -1,0 +1,101 @@
+"""Data-parallel training on the CPU with the gloo backend and 2 processes, as torchrun runs it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from selfsup import distributed
+from selfsup.launch import command
+from selfsup.models import CifarNet, Classifier, load_checkpoint
+from selfsup.train import Normalize, Objective, fit
+from tests.conftest import REPO
+from tests.test_stages import workdir  # noqa: F401  the tiny prepared dataset and params.yaml
+from tests.test_train import CFG, keep_labels, toy_problem
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_model():
+    torch.manual_seed(0)
+    return Classifier(CifarNet(1, 8, norm="none", dropout=0.0), 2)  # no batch norm, no dropout: exact math
+
+
+def rank_main(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    distributed.init(torch.device("cpu"))
+    images, labels = toy_problem()
+    validated = []
+    model = make_model()
+    fit(Objective(model, keep_labels), images, labels, CFG, 2, Normalize([0.3], [0.3], torch.device("cpu")),
+        validate=lambda net: validated.append(1) or {"val/score": 1.0})
+    torch.save({"state": model.state_dict(), "validated": len(validated)}, f"{out}.{rank}")
+    distributed.shutdown()
+
+
+def test_two_processes_compute_what_one_process_computes(tmp_path):
+    """Each rank trains on its half of every batch; DDP averages the gradients, so the weights after two
+    epochs equal a single process's on the whole batches, up to float rounding."""
+    mp.spawn(rank_main, args=(2, free_port(), str(tmp_path / "r")), nprocs=2, join=True)
+    images, labels = toy_problem()
+    single = fit(Objective(make_model(), keep_labels), images, labels, CFG, 2, Normalize([0.3], [0.3], torch.device("cpu")))
+    ranks = [torch.load(tmp_path / f"r.{r}", weights_only=True) for r in (0, 1)]
+    assert [r["validated"] for r in ranks] == [2, 0]  # rank 0 alone validates (and logs, and writes)
+    for key, value in single.best_state.items():
+        assert torch.allclose(ranks[0]["state"][key], value, atol=1e-5), key
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key  # the replicas stay identical
+    moved = max((single.best_state[k] - make_model().state_dict()[k]).abs().max().item() for k in single.best_state)
+    assert moved > 1e-2  # training really changed the weights the comparison is about
+
+
+def test_launcher_runs_in_process_for_one_and_torchrun_for_more():
+    assert command("stages.pretrain", ["rotation"], 1) is None
+    assert command("stages.pretrain", ["rotation", "--data", "d"], 2)[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "stages.pretrain", "rotation", "--data", "d"]
+
+
+def launch(workdir, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "selfsup.launch", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.e2e
+def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F811
+    """pretrain and finetune unchanged under torchrun: one set of outputs, written and logged by rank 0,
+    and a fine-tuned model as good as one process makes on the same tiny data."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["pretext"] = "rotation"
+    params["pretrain"]["rotation"]["epochs"] = 2
+    params["finetune"]["epochs"] = 3
+    results = {}
+    for processes in (1, 2):
+        params["compute"]["processes"] = processes
+        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+        run = f"p{processes}"
+        out = launch(workdir, "stages.pretrain", "rotation", "--data", "prepared", "--out", f"{run}/pre",
+                     "--metrics", f"{run}/m/pre", "--checkpoint", f"{run}/state.pt")
+        assert ("torch.distributed.run" in out) == (processes > 1)
+        launch(workdir, "stages.finetune", "--backbone", f"{run}/pre/backbone.pt", "--data", "prepared",
+               "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
+        assert not list((workdir / run).glob("state*.pt"))  # every rank removed its training state
+        assert (workdir / f"{run}/m/pre/plots/metrics/val/loss.tsv").read_text().count("\n") == 1 + 2  # logged once
+        results[processes] = json.loads((workdir / f"{run}/m/ft/metrics.json").read_text())
+        load_checkpoint(workdir / f"{run}/ft/model.pt")
+    pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())
+    assert pre["compute"].endswith("x2 processes")
+    assert abs(results[2]["val"]["accuracy"] - results[1]["val"]["accuracy"]) <= 0.1
