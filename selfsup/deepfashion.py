@@ -101,7 +101,7 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
 
 def _integers(frame: pd.DataFrame, column: str, path: Path, low: int, high: int) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values < low) | (values > high)
+    bad = values.isna() | (values != values.round()) | (values < low) | (values > high)
     if bad.any():
         line = bad.to_numpy().nonzero()[0][0] + 3
         raise DataError(f"{path}, line {line}: {column} {frame[column].iloc[line - 3]!r} is not an integer in "
@@ -112,7 +112,7 @@ def _integers(frame: pd.DataFrame, column: str, path: Path, low: int, high: int)
 def _safe_relative(name: str, path: Path, line: int) -> str:
     """An image path of a list, refused when it could leave the copy's folder."""
     parts = PurePosixPath(name).parts
-    if name.startswith(("/", "\\")) or ".." in parts or not parts or parts[0] != "img" or ":" in parts[0]:
+    if name.startswith(("/", "\\")) or ".." in parts or not parts or parts[0] != "img":
         raise DataError(f"{path}, line {line}: image path {name!r} is not inside img/ of the copy; "
                         "the lists must name images as img/<item>/<image>.jpg")
     return name
@@ -142,8 +142,10 @@ def read_catalogue(lists_dir: Path) -> Catalogue:
     per_image = read_list(img_path, ("image_name", "category_label"))
     category = _integers(per_image, "category_label", img_path, 1, len(names))
     images = [_safe_relative(name, img_path, i + 3) for i, name in enumerate(per_image["image_name"])]
-    if len(set(images)) != len(images):
-        raise DataError(f"{img_path}: an image is listed twice ({pd.Series(images)[pd.Series(images).duplicated()].iloc[0]})")
+    twice = per_image["image_name"][per_image["image_name"].duplicated()]
+    if len(twice):
+        raise DataError(f"{img_path}, line {twice.index[0] + 3}: {twice.iloc[0]} is listed a second time; "
+                        "copy the list again from the benchmark")
     partition = None
     part_path = lists_dir / PARTITION
     if part_path.is_file():
@@ -166,7 +168,7 @@ def read_catalogue(lists_dir: Path) -> Catalogue:
 
 
 def _decode(task: tuple[str, int]) -> tuple[bytes | None, str | None]:
-    """One JPEG as size×size RGB uint8 bytes (C×H×W), or None and the reason it cannot be read."""
+    """One JPEG as size×size RGB uint8 bytes (H×W×C), or None and the reason it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     path, size = task
