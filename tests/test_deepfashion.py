@@ -16,6 +16,7 @@ from selfsup.deepfashion import ROOT_ENV
 from selfsup.pretexts import PRETEXTS
 from stages import download, evaluate, finetune, preprocess, pretrain
 from tests.conftest import REPO, shrink_params
+from tests.test_pipeline import project_repo, run, stages_run
 
 # (name, type) of a shortened category list; images exist for Anorak, Blouse and Dress only
 CATEGORIES = [("Anorak", 1), ("Blazer", 1), ("Blouse", 1), ("Capris", 2), ("Dress", 3), ("Romper", 3)]
@@ -204,6 +205,25 @@ def test_every_pretext_trains_fine_tunes_and_evaluates_on_the_rgb_copy(copy, wor
     assert list(test["per_class"]) == ["Anorak", "Blouse", "Dress"]  # per category, by name
     assert [c["support"] for c in test["per_class"].values()] == [PER_CLASS["test"]] * 3
     assert test["balanced_accuracy"] == pytest.approx(sum(c["accuracy"] for c in test["per_class"].values()) / 3)
+
+
+@pytest.mark.e2e
+def test_dvc_repro_runs_the_whole_pipeline_on_deepfashion(copy, tmp_path):
+    """The real pipeline under DVC with data.dataset deepfashion, on the generated copy."""
+    def edit(params):
+        params["data"] = {"dataset": "deepfashion", "deepfashion": {"root": str(copy), "image_size": 16}}
+        shrink_params(params, batch_size=16, val_images=6)
+        params["finetune"]["batch_size"] = 16
+
+    repo, env = project_repo(tmp_path, edit)
+    out = run(["dvc", "repro"], repo, env)
+    assert {"download", "preprocess", "select", "finetune", "evaluate"} <= stages_run(out)
+    assert {f"pretrain@{p}" for p in PRETEXTS} | {f"probe@{p}" for p in PRETEXTS} <= stages_run(out)
+    test = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
+    assert list(test["per_class"]) == ["Anorak", "Blouse", "Dress"] and 0 <= test["balanced_accuracy"] <= 1
+    probe = json.loads((repo / "metrics/probe/rotation/metrics.json").read_text())
+    assert set(probe["test"]) == {"2", "all"}
+    assert stages_run(run(["dvc", "repro"], repo, env)) == set()
 
 
 @pytest.fixture(scope="session")

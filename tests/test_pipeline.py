@@ -27,8 +27,9 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture
-def tiny_repo(tmp_path, fmnist_mirror):
+def project_repo(tmp_path, edit_params, extra_env=None):
+    """A git repo in tmp_path/repo holding the project's pipeline and code, with params.yaml edited by
+    `edit_params(params)`; returns it and the environment to run DVC in."""
     repo = tmp_path / "repo"
     for name in PROJECT_FILES:
         src, dst = REPO / name, repo / name
@@ -38,18 +39,24 @@ def tiny_repo(tmp_path, fmnist_mirror):
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dst)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["preprocess"]["fraction"] = 0.02
-    shrink_params(params, batch_size=32, val_images=64)
-    params["finetune"]["batch_size"] = 64
+    edit_params(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    if fmnist_mirror:
-        env["FASHION_MNIST_MIRROR"] = os.path.abspath(fmnist_mirror)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **(extra_env or {})}
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny"], repo, env)
     return repo, env
+
+
+@pytest.fixture
+def tiny_repo(tmp_path, fmnist_mirror):
+    def edit(params):
+        params["preprocess"]["fraction"] = 0.02
+        shrink_params(params, batch_size=32, val_images=64)
+        params["finetune"]["batch_size"] = 64
+
+    return project_repo(tmp_path, edit, {"FASHION_MNIST_MIRROR": os.path.abspath(fmnist_mirror)} if fmnist_mirror else {})
 
 
 @pytest.mark.e2e
