@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup import distributed
 from selfsup import params as P
 from selfsup.augment import flip_translate, jitter_intensity, random_affine, rotate90
 from selfsup.models import FEATURE_DIM, Decoder
@@ -101,22 +102,42 @@ class Projection(nn.Module):
         return F.normalize(self.mlp(features), dim=1) / self.temperature**0.5
 
 
-def _similarity(z: torch.Tensor) -> torch.Tensor:
-    """Pairwise scaled cosine similarities with each view's similarity to itself masked out."""
-    sim = z @ z.T
-    return sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+def _similarity(z: torch.Tensor, keys: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled cosine similarities of the views `z` to `keys` (rows of z sit at offset.. in keys), each view's
+    similarity to itself masked out; and that mask."""
+    rows = torch.arange(len(z), device=z.device)
+    itself = torch.zeros(len(z), len(keys), dtype=torch.bool, device=z.device)
+    itself[rows, offset + rows] = True
+    return (z @ keys.T).masked_fill(itself, float("-inf")), itself
+
+
+def _all_views(z: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The views of the whole batch and where this process's start: under DDP training, every rank's views
+    (gathered so that gradients flow back to their rank); otherwise this process's own."""
+    if distributed.world_size() == 1 or not z.requires_grad:
+        return z, ids, 0
+    from torch.distributed.nn.functional import all_gather
+
+    all_ids = [torch.empty_like(ids) for _ in range(distributed.world_size())]
+    torch.distributed.all_gather(all_ids, ids)
+    return torch.cat(all_gather(z)), torch.cat(all_ids), distributed.rank() * len(z)
 
 
 def multi_positive_loss(z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Mean over views of −log(softmax mass on the other views of the same image)."""
-    log_prob = _similarity(z).log_softmax(1)
-    positive = (ids[:, None] == ids[None, :]) & ~torch.eye(len(ids), dtype=torch.bool, device=z.device)
+    """Mean over views of −log(softmax mass on the other views of the same image).
+
+    Under DDP the other ranks' views of the step count too, so N processes optimise the loss of the whole
+    batch, as one process does (each rank's shard must then be the same size: fit sees to it)."""
+    keys, key_ids, offset = _all_views(z, ids)
+    sim, itself = _similarity(z, keys, offset)
+    log_prob = sim.log_softmax(1)
+    positive = (ids[:, None] == key_ids[None, :]) & ~itself
     return -(log_prob.masked_fill(~positive, 0).sum(1) / positive.sum(1).clamp(min=1)).mean()
 
 
 def view_retrieval_accuracy(z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Fraction of views whose most similar other view comes from the same image."""
-    return (ids[_similarity(z).argmax(1)] == ids).float().mean()
+    """Fraction of views whose most similar other view (of this process's batch) comes from the same image."""
+    return (ids[_similarity(z, z)[0].argmax(1)] == ids).float().mean()
 
 
 def autoencoder_batch(cfg: P.AutoencoderParams) -> MakeBatch:

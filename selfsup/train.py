@@ -330,7 +330,8 @@ def fit(
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=2,
                    disable=not main)
         for step in bar:
-            idx = perm[step * batch_size : (step + 1) * batch_size][rank::world]  # this rank's shard of the batch
+            # this rank's shard of the batch; all shards the same size (a remainder of the batch is dropped)
+            idx = perm[step * batch_size : (step + 1) * batch_size][: batch_size - batch_size % world][rank::world]
             inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx], aug_gen)
             with compute.autocast():
                 outputs = train_model(norm(inputs))

@@ -10,10 +10,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
+from torch import nn
 
 from selfsup import distributed
 from selfsup.launch import command
 from selfsup.models import CifarNet, Classifier, load_checkpoint
+from selfsup.pretexts import Projection, multi_positive_loss
 from selfsup.train import Normalize, Objective, fit
 from tests.conftest import REPO
 from tests.test_stages import workdir  # noqa: F401  the tiny prepared dataset and params.yaml
@@ -26,37 +28,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_model():
+def two_views(x, ids, gen):
+    return x.repeat_interleave(2, 0), ids.repeat_interleave(2)
+
+
+def make_objective(kind: str) -> Objective:
+    """A small model without batch norm or dropout (their per-rank statistics and draws would differ):
+    a classifier, or exemplar's contrastive head and loss, whose negatives span every rank's views."""
     torch.manual_seed(0)
-    return Classifier(CifarNet(1, 8, norm="none", dropout=0.0), 2)  # no batch norm, no dropout: exact math
+    backbone = CifarNet(1, 8, norm="none", dropout=0.0)
+    if kind == "classifier":
+        return Objective(Classifier(backbone, 2), keep_labels)
+    return Objective(nn.Sequential(backbone, Projection(16, 0.2)), two_views, multi_positive_loss)
 
 
-def rank_main(rank: int, world: int, port: int, out: str) -> None:
+def rank_main(rank: int, world: int, port: int, out: str, kind: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     distributed.init(torch.device("cpu"))
     images, labels = toy_problem()
     validated = []
-    model = make_model()
-    fit(Objective(model, keep_labels), images, labels, CFG, 2, Normalize([0.3], [0.3], torch.device("cpu")),
-        validate=lambda net: validated.append(1) or {"val/score": 1.0})
-    torch.save({"state": model.state_dict(), "validated": len(validated)}, f"{out}.{rank}")
+    objective = make_objective(kind)
+    fit(objective, images, labels if kind == "classifier" else torch.arange(len(images)), CFG, 2,
+        Normalize([0.3], [0.3], torch.device("cpu")), validate=lambda net: validated.append(1) or {"val/score": 1.0})
+    torch.save({"state": objective.model.state_dict(), "validated": len(validated)}, f"{out}.{rank}")
     distributed.shutdown()
 
 
-def test_two_processes_compute_what_one_process_computes(tmp_path):
-    """Each rank trains on its half of every batch; DDP averages the gradients, so the weights after two
-    epochs equal a single process's on the whole batches, up to float rounding."""
-    mp.spawn(rank_main, args=(2, free_port(), str(tmp_path / "r")), nprocs=2, join=True)
+@pytest.mark.parametrize("kind", ["classifier", "exemplar"])
+def test_two_processes_compute_what_one_process_computes(tmp_path, kind):
+    """Each rank trains on its half of every batch; DDP averages the gradients (and exemplar's loss takes
+    its negatives from both halves), so the weights after two epochs equal a single process's on the whole
+    batches, up to float rounding."""
+    mp.spawn(rank_main, args=(2, free_port(), str(tmp_path / "r"), kind), nprocs=2, join=True)
     images, labels = toy_problem()
-    single = fit(Objective(make_model(), keep_labels), images, labels, CFG, 2, Normalize([0.3], [0.3], torch.device("cpu")))
+    start = make_objective(kind)
+    initial = {k: v.clone() for k, v in start.model.state_dict().items()}
+    single = fit(start, images, labels if kind == "classifier" else torch.arange(len(images)), CFG, 2,
+                 Normalize([0.3], [0.3], torch.device("cpu")))
     ranks = [torch.load(tmp_path / f"r.{r}", weights_only=True) for r in (0, 1)]
     assert [r["validated"] for r in ranks] == [2, 0]  # rank 0 alone validates (and logs, and writes)
     for key, value in single.best_state.items():
         assert torch.allclose(ranks[0]["state"][key], value, atol=1e-5), key
         assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key  # the replicas stay identical
-    moved = max((single.best_state[k] - make_model().state_dict()[k]).abs().max().item() for k in single.best_state)
+    moved = max((single.best_state[k] - initial[k]).abs().max().item() for k in single.best_state)
     assert moved > 1e-2  # training really changed the weights the comparison is about
 
 
