@@ -27,6 +27,7 @@ CATEGORY_OF_IMAGE = "Anno/list_category_img.txt"
 PARTITION = "Eval/list_eval_partition.txt"
 LISTS = (CATEGORIES, CATEGORY_OF_IMAGE, PARTITION)
 PARTITION_STATUS = ("train", "val", "test")
+FIRST_ENTRY = 3  # the file line of a list's first entry, after the count and the column names
 WHERE_TO_GET = ("request the Category and Attribute Prediction Benchmark at "
                 "http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html (README: DeepFashion)")
 
@@ -91,7 +92,7 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
     if (fields != 2).any():
         row = (fields != 2).to_numpy().nonzero()[0][0]
         count = int(fields.iloc[row])
-        raise DataError(f"{path}, line {row + 3}: {count} field{'s' * (count != 1)}; {usage}")
+        raise DataError(f"{path}, line {row + FIRST_ENTRY}: {count} field{'s' * (count != 1)}; {usage}")
     frame = frame.iloc[:, :2].set_axis(list(columns), axis=1)
     if not first.isdigit() or int(first) != len(frame):
         raise DataError(f"{path}: the first line says {first!r} entries but {len(frame)} follow; "
@@ -99,13 +100,19 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
     return frame
 
 
+def _refuse_first(bad: pd.Series, frame: pd.DataFrame, column: str, path: Path, expected: str,
+                  label: str | None = None) -> None:
+    """Raise for the first entry flagged in `bad`, naming its file line, its `column` value and what was expected."""
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(f"{path}, line {row + FIRST_ENTRY}: {label or column} {frame[column].iloc[row]!r} "
+                        f"is not {expected}")
+
+
 def _integers(frame: pd.DataFrame, column: str, path: Path, low: int, high: int) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() | (values != values.round()) | (values < low) | (values > high)
-    if bad.any():
-        line = bad.to_numpy().nonzero()[0][0] + 3
-        raise DataError(f"{path}, line {line}: {column} {frame[column].iloc[line - 3]!r} is not an integer in "
-                        f"{low}..{high}")
+    _refuse_first(bad, frame, column, path, f"an integer in {low}..{high}")
     return values.astype(int)
 
 
@@ -141,20 +148,17 @@ def read_catalogue(lists_dir: Path) -> Catalogue:
     names = cloth["category_name"].tolist()
     per_image = read_list(img_path, ("image_name", "category_label"))
     category = _integers(per_image, "category_label", img_path, 1, len(names))
-    images = [_safe_relative(name, img_path, i + 3) for i, name in enumerate(per_image["image_name"])]
+    images = [_safe_relative(name, img_path, i + FIRST_ENTRY) for i, name in enumerate(per_image["image_name"])]
     twice = per_image["image_name"][per_image["image_name"].duplicated()]
     if len(twice):
-        raise DataError(f"{img_path}, line {twice.index[0] + 3}: {twice.iloc[0]} is listed a second time; "
+        raise DataError(f"{img_path}, line {twice.index[0] + FIRST_ENTRY}: {twice.iloc[0]} is listed a second time; "
                         "copy the list again from the benchmark")
     partition = None
     part_path = lists_dir / PARTITION
     if part_path.is_file():
         part = read_list(part_path, ("image_name", "evaluation_status"))
-        bad = ~part["evaluation_status"].isin(PARTITION_STATUS)
-        if bad.any():
-            line = bad.to_numpy().nonzero()[0][0] + 3
-            raise DataError(f"{part_path}, line {line}: status {part['evaluation_status'].iloc[line - 3]!r} is not one "
-                            f"of {', '.join(PARTITION_STATUS)}")
+        _refuse_first(~part["evaluation_status"].isin(PARTITION_STATUS), part, "evaluation_status", part_path,
+                      f"one of {', '.join(PARTITION_STATUS)}", label="status")
         status = dict(zip(part["image_name"], part["evaluation_status"]))
         unlisted = [name for name in images if name not in status]
         if unlisted:

@@ -126,36 +126,25 @@ def test_missing_list_is_named_with_where_to_get_it(copy, workdir):
     assert not (workdir / "raw").exists()
 
 
-@pytest.mark.parametrize("line, message", [
-    ("img/Plain_Dress/img_00000001.jpg 5 extra", r"list_category_img.txt, line 3: 3 fields"),
-    ("img/Plain_Dress/img_00000001.jpg", r"list_category_img.txt, line 3: 1 field"),
-    ("img/Plain_Dress/img_00000001.jpg  dress", r"line 3: category_label 'dress' is not an integer in 1..6"),
-    ("img/Plain_Dress/img_00000001.jpg  7", r"line 3: category_label '7' is not an integer in 1..6"),
-    ("img/../../secret.jpg  5", r"line 3: image path 'img/../../secret.jpg' is not inside img/"),
-    ("/etc/passwd  5", r"line 3: image path '/etc/passwd' is not inside img/"),
-    ("img/Plain_Dress/img_00000001.jpg  4.5", r"line 3: category_label '4.5' is not an integer in 1..6"),
-    ("img/Plain_Anorak/img_00000002.jpg  1", r"line 4: img/Plain_Anorak/img_00000002.jpg is listed a second time"),
-])
-def test_malformed_category_list_names_the_line(copy, workdir, line, message):
-    path = copy / "Anno/list_category_img.txt"
-    lines = path.read_text().splitlines()
-    lines[2] = line
-    path.write_text("\n".join(lines) + "\n")
-    workdir_params(workdir, copy)
-    download.main(["--out", "raw"])
-    with pytest.raises(SelfSupError, match=message):
-        preprocess.main(["--raw", "raw", "--out", "prepared"])
-    assert not (workdir / "prepared").exists()
-
-
 @pytest.mark.parametrize("path, line, message", [
+    ("Anno/list_category_img.txt", "img/Plain_Dress/img_00000001.jpg 5 extra", r"list_category_img.txt, line 3: 3 fields"),
+    ("Anno/list_category_img.txt", "img/Plain_Dress/img_00000001.jpg", r"list_category_img.txt, line 3: 1 field"),
+    ("Anno/list_category_img.txt", "img/Plain_Dress/img_00000001.jpg  dress",
+     r"line 3: category_label 'dress' is not an integer in 1..6"),
+    ("Anno/list_category_img.txt", "img/Plain_Dress/img_00000001.jpg  7", r"line 3: category_label '7' is not an integer in 1..6"),
+    ("Anno/list_category_img.txt", "img/../../secret.jpg  5", r"line 3: image path 'img/../../secret.jpg' is not inside img/"),
+    ("Anno/list_category_img.txt", "/etc/passwd  5", r"line 3: image path '/etc/passwd' is not inside img/"),
+    ("Anno/list_category_img.txt", "img/Plain_Dress/img_00000001.jpg  4.5",
+     r"line 3: category_label '4.5' is not an integer in 1..6"),
+    ("Anno/list_category_img.txt", "img/Plain_Anorak/img_00000002.jpg  1",
+     r"line 4: img/Plain_Anorak/img_00000002.jpg is listed a second time"),
     ("Eval/list_eval_partition.txt", "img/Plain_Anorak/img_00000001.jpg  training",
      r"list_eval_partition.txt, line 3: status 'training' is not one of train, val, test"),
     ("Eval/list_eval_partition.txt", "img/Plain_Anorak/img_00000099.jpg  train",
      r"list_eval_partition.txt has no status for 1 images of list_category_img.txt \(first: img/Plain_Anorak/img_00000001"),
     ("Anno/list_category_cloth.txt", "Anorak         7", r"list_category_cloth.txt, line 3: category_type '7' is not"),
 ])
-def test_malformed_partition_or_category_names_the_line(copy, workdir, path, line, message):
+def test_malformed_list_names_the_line(copy, workdir, path, line, message):
     lines = (copy / path).read_text().splitlines()
     lines[2] = line
     (copy / path).write_text("\n".join(lines) + "\n")
@@ -163,6 +152,7 @@ def test_malformed_partition_or_category_names_the_line(copy, workdir, path, lin
     download.main(["--out", "raw"])
     with pytest.raises(SelfSupError, match=message):
         preprocess.main(["--raw", "raw", "--out", "prepared"])
+    assert not (workdir / "prepared").exists()
 
 
 def test_truncated_list_is_caught_by_its_count(copy, workdir):
