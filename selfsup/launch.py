@@ -14,6 +14,7 @@ import runpy
 import sys
 
 from selfsup import SelfSupError
+from selfsup.cli import run_stage
 from selfsup.params import load_params
 
 
@@ -30,17 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     if not argv:
         sys.exit(__doc__)
     module, args = argv[0], argv[1:]
-    try:
-        compute = load_params().compute
-        if compute.processes > 1 and compute.device in ("auto", "cuda"):
-            import torch
+    compute = load_params().compute
+    if compute.processes > 1 and compute.device in ("auto", "cuda"):
+        import torch
 
-            gpus = torch.cuda.device_count()
-            if 0 < gpus < compute.processes:
-                raise SelfSupError(f"compute.processes is {compute.processes} but this machine has {gpus} GPUs; "
-                                   f"use at most {gpus}")
-    except SelfSupError as err:
-        sys.exit(f"error: {err}")
+        gpus = torch.cuda.device_count()
+        if 0 < gpus < compute.processes:
+            raise SelfSupError(f"compute.processes is {compute.processes} but this machine has {gpus} GPUs; "
+                               f"use at most {gpus}")
     cmd = command(module, args, compute.processes)
     if cmd is None:
         sys.argv = [module, *args]
@@ -51,4 +49,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)  # a bad params.yaml: one line, as from any stage

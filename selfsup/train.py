@@ -133,8 +133,8 @@ def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
     """The resolved compute setting and, on its device, the normalisation by `stats` (the mean and std of
     a prepared meta.json or of a checkpoint's data): what every stage that runs the model starts with."""
     compute = Compute.resolve(cfg)
-    if distributed.launched():  # one of several torchrun processes: join the group, take this rank's GPU
-        compute = Compute(distributed.init(compute.device), compute.dtype)
+    # under torchrun: join the process group and take this rank's GPU (a single process keeps its device)
+    compute = Compute(distributed.init(compute.device), compute.dtype)
     return compute, Normalize(stats["mean"], stats["std"], compute.device)
 
 
@@ -188,7 +188,7 @@ def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Te
 class Resume:
     """Where fit keeps its training state after every epoch, and what the state must match to be resumed.
 
-    An interrupted run restarted with the same `fingerprint` (params, data, compute) continues from the
+    An interrupted run restarted with the same `fingerprint` (e.g. params, data, compute, code) continues from the
     last finished epoch and ends exactly as an uninterrupted run would; a state saved under another
     fingerprint is ignored. The file is removed by the caller once its outputs are written.
     """

@@ -115,3 +115,11 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
     pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())
     assert pre["compute"].endswith("x2 processes")
     assert abs(results[2]["val"]["accuracy"] - results[1]["val"]["accuracy"]) <= 0.1
+
+
+def test_launcher_reports_bad_params_in_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("compute:\n  processes: 0\n")
+    proc = subprocess.run([sys.executable, "-m", "selfsup.launch", "stages.pretrain", "none"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == "error: params.yaml: compute.processes is 0; expected a positive integer (1: no torchrun)\n"
