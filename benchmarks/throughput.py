@@ -21,11 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.augment import flip_translate
-from selfsup.models import Classifier, CifarNet
-from selfsup.params import ComputeParams, ExemplarParams, OptimParams
-from selfsup.pretexts import PRETEXTS, exemplar_batch
-from selfsup.train import Compute, Normalize, Objective, fit, top1_accuracy
+from selfsup import pretexts
+from selfsup.evaluate import top1_accuracy
+from selfsup.finetune import objective as finetune_objective
+from selfsup.models import CifarNet, Classifier
+from selfsup.params import ComputeParams, FinetuneParams, OptimParams
+from selfsup.pretexts.exemplar import ExemplarParams
+from selfsup.pretrain import pretext_objective
+from selfsup.runtime import Compute, Normalize
+from selfsup.train import Objective, fit
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10  # main() sets the shape from the command line
 
@@ -51,19 +55,18 @@ def images_per_second(objective: Objective, n_images: int, batch_size: int, comp
 
 
 def supervised(norm: str = "batch", augment: bool = False) -> Objective:
-    def make(x, y, gen):
-        return (flip_translate(x, True, 2, gen) if augment else x), y
-
-    return Objective(Classifier(CifarNet(CHANNELS, SIZE, norm=norm), CLASSES), make, F.cross_entropy,
-                     accuracy=top1_accuracy)
+    """A plain step, or (augment) fine-tuning's step as the finetune stage builds it."""
+    model = Classifier(CifarNet(CHANNELS, SIZE, norm=norm), CLASSES)
+    if augment:
+        return finetune_objective(model, FinetuneParams(), pretrained=False)
+    return Objective(model, lambda x, y, gen: (x, y), F.cross_entropy, accuracy=top1_accuracy)
 
 
 def pretext(name: str, batch_size: int) -> tuple[Objective, int, int]:
     """The pretext's objective as the pretrain stage builds it, its views per image and source batch."""
-    spec = PRETEXTS[name]
+    spec = pretexts.get_pretext(name)
     cfg = spec.params()
-    objective = Objective(nn.Sequential(CifarNet(CHANNELS, SIZE), spec.make_head(cfg, CHANNELS, SIZE)),
-                          spec.make_batch(cfg), spec.loss, accuracy=spec.accuracy)
+    objective = pretext_objective(spec, cfg, CifarNet(CHANNELS, SIZE), CHANNELS, SIZE)
     return objective, spec.views(cfg), spec.source_batch_size(cfg, batch_size)
 
 
@@ -91,7 +94,7 @@ def seed_exemplar_loader(images: torch.Tensor, cfg: ExemplarParams, batch_size: 
 def exemplar_batches_per_second(batch_size: int, batches: int, device: torch.device) -> tuple[float, float]:
     cfg = ExemplarParams()
     images = torch.randint(0, 256, (batch_size * batches, 1, SIZE, SIZE), dtype=torch.uint8)
-    make = exemplar_batch(cfg)
+    make = pretexts.get_pretext("exemplar").make_batch(cfg)
     gen = torch.Generator(device=device).manual_seed(0)
     on_device = images.to(device)
     ids = torch.arange(len(images), device=device)
@@ -130,8 +133,8 @@ def main():
     print(f"  plain supervised step              {plain:8.0f}   1.00")
     finetune = images_per_second(supervised(augment=True), n, args.batch_size, auto)
     print(f"  finetune step (flip + translate)   {finetune:8.0f}   {plain / finetune:.2f}")
-    for name, spec in PRETEXTS.items():
-        if spec.trains:
+    for name in pretexts.names():
+        if pretexts.get_pretext(name).trains:
             objective, views, source = pretext(name, args.batch_size)
             rate = images_per_second(objective, source * args.steps, source, auto, views)
             label = f"pretext {name} ({source} images x {views})"

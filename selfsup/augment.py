@@ -34,6 +34,24 @@ def rotate90(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return views, torch.arange(4, device=x.device).repeat_interleave(len(x))
 
 
+def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor,
+           sign: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Per-image rotation by `angle` degrees (positive: counter-clockwise as displayed), zoom by `zoom`
+    (above 1 magnifies about the centre, cropping the border), shift by `shift` (N×2, x and y, as a fraction
+    of the size; positive moves the content left and up) and a horizontal mirror where `sign` is -1.
+
+    One `affine_grid`/`grid_sample` call for the whole batch, bilinear, zeros shifted in.
+    """
+    angle = angle * torch.pi / 180
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([
+        torch.stack([cos * sign, -sin, shift[:, 0] * 2], 1),  # normalised coordinates span 2 over the image
+        torch.stack([sin * sign, cos, shift[:, 1] * 2], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def random_affine(
     x: torch.Tensor,
     generator: torch.Generator,
@@ -42,31 +60,31 @@ def random_affine(
     translate: float = 0.0,
     flip: bool = False,
 ) -> torch.Tensor:
-    """Per-image random rotation (± degrees), scaling, translation (fraction of the size) and flip.
-
-    One `affine_grid`/`grid_sample` call for the whole batch, bilinear, zeros shifted in.
-    """
+    """`affine` with per-image random parameters: rotation in ± `rotate` degrees, zoom in `scale`,
+    shift in ± `translate` (fraction of the size) along each axis, and a flip with probability 1/2."""
     n, device = len(x), x.device
 
     def uniform(lo, hi):
         return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
 
-    angle = uniform(-rotate, rotate) * torch.pi / 180
+    angle = uniform(-rotate, rotate)
     zoom = uniform(*scale)
     sign = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0) if flip else 1.0
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([
-        torch.stack([cos * sign, -sin, uniform(-translate, translate) * 2], 1),
-        torch.stack([sin * sign, cos, uniform(-translate, translate) * 2], 1),
-    ], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    shift_x = uniform(-translate, translate)
+    shift = torch.stack([shift_x, uniform(-translate, translate)], 1)
+    return affine(x, angle, zoom, shift, sign)
+
+
+def adjust_intensity(x: torch.Tensor, contrast: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
+    """Per image: deviations from the image's mean scaled by `contrast`, then `brightness` added, clamped
+    to [0, 1] (both N×1×1×1)."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
 
 
 def jitter_intensity(x: torch.Tensor, generator: torch.Generator, brightness: float, contrast: float) -> torch.Tensor:
-    """Per-image random contrast (× 1 ± contrast around the image mean) and brightness (+ ± brightness), clamped to [0, 1]."""
+    """`adjust_intensity` with per-image random contrast 1 ± `contrast` and brightness ± `brightness`."""
     n, device = len(x), x.device
     c = 1 + contrast * (2 * torch.rand(n, 1, 1, 1, generator=generator, device=device) - 1)
     b = brightness * (2 * torch.rand(n, 1, 1, 1, generator=generator, device=device) - 1)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * c + mean + b).clamp_(0, 1)
+    return adjust_intensity(x, c, b)

@@ -31,3 +31,8 @@ def classification_metrics(actual: torch.Tensor, predicted: torch.Tensor, classe
             for i, name in enumerate(classes)
         },
     }
+
+
+def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose highest logit is the target class (a tensor, for use inside training)."""
+    return (logits.argmax(1) == targets).float().mean()

@@ -42,3 +42,15 @@ def files_digest(paths) -> str:
     for path in sorted(Path(p) for p in paths):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def loaded_sources(*packages: str) -> list[Path]:
+    """The source files of the modules of `packages` this process has imported: the code a run depends on
+    (e.g. for a digest that refuses to resume a state saved by other code)."""
+    import sys
+
+    files = set()
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in packages and getattr(module, "__file__", None):
+            files.add(Path(module.__file__).resolve())
+    return sorted(files)

@@ -1,4 +1,6 @@
-"""CifarNet backbone (TF-slim `nets/cifarnet.py`), the classifier composed on it, checkpoint I/O."""
+"""CifarNet backbone (TF-slim `nets/cifarnet.py`), the classifier composed on it, checkpoint I/O.
+
+Pretext heads live with their pretext (selfsup/pretexts/)."""
 
 from __future__ import annotations
 
@@ -106,29 +108,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.backbone(x))
-
-
-class Decoder(nn.Module):
-    """A light mirror of CifarNet: fc 192 → 384 → 64·(s/4)², then two transposed 4×4 convolutions of
-    stride 2 (s/4 → s/2 with 32 maps → s).
-
-    Lighter than the encoder on purpose (about a fifth of its multiply-adds, no full-size intermediate
-    maps): a reconstruction step then costs little more than a plain step, and the encoder, not the
-    decoder, has to carry the information. Ends in a sigmoid: reconstructions live on the [0, 1] scale.
-    """
-
-    def __init__(self, out_channels: int = 1, image_size: int = 28):
-        super().__init__()
-        self.side = image_size // 4
-        self.fc = nn.Sequential(nn.Linear(FEATURE_DIM, 384), nn.ReLU(inplace=True),
-                                nn.Linear(384, 64 * self.side**2), nn.ReLU(inplace=True))
-        self.conv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(32, out_channels, 4, stride=2, padding=1), nn.Sigmoid(),
-        )
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.fc(features).view(-1, 64, self.side, self.side))
 
 
 def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarNet:

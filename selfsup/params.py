@@ -12,25 +12,26 @@ from typing import Any, Literal, Union
 import yaml
 
 from selfsup import SelfSupError
+from selfsup.pretexts import names as pretext_names
 
 
 class ParamsError(SelfSupError):
     """params.yaml holds a value the pipeline cannot use."""
 
 
-def _positive(value) -> bool:
+def positive(value) -> bool:
     return value > 0
 
 
-def _non_negative(value) -> bool:
+def non_negative(value) -> bool:
     return value >= 0
 
 
-def _fraction(value) -> bool:
+def fraction(value) -> bool:
     return 0 < value <= 1
 
 
-def _check(rule, hint: str):
+def check(rule, hint: str):
     """Field metadata: a predicate on the value and the hint printed when it fails."""
     return {"check": rule, "hint": hint}
 
@@ -40,10 +41,10 @@ class DeepFashionParams:
     """Where the user's copy of DeepFashion is and how preprocess turns it into tensors."""
 
     root: str | None = None
-    image_size: int = field(default=32, metadata=_check(lambda s: s >= 8 and s % 4 == 0, "a multiple of 4, at least 8"))
+    image_size: int = field(default=32, metadata=check(lambda s: s >= 8 and s % 4 == 0, "a multiple of 4, at least 8"))
     partition: Literal["official", "seeded"] = "official"
-    test_fraction: float = field(default=0.2, metadata=_check(lambda f: 0 < f < 1, "a number in (0, 1)"))
-    max_unreadable: int = field(default=10, metadata=_check(_non_negative, "0 or more images"))
+    test_fraction: float = field(default=0.2, metadata=check(lambda f: 0 < f < 1, "a number in (0, 1)"))
+    max_unreadable: int = field(default=10, metadata=check(non_negative, "0 or more images"))
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ class DataParams:
 @dataclass(frozen=True)
 class PreprocessParams:
     seed: int = 0
-    val_fraction: float = field(default=0.1, metadata=_check(lambda f: 0 < f < 1, "a number in (0, 1)"))
-    fraction: float = field(default=1.0, metadata=_check(_fraction, "a number in (0, 1]"))
+    val_fraction: float = field(default=0.1, metadata=check(lambda f: 0 < f < 1, "a number in (0, 1)"))
+    fraction: float = field(default=1.0, metadata=check(fraction, "a number in (0, 1]"))
 
 
 @dataclass(frozen=True)
 class ModelParams:
     norm: Literal["batch", "lrn", "none"] = "batch"
-    dropout: float = field(default=0.5, metadata=_check(lambda p: 0 <= p < 1, "a number in [0, 1)"))
+    dropout: float = field(default=0.5, metadata=check(lambda p: 0 <= p < 1, "a number in [0, 1)"))
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class ComputeParams:
 
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    processes: int = field(default=1, metadata=_check(_positive, "a positive integer (1: no torchrun)"))
+    processes: int = field(default=1, metadata=check(positive, "a positive integer (1: no torchrun)"))
 
 
 @dataclass(frozen=True)
@@ -79,92 +80,79 @@ class OptimParams:
     """Settings every training stage shares: the optimiser and the batch (SGD, cosine schedule)."""
 
     seed: int = 0
-    batch_size: int = field(default=128, metadata=_check(_positive, "a positive integer"))
-    lr: float = field(default=0.05, metadata=_check(_positive, "a positive number, e.g. 0.05"))
-    momentum: float = field(default=0.9, metadata=_check(lambda m: 0 <= m < 1, "a number in [0, 1)"))
-    weight_decay: float = field(default=5e-4, metadata=_check(_non_negative, "0 or more"))
+    batch_size: int = field(default=128, metadata=check(positive, "a positive integer"))
+    lr: float = field(default=0.05, metadata=check(positive, "a positive number, e.g. 0.05"))
+    momentum: float = field(default=0.9, metadata=check(lambda m: 0 <= m < 1, "a number in [0, 1)"))
+    weight_decay: float = field(default=5e-4, metadata=check(non_negative, "0 or more"))
 
 
 @dataclass(frozen=True)
 class PretrainCommon(OptimParams):
     """Shared by every pretext; `seed` also seeds the random initialisation."""
 
-    val_images: int = field(default=2000, metadata=_check(_positive, "a positive number of images"))
-
-
-@dataclass(frozen=True)
-class NoneParams:
-    """`none` has nothing to tune: its backbone is the seeded random initialisation."""
-
-
-@dataclass(frozen=True)
-class RotationParams:
-    epochs: int = field(default=4, metadata=_check(_positive, "a positive integer"))
-    flip: bool = True
-    translate: int = field(default=2, metadata=_check(_non_negative, "0 or more pixels"))
-
-
-@dataclass(frozen=True)
-class ExemplarParams:
-    epochs: int = field(default=3, metadata=_check(_positive, "a positive integer"))
-    views: int = field(default=6, metadata=_check(lambda v: v >= 2, "2 or more views per image"))
-    temperature: float = field(default=0.2, metadata=_check(_positive, "a positive number, e.g. 0.2"))
-    projection_dim: int = field(default=128, metadata=_check(_positive, "a positive integer"))
-    rotate: float = field(default=20.0, metadata=_check(_non_negative, "0 or more degrees"))
-    scale_min: float = field(default=0.7, metadata=_check(_positive, "a positive number"))
-    scale_max: float = field(default=1.3, metadata=_check(_positive, "a positive number"))
-    translate: float = field(default=0.15, metadata=_check(lambda t: 0 <= t < 1, "a fraction of the size in [0, 1)"))
-    flip: bool = True
-    brightness: float = field(default=0.3, metadata=_check(_non_negative, "0 or more"))
-    contrast: float = field(default=0.4, metadata=_check(lambda c: 0 <= c < 1, "a number in [0, 1)"))
-
-
-@dataclass(frozen=True)
-class AutoencoderParams:
-    epochs: int = field(default=8, metadata=_check(_positive, "a positive integer"))
+    val_images: int = field(default=2000, metadata=check(positive, "a positive number of images"))
 
 
 @dataclass(frozen=True)
 class PretrainParams:
+    """`common`, and one section per pretext, checked against that pretext's own params dataclass when the
+    pretext is loaded (`section`): validating every section here would load every pretext's code into
+    every stage."""
+
     common: PretrainCommon = PretrainCommon()
-    none: NoneParams = NoneParams()
-    rotation: RotationParams = RotationParams()
-    exemplar: ExemplarParams = ExemplarParams()
-    autoencoder: AutoencoderParams = AutoencoderParams()
+    sections: dict = field(default_factory=dict)  # pretext name -> its raw mapping from params.yaml
+
+    @classmethod
+    def from_raw(cls, raw: Any, where: str) -> "PretrainParams":
+        raw = _mapping(raw, where)
+        known = pretext_names()
+        unknown = sorted(set(raw) - {"common", *known})
+        if unknown:
+            raise ParamsError(f"params.yaml: unknown key '{where}.{unknown[0]}' (a typo, or a pretext with no "
+                              f"module in selfsup/pretexts/?); valid keys here: common, {', '.join(known)}")
+        sections = {}
+        for name in known:
+            if raw.get(name) is not None:
+                sections[name] = _mapping(raw[name], f"{where}.{name}")
+        return cls(_build(PretrainCommon, raw.get("common"), f"{where}.common"), sections)
+
+    def section(self, name: str, params_cls: type):
+        """The `pretrain.<name>` section as `params_cls` (the pretext's params dataclass), validated."""
+        return _build(params_cls, self.sections.get(name), f"pretrain.{name}")
 
 
 @dataclass(frozen=True)
 class AugmentParams:
     flip: bool = True
-    translate: int = field(default=2, metadata=_check(_non_negative, "0 or more pixels"))
+    translate: int = field(default=2, metadata=check(non_negative, "0 or more pixels"))
 
 
 @dataclass(frozen=True)
 class FinetuneParams(OptimParams):
     protocol: Literal["full", "fc", "head"] = "full"
-    pretrained_lr: float = field(default=1.0, metadata=_check(_fraction, "a fraction of lr in (0, 1]"))
+    pretrained_lr: float = field(default=1.0, metadata=check(fraction, "a fraction of lr in (0, 1]"))
     labels_per_class: Union[int, Literal["all"]] = field(
-        default="all", metadata=_check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
+        default="all", metadata=check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
     )
     augment: AugmentParams = AugmentParams()
-    epochs: int = field(default=7, metadata=_check(_positive, "a positive integer"))
+    epochs: int = field(default=7, metadata=check(positive, "a positive integer"))
 
 
 @dataclass(frozen=True)
 class ProbeParams:
     """Frozen-feature evaluation of every pretrained backbone: kNN and a linear probe per layer."""
 
-    k: int = field(default=20, metadata=_check(_positive, "a positive number of neighbours"))
-    select_labels_per_class: int = field(default=1000, metadata=_check(_positive, "a positive integer"))
+    k: int = field(default=20, metadata=check(positive, "a positive number of neighbours"))
+    select_labels_per_class: int = field(default=1000, metadata=check(positive, "a positive integer"))
     labels_per_class: tuple[Union[int, Literal["all"]], ...] = (10, 100, 1000, "all")
-    seeds: int = field(default=3, metadata=_check(_positive, "a positive number of label draws"))
-    weight_decay: float = field(default=1e-4, metadata=_check(_non_negative, "0 or more"))
-    steps: int = field(default=100, metadata=_check(_positive, "a positive number of L-BFGS iterations"))
+    seeds: int = field(default=3, metadata=check(positive, "a positive number of label draws"))
+    weight_decay: float = field(default=1e-4, metadata=check(non_negative, "0 or more"))
+    steps: int = field(default=100, metadata=check(positive, "a positive number of L-BFGS iterations"))
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    batch_size: int = field(default=1000, metadata=_check(_positive, "a positive integer"))
+    batch_size: int = field(default=1000, metadata=check(positive, "a positive integer"))
 
 
 @dataclass(frozen=True)
@@ -181,12 +169,10 @@ class Params:
     evaluate: EvaluateParams = EvaluateParams()
 
     def __post_init__(self):
-        from selfsup.pretexts import PRETEXTS  # late: pretexts imports models, which needs torch
-
         for name in (self.pretext, *self.pretexts):
-            if name not in PRETEXTS:
+            if name not in pretext_names():
                 raise ParamsError(
-                    f"params.yaml: unknown pretext {name!r}; valid pretexts: {', '.join(PRETEXTS)}"
+                    f"params.yaml: unknown pretext {name!r}; valid pretexts: {', '.join(pretext_names())}"
                 )
         for n in self.probe.labels_per_class:
             if n != "all" and n <= 0:
@@ -213,6 +199,8 @@ def _describe(tp) -> str:
 def _convert(value: Any, tp, where: str):
     """Return `value` as type `tp`, or raise ParamsError naming `where` and what was expected."""
     origin = typing.get_origin(tp)
+    if hasattr(tp, "from_raw"):
+        return tp.from_raw(value, where)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if origin is Literal:
@@ -243,11 +231,16 @@ def _convert(value: Any, tp, where: str):
     raise ParamsError(f"params.yaml: {where} is {value!r}; expected {_describe(tp)}")
 
 
-def _build(cls, raw: Any, where: str):
+def _mapping(raw: Any, where: str) -> dict:
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
         raise ParamsError(f"params.yaml: {where or 'the file'} must be a mapping of keys to values")
+    return raw
+
+
+def _build(cls, raw: Any, where: str):
+    raw = _mapping(raw, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:

@@ -1,16 +1,26 @@
 """Frozen-feature evaluation: what a pretrained backbone's layers know before any fine-tuning.
 
-Two probes on the features of each layer (CifarNet.layer_features, computed by train.predict): a k-nearest-neighbour vote under
-cosine similarity, and a linear probe (multinomial logistic regression, L2-regularised, full-batch
-L-BFGS on standardised features; convex, so its result depends on the labels only, not on a seed).
+Two probes on the features of each layer (CifarNet.layer_features, computed by runtime.predict): a
+k-nearest-neighbour vote under cosine similarity, and a linear probe (multinomial logistic regression,
+L2-regularised, full-batch L-BFGS on standardised features; convex, so its result depends on the labels
+only, not on a seed).
+
+The protocol (`probe_backbone`): every layer is probed with `select_labels_per_class` labels per class;
+the layer whose linear probe scores best on val is the backbone's representation, and is then probed on
+test with each of `labels_per_class` labels per class, `seeds` label draws each.
 """
 
 from __future__ import annotations
+
+import statistics
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.data import labelled_subset
+from selfsup.params import ProbeParams
 
 
 @torch.inference_mode()
@@ -71,3 +81,40 @@ def pca_2d(features: torch.Tensor) -> torch.Tensor:
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     points = centred @ v[:2].T
     return points * torch.where((points**3).sum(0) < 0, -1.0, 1.0)
+
+
+def probe_backbone(feats: dict[str, dict[str, torch.Tensor]], labels: dict[str, torch.Tensor], cfg: ProbeParams,
+                   num_classes: int, log: Callable[[str], None] = print) -> dict:
+    """The probe protocol on precomputed features (split → layer → N×D) and labels (split → N).
+
+    Returns {"layer": the chosen layer, "layers": {layer: {"val": {"linear", "knn"}}},
+    "test": {budget: {"linear", "knn"}: {"mean", "std"}}}.
+    """
+
+    def probes(layer: str, chosen: torch.Tensor, split: str) -> dict[str, float]:
+        x, y = feats["train"][layer][chosen], labels["train"][chosen]
+        linear = LinearProbe(num_classes, cfg.weight_decay, cfg.steps).fit(x, y)
+        return {"linear": accuracy(linear.predict(feats[split][layer]), labels[split]),
+                "knn": accuracy(knn_predict(x, y, feats[split][layer], cfg.k, num_classes), labels[split])}
+
+    selection = labelled_subset(labels["train"], cfg.select_labels_per_class, 0, "probe.select_labels_per_class")
+    layers = {}
+    for layer in feats["train"]:
+        layers[layer] = {"val": probes(layer, selection, "val")}
+        log(f"{layer}: val linear {layers[layer]['val']['linear']:.4f}, kNN {layers[layer]['val']['knn']:.4f}")
+    best = max(layers, key=lambda name: layers[name]["val"]["linear"])
+
+    budgets = {}
+    for per_class in cfg.labels_per_class:
+        # With every label there is nothing to draw, and both probes are deterministic: one run.
+        draws = [0] if per_class == "all" else range(cfg.seeds)
+        runs = [probes(best, labelled_subset(labels["train"], per_class, seed, "probe.labels_per_class"), "test")
+                for seed in draws]
+        budgets[str(per_class)] = {
+            probe: {"mean": statistics.fmean(r[probe] for r in runs),
+                    "std": statistics.pstdev(r[probe] for r in runs) if len(runs) > 1 else 0.0}
+            for probe in ("linear", "knn")
+        }
+        log(f"{best}, {per_class} labels per class: " +
+            ", ".join(f"{p} {v['mean']:.4f} ± {v['std']:.4f}" for p, v in budgets[str(per_class)].items()))
+    return {"layer": best, "layers": layers, "test": budgets}

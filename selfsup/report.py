@@ -1,8 +1,9 @@
 """The README's results sections, rendered from the committed metrics/ and params.yaml.
 
 `python -m selfsup.report` rewrites the parts of README.md between the results markers (the default
-run, the frozen-feature probes of metrics/probe/, the label-efficiency sweep) and draws
-metrics/label_efficiency.svg; `python -m selfsup.report --experiments` first collects every DVC
+run, the frozen-feature probes of metrics/probe/, the label-efficiency sweep) and draws the README's
+pictures from the stages' data: metrics/label_efficiency.svg and metrics/probe/<pretext>/embedding.svg
+(restyling a chart reruns no stage); `python -m selfsup.report --experiments` first collects every DVC
 experiment (`dvc exp show --json`) into metrics/comparison.tsv. Tests check that the README agrees with
 the files committed beside it, so no number in it is typed by hand.
 """
@@ -18,14 +19,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from selfsup.svg import line_chart
+from selfsup.svg import line_chart, scatter
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
 COMPARISON = Path("metrics/comparison.tsv")
 PLOT = Path("metrics/label_efficiency.svg")
-PRETEXT_ORDER = ["none", "rotation", "exemplar", "autoencoder"]
 # The seed project's supervised CifarNet, test accuracy (DeepFashion: on its own subset of the benchmark).
 SEED_SUPERVISED = {"fashion_mnist": 0.9033, "deepfashion": 0.4573}
 
@@ -91,8 +91,9 @@ def _budget_order(budgets) -> list[str]:
     return sorted(budgets, key=lambda c: (c == "all", int(c) if c.isdigit() else 0))
 
 
-def _pretext_order(names) -> list[str]:
-    return [p for p in PRETEXT_ORDER if p in names] + sorted(p for p in names if p not in PRETEXT_ORDER)
+def _pretext_order(names, order) -> list[str]:
+    """`names` in the order of `order` (params.yaml's `pretexts`), any others after them, sorted."""
+    return [p for p in order if p in names] + sorted(p for p in names if p not in order)
 
 
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -102,9 +103,9 @@ def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def comparison_markdown(table: pd.DataFrame) -> str:
-    """Test accuracy, mean ± std over seeds (runs), per pretext (rows) and label budget (columns), and each
-    pretext's gain over `none` at the same budget."""
+def comparison_markdown(table: pd.DataFrame, order=()) -> str:
+    """Test accuracy, mean ± std over seeds (runs), per pretext (rows, in `order`) and label budget (columns),
+    and each pretext's gain over `none` at the same budget."""
     summary = sweep_summary(table)
     lines = []
     for protocol, part in summary.groupby("protocol"):
@@ -115,7 +116,7 @@ def comparison_markdown(table: pd.DataFrame) -> str:
                   "| pretext | " + " | ".join(f"{b} labels per class" for b in budgets) + " |",
                   "|---" * (len(budgets) + 1) + "|"]
         cells = {(r.pretext, r.labels_per_class): r for r in part.itertuples()}
-        for pretext in _pretext_order(part.pretext.unique()):
+        for pretext in _pretext_order(part.pretext.unique(), order):
             row = []
             for b in budgets:
                 r, base = cells.get((pretext, b)), cells.get(("none", b))
@@ -129,7 +130,7 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines).strip()
 
 
-def label_efficiency_svg(table: pd.DataFrame, protocol: str = "full") -> str:
+def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     """Test accuracy against labels per class, one line per pretext, error bars one std over seeds."""
     summary = sweep_summary(table[table.protocol == protocol])
     budgets = _budget_order(summary.labels_per_class.unique())
@@ -137,7 +138,7 @@ def label_efficiency_svg(table: pd.DataFrame, protocol: str = "full") -> str:
     # `all` is drawn one decade right of the largest budget
     position = {b: (int(b) if b.isdigit() else 10 * max(numeric or [1])) for b in budgets}
     series = {}
-    for pretext in _pretext_order(summary.pretext.unique()):
+    for pretext in _pretext_order(summary.pretext.unique(), order):
         part = summary[summary.pretext == pretext]
         series[pretext] = [(position[r.labels_per_class], 100 * r.mean, 100 * r.std)
                            for r in sorted(part.itertuples(), key=lambda r: position[r.labels_per_class])]
@@ -151,12 +152,16 @@ def read_comparison(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(read(root / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
 
 
-def comparison_block(table: pd.DataFrame) -> str:
-    return f"{CMP_START}\n{comparison_markdown(table)}\n\n![label efficiency]({PLOT.as_posix()})\n{CMP_END}"
+def comparison_block(table: pd.DataFrame, order=()) -> str:
+    return f"{CMP_START}\n{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()})\n{CMP_END}"
+
+
+def _pretexts(root: Path, read) -> list[str]:
+    return yaml.safe_load(read(root / "params.yaml"))["pretexts"]
 
 
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
-    return comparison_block(read_comparison(root, read))
+    return comparison_block(read_comparison(root, read), _pretexts(root, read))
 
 
 def probe_markdown(probes: dict[str, dict]) -> str:
@@ -164,8 +169,7 @@ def probe_markdown(probes: dict[str, dict]) -> str:
     budgets = _budget_order(next(iter(probes.values()))["test"])
     lines = ["| pretext | layer | " + " | ".join(f"linear, {b} per class" for b in budgets) + " | kNN, all |",
              "|---" * (len(budgets) + 3) + "|"]
-    for pretext in _pretext_order(probes):
-        m = probes[pretext]
+    for pretext, m in probes.items():
         cells = [f"{100 * m['test'][b]['linear']['mean']:.2f} ± {100 * m['test'][b]['linear']['std']:.2f}"
                  for b in budgets]
         knn = m["test"].get("all", m["test"][budgets[-1]])["knn"]["mean"]
@@ -174,9 +178,22 @@ def probe_markdown(probes: dict[str, dict]) -> str:
 
 
 def render_probe(root: Path, read=lambda p: p.read_text()) -> str:
-    pretexts = yaml.safe_load(read(root / "params.yaml"))["pretexts"]
-    probes = {p: json.loads(read(root / f"metrics/probe/{p}/metrics.json")) for p in pretexts}
+    probes = {p: json.loads(read(root / f"metrics/probe/{p}/metrics.json")) for p in _pretexts(root, read)}
     return f"{PROBE_START}\n{probe_markdown(probes)}\n{PROBE_END}"
+
+
+def embedding_path(pretext: str) -> Path:
+    return Path(f"metrics/probe/{pretext}/embedding.svg")
+
+
+def embedding_svg(root: Path, pretext: str, read=lambda p: p.read_text()) -> str:
+    """The PCA scatter of probe@<pretext>'s embedding.csv (the test features of its chosen layer)."""
+    points = pd.read_csv(io.StringIO(read(root / f"metrics/probe/{pretext}/embedding.csv")))
+    layer = json.loads(read(root / f"metrics/probe/{pretext}/metrics.json"))["layer"]
+    named = dict(zip(points.label, points["class"]))
+    classes = [named.get(i, str(i)) for i in range(max(named) + 1)]
+    return scatter(list(zip(points.pc1, points.pc2)), points.label.tolist(), classes,
+                   f"{pretext}: test features of {layer}, PCA")
 
 
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
@@ -198,10 +215,13 @@ def main(argv: list[str] | None = None) -> None:
     readme = root / "README.md"
     text = replace_block(readme.read_text(), render(root))
     text = replace_block(text, render_probe(root), PROBE_START, PROBE_END)
+    pretexts = _pretexts(root, lambda p: p.read_text())
+    for pretext in pretexts:
+        (root / embedding_path(pretext)).write_text(embedding_svg(root, pretext))
     if (root / COMPARISON).is_file():
         table = read_comparison(root)
-        (root / PLOT).write_text(label_efficiency_svg(table))
-        text = replace_block(text, comparison_block(table), CMP_START, CMP_END)
+        (root / PLOT).write_text(label_efficiency_svg(table, pretexts))
+        text = replace_block(text, comparison_block(table, pretexts), CMP_START, CMP_END)
     readme.write_text(text)
     print(f"updated the results in {readme}", file=sys.stderr)
 

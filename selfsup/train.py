@@ -1,8 +1,12 @@
-"""The one training loop, used by every pretext and by fine-tuning; they differ only by Objective."""
+"""The one training loop, used by every pretext and by fine-tuning; they differ only by Objective.
+
+`fit` reads top to bottom as: the optimiser and its schedule (`_optimizer`), the batches of an epoch
+(`_batch_plan`, `shard`), the training state a resumed run restores (`_Trainer.state`/`restore`), one
+epoch (`_Trainer.train_epoch`) and the best epoch kept (`_keep_best`).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,9 +21,10 @@ from tqdm.auto import tqdm
 
 from selfsup import SelfSupError, distributed
 from selfsup.io import atomic_path
-from selfsup.params import ComputeParams, OptimParams
+from selfsup.params import OptimParams
+from selfsup.runtime import Compute, Normalize
 
-# (images in [0, 1], labels or None, generator) -> (model inputs, targets)
+# (images in [0, 1], labels or image indices or None, generator) -> (model inputs, targets)
 MakeBatch = Callable[[torch.Tensor, "torch.Tensor | None", torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -46,71 +51,6 @@ class Objective:
     lr_scales: list[tuple[nn.Module, float]] = field(default_factory=list)
 
 
-def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows whose highest logit is the target class."""
-    return (logits.argmax(1) == targets).float().mean()
-
-
-def _native_bf16_cpu() -> bool:
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # AVX512-BF16 / AMX: bf16 at full speed
-    return bool(check and check())
-
-
-@dataclass(frozen=True)
-class Compute:
-    """The device and the autocast precision (None: plain fp32) that training and inference run in."""
-
-    device: torch.device
-    dtype: torch.dtype | None = None
-
-    @classmethod
-    def resolve(cls, cfg: ComputeParams | None = None) -> "Compute":
-        """`auto` device: cuda, else mps, else cpu. `auto` precision: bf16 where the hardware runs it
-        natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), fp16 on other CUDA GPUs, else fp32."""
-        cfg = cfg or ComputeParams()
-        name = cfg.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-        if name == "cuda" and not torch.cuda.is_available() or name == "mps" and not torch.backends.mps.is_available():
-            raise SelfSupError(f"compute.device is {name!r} but this machine has no {name}; set compute.device: auto")
-        device = torch.device(name)
-        precision = cfg.precision
-        if precision == "auto":
-            if name == "cuda":
-                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            else:
-                precision = "bf16" if name == "cpu" and _native_bf16_cpu() else "fp32"
-        if precision == "fp16" and name != "cuda":
-            raise SelfSupError(f"compute.precision fp16 needs a CUDA device, not {name}; use bf16, fp32 or auto")
-        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        return cls(device, dtype)
-
-    def autocast(self):
-        """Mixed precision for the forward pass (weights, gradients and the optimiser stay fp32)."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
-    def describe(self) -> str:
-        world = distributed.world_size()
-        return (f"{self.device.type} {str(self.dtype or torch.float32).removeprefix('torch.')}"
-                + (f" x{world} processes" if world > 1 else ""))
-
-
-class Normalize:
-    """Scale uint8 images to [0, 1] and standardise with the training split's channel statistics."""
-
-    def __init__(self, mean: list[float], std: list[float], device: torch.device):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-
-    def unit(self, images: torch.Tensor) -> torch.Tensor:
-        return images.float().div_(255)
-
-    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
-        return ((x01 - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-
-
 @dataclass
 class FitResult:
     best_state: dict
@@ -118,8 +58,8 @@ class FitResult:
     best_score: float | None
 
 
-def _param_groups(objective: Objective, lr: float) -> list[dict]:
-    """Trainable parameters (the frozen modules left out), grouped by learning rate."""
+def param_groups(objective: Objective, lr: float) -> list[dict]:
+    """Trainable parameters (the frozen modules left out), grouped by learning rate, highest first."""
     frozen = {id(p) for m in objective.frozen for p in m.parameters()}
     scale = {id(p): factor for m, factor in objective.lr_scales for p in m.parameters()}
     groups: dict[float, list[nn.Parameter]] = {}
@@ -129,33 +69,38 @@ def _param_groups(objective: Objective, lr: float) -> list[dict]:
     return [{"params": ps, "lr": lr * factor} for factor, ps in sorted(groups.items(), reverse=True)]
 
 
-def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
-    """The resolved compute setting and, on its device, the normalisation by `stats` (the mean and std of
-    a prepared meta.json or of a checkpoint's data): what every stage that runs the model starts with."""
-    compute = Compute.resolve(cfg)
-    # under torchrun: join the process group and take this rank's GPU (a single process keeps its device)
-    compute = Compute(distributed.init(compute.device), compute.dtype)
-    return compute, Normalize(stats["mean"], stats["std"], compute.device)
+def _optimizer(objective: Objective, cfg: OptimParams, total_steps: int):
+    """SGD with Nesterov momentum, and a cosine decay of every group's learning rate to 0 over all steps."""
+    optimizer = torch.optim.SGD(param_groups(objective, cfg.lr), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
+    return optimizer, scheduler
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int,
-            compute: Compute | None = None, method: str | None = None):
-    """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode.
+def _batch_plan(n: int, batch_size: int, world: int, desc: str) -> tuple[int, int]:
+    """(images per step, steps per epoch) for n training images; the ragged last batch is dropped (batch
+    norm dislikes tiny batches)."""
+    batch_size = min(batch_size, n)
+    if batch_size < world:
+        raise SelfSupError(f"{desc}: a batch of {batch_size} images cannot be shared by {world} processes; "
+                           "raise batch_size or lower compute.processes")
+    return batch_size, n // batch_size
 
-    `method` names another of the model's functions to apply instead (e.g. "layer_features"); one that
-    returns a dict of tensors gives a dict of the concatenated tensors."""
-    model.eval()
-    device = norm.mean.device
-    fn = getattr(model, method) if method else model
-    chunks = []
-    with (compute or Compute(device)).autocast():
-        for i in range(0, len(images), batch_size):
-            out = fn(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True))))
-            chunks.append({k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else out.float().cpu())
-    if isinstance(chunks[0], dict):
-        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-    return torch.cat(chunks)
+
+def shard(perm: torch.Tensor, step: int, batch_size: int, world: int, rank: int) -> torch.Tensor:
+    """The positions rank `rank` of `world` trains on at `step`: its slice of that step's batch of the
+    permutation. Every rank's shard has the same size; a remainder of the batch (batch_size mod world)
+    is dropped."""
+    batch = perm[step * batch_size : (step + 1) * batch_size]
+    return batch[: batch_size - batch_size % world][rank::world]
+
+
+def _keep_best(result: FitResult, epoch: int, score: float | None, select: str | None, snapshot) -> FitResult:
+    """The better of the kept epoch and this one (a deep copy of its weights); the last epoch when there
+    is no `select` metric."""
+    if select is None or result.best_score is None or score > result.best_score:
+        return FitResult(snapshot(), epoch, score)
+    return result
 
 
 @torch.inference_mode()
@@ -188,9 +133,10 @@ def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Te
 class Resume:
     """Where fit keeps its training state after every epoch, and what the state must match to be resumed.
 
-    An interrupted run restarted with the same `fingerprint` (e.g. params, data, compute, code) continues from the
-    last finished epoch and ends exactly as an uninterrupted run would; a state saved under another
-    fingerprint is ignored. The file is removed by the caller once its outputs are written.
+    An interrupted run restarted with the same `fingerprint` (e.g. params, data, compute, a digest of the
+    code: selfsup.io.loaded_sources) continues from the last finished epoch and ends exactly as an
+    uninterrupted run would; a state saved under another fingerprint is ignored. The file is removed by
+    the caller once its outputs are written.
     """
 
     path: Path
@@ -203,6 +149,23 @@ class Resume:
         """This process's state file: `path` itself, or a file beside it for rank r > 0 of several."""
         r = distributed.rank()
         return self.path if r == 0 else self.path.with_name(f"{self.path.stem}.rank{r}{self.path.suffix}")
+
+    def load(self, desc: str) -> dict | None:
+        """The saved state to continue from; None when there is none, it is unreadable, or it was saved
+        under another fingerprint."""
+        path = self.local_path()
+        if not path.is_file():
+            return None
+        try:
+            # on the CPU: the history's images must stay host tensors; restore() moves what trains
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001  any unreadable state is only a lost head start
+            tqdm.write(f"{desc}: {path} cannot be read ({type(err).__name__}); starting afresh")
+            return None
+        if state.get("fingerprint") != self.key():
+            tqdm.write(f"{desc}: {path} was saved under other params, data or code; starting afresh")
+            return None
+        return state
 
 
 def _rng_states(device: torch.device) -> dict:
@@ -244,6 +207,93 @@ def _storable(metrics: dict) -> dict:
     return {k: torch.from_numpy(np.array(v)) if _is_image(k) else v for k, v in metrics.items()}
 
 
+class _Trainer:
+    """One run of fit: the model (DDP-wrapped under torchrun), optimiser, schedule, gradient scaler, random
+    generators, the best epoch so far and the logged history: everything a resumed run restores."""
+
+    def __init__(self, objective: Objective, n: int, cfg: OptimParams, epochs: int, norm: Normalize,
+                 compute: Compute, desc: str):
+        self.objective, self.norm, self.compute, self.desc, self.epochs = objective, norm, compute, desc, epochs
+        device = self.device = norm.mean.device
+        self.scaler = torch.amp.GradScaler(device.type, enabled=compute.dtype == torch.float16)
+        self.model = objective.model.to(device).to(memory_format=torch.channels_last)
+        for module in objective.frozen:
+            module.requires_grad_(False)
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        # Under torchrun every rank holds a replica; DDP averages the gradients of the ranks' shards.
+        self.train_model = (DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
+                            if self.world > 1 else self.model)
+        self.n = n
+        self.batch_size, self.steps = _batch_plan(n, cfg.batch_size, self.world, desc)
+        self.optimizer, self.scheduler = _optimizer(objective, cfg, max(1, self.steps * epochs))
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)  # the batch order: the same on every rank
+        # augmentation: the same generator in a single process; its own stream on each rank of several
+        self.aug_gen = (self.gen if self.world == 1
+                        else torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + self.rank + 1))
+        self.result = FitResult(self.snapshot(), 0, None)
+        self.history: list[dict] = []
+        self.epoch = 0  # epochs finished
+
+    def snapshot(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def state(self, key: str) -> dict:
+        return {"fingerprint": key, "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "generators": [self.gen.get_state(), self.aug_gen.get_state()],
+                "rng": _rng_states(self.device), "best_state": self.result.best_state,
+                "best_epoch": self.result.best_epoch, "best_score": self.result.best_score, "history": self.history}
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])  # moves its buffers to the parameters' device
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        for g, saved in zip((self.gen, self.aug_gen), state["generators"]):
+            g.set_state(saved)
+        _set_rng_states(state["rng"], self.device)
+        self.result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
+        self.history, self.epoch = state["history"], state["epoch"]
+
+    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
+        """One pass over a fresh permutation of the images; the mean training loss (and accuracy) of its steps."""
+        objective, norm = self.objective, self.norm
+        epoch = self.epoch + 1
+        self.train_model.train()
+        for module in objective.frozen:
+            module.eval()
+        perm = torch.randperm(self.n, generator=self.gen, device=self.device)
+        loss_sum = correct = 0.0
+        bar = tqdm(range(self.steps), desc=f"{self.desc} epoch {epoch}/{self.epochs}", leave=False, mininterval=2,
+                   disable=not distributed.is_main())
+        for step in bar:
+            idx = shard(perm, step, self.batch_size, self.world, self.rank)
+            inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx],
+                                                   self.aug_gen)
+            with self.compute.autocast():
+                outputs = self.train_model(norm(inputs))
+            outputs = outputs.float()
+            loss = objective.loss(outputs, targets)
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"{self.desc}: loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
+                    "lower the learning rate (lr) and rerun — no model was written"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_sum += loss.item()
+            if objective.accuracy is not None:
+                correct += objective.accuracy(outputs.detach(), targets).item()
+        loss_sum, correct = distributed.all_mean([loss_sum, correct], self.device)
+        metrics = {"train/loss": loss_sum / self.steps}
+        if objective.accuracy is not None:
+            metrics["train/accuracy"] = correct / self.steps
+        return metrics
+
+
 def fit(
     objective: Objective,
     images: torch.Tensor,
@@ -267,110 +317,31 @@ def fit(
     whole image set sits on the device, so a step moves no data between host and device. With `resume`,
     the full training state is saved after every epoch and an interrupted run continues from it.
     """
-    device = norm.mean.device
-    compute = compute or Compute(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=compute.dtype == torch.float16)
-    model = objective.model.to(device).to(memory_format=torch.channels_last)
-    for module in objective.frozen:
-        module.requires_grad_(False)
-    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
-    # Under torchrun every rank holds a replica; DDP averages the gradients of the ranks' shards.
-    train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
-    optimizer = torch.optim.SGD(_param_groups(objective, cfg.lr), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                                weight_decay=cfg.weight_decay)
-    n = len(images)
-    batch_size = min(cfg.batch_size, n)
-    if batch_size < world:
-        raise SelfSupError(f"{desc}: a batch of {batch_size} images cannot be shared by {world} processes; "
-                           "raise batch_size or lower compute.processes")
-    steps_per_epoch = n // batch_size  # the ragged last batch is dropped: batch norm dislikes tiny batches
-    total_steps = max(1, steps_per_epoch * epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # the batch order: the same on every rank
-    # augmentation: the same generator in a single process; its own stream on each rank of several
-    aug_gen = gen if world == 1 else torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + rank + 1)
-    images = images.to(device)
-    labels = labels.to(device) if labels is not None else None
-
-    def snapshot() -> dict:
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    result = FitResult(snapshot(), 0, None)
-    history: list[dict] = []
-    done = 0
-    state_path = resume.local_path() if resume is not None else None
-    if state_path is not None and state_path.is_file():
-        try:
-            state = torch.load(state_path, map_location=device, weights_only=True)
-        except Exception as err:  # noqa: BLE001  any unreadable state is only a lost head start
-            state = {}
-            tqdm.write(f"{desc}: {state_path} cannot be read ({type(err).__name__}); starting afresh")
-        if state and state.get("fingerprint") != resume.key():
-            tqdm.write(f"{desc}: {state_path} was saved under other params, data or code; starting afresh")
-        elif state:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            for g, saved in zip((gen, aug_gen), state["generators"]):
-                g.set_state(saved.cpu())
-            _set_rng_states({k: v.cpu() for k, v in state["rng"].items()}, device)
-            result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
-            history, done = state["history"], state["epoch"]
-            tqdm.write(f"{desc}: resuming after epoch {done}/{epochs} from {state_path}")
-            if live is not None:
-                for metrics in history:
-                    _log_epoch(live, metrics)
-    for epoch in range(done + 1, epochs + 1):
-        train_model.train()
-        for module in objective.frozen:
-            module.eval()
-        perm = torch.randperm(n, generator=gen, device=device)
-        loss_sum = correct = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{epochs}", leave=False, mininterval=2,
-                   disable=not main)
-        for step in bar:
-            # this rank's shard of the batch; all shards the same size (a remainder of the batch is dropped)
-            idx = perm[step * batch_size : (step + 1) * batch_size][: batch_size - batch_size % world][rank::world]
-            inputs, targets = objective.make_batch(norm.unit(images[idx]), None if labels is None else labels[idx], aug_gen)
-            with compute.autocast():
-                outputs = train_model(norm(inputs))
-            outputs = outputs.float()
-            loss = objective.loss(outputs, targets)
-            if not torch.isfinite(loss):
-                raise DivergedError(
-                    f"{desc}: loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
-                    "lower the learning rate (lr) and rerun — no model was written"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_sum += loss.item()
-            if objective.accuracy is not None:
-                correct += objective.accuracy(outputs.detach(), targets).item()
-        loss_sum, correct = distributed.all_mean([loss_sum, correct], device)
-        metrics = {"train/loss": loss_sum / steps_per_epoch}
-        if objective.accuracy is not None:
-            metrics["train/accuracy"] = correct / steps_per_epoch
-        if main:  # one process validates, selects, logs and writes
+    trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc)
+    images = images.to(trainer.device)
+    labels = labels.to(trainer.device) if labels is not None else None
+    saved = resume.load(desc) if resume is not None else None
+    if saved is not None:
+        trainer.restore(saved)
+        tqdm.write(f"{desc}: resuming after epoch {trainer.epoch}/{epochs} from {resume.local_path()}")
+        if live is not None:
+            for metrics in trainer.history:
+                _log_epoch(live, metrics)
+    while trainer.epoch < epochs:
+        metrics = trainer.train_epoch(images, labels)
+        trainer.epoch += 1
+        if distributed.is_main():  # one process validates, selects, logs and writes
             if validate is not None:
-                metrics.update(validate(model))
-            score = metrics[select] if select else None
-            if select is None or result.best_score is None or score > result.best_score:
-                result = FitResult(snapshot(), epoch, score)
+                metrics.update(validate(trainer.model))
+            trainer.result = _keep_best(trainer.result, trainer.epoch, metrics[select] if select else None, select,
+                                        trainer.snapshot)
             metrics = _storable(metrics)
-            history.append(metrics)
+            trainer.history.append(metrics)
             if live is not None:
                 _log_epoch(live, metrics)
-            tqdm.write(f"{desc} epoch {epoch}/{epochs}: "
+            tqdm.write(f"{desc} epoch {trainer.epoch}/{epochs}: "
                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not _is_image(k)))
-        if state_path is not None:
-            with atomic_path(state_path) as tmp:
-                torch.save({"fingerprint": resume.key(), "epoch": epoch, "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict(), "generators": [gen.get_state(), aug_gen.get_state()],
-                            "rng": _rng_states(device), "best_state": result.best_state,
-                            "best_epoch": result.best_epoch, "best_score": result.best_score, "history": history}, tmp)
-    return result
+        if resume is not None:
+            with atomic_path(resume.local_path()) as tmp:
+                torch.save(trainer.state(resume.key()), tmp)
+    return trainer.result

@@ -12,7 +12,7 @@ from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path, write_json
 from selfsup.models import build_classifier, load_checkpoint
 from selfsup.params import load_params
-from selfsup.train import predict, setup
+from selfsup.runtime import predict, setup
 
 
 def main(argv=None):

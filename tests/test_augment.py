@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from selfsup.augment import flip_translate
+from selfsup.augment import adjust_intensity, affine, flip_translate, jitter_intensity, random_affine
 
 
 def images(n=16, size=10):
@@ -47,3 +48,85 @@ def test_same_generator_seed_same_output():
     a = flip_translate(x, True, 2, torch.Generator().manual_seed(5))
     b = flip_translate(x, True, 2, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+# The exemplar transforms' geometry, on a synthetic image with a known answer.
+
+def marker(size=28):
+    """Black, with one bright 2×2 square right of and above the centre (columns 18-19, rows 8-9)."""
+    x = torch.zeros(1, 1, size, size)
+    x[..., 8:10, 18:20] = 1.0
+    return x
+
+
+def centre_of_mass(img: torch.Tensor) -> tuple[float, float]:
+    """(column, row) of the brightness-weighted centre of an H×W image."""
+    h, w = img.shape[-2:]
+    total = img.sum()
+    rows = (img.sum(-1).flatten() * torch.arange(h)).sum() / total
+    cols = (img.sum(-2).flatten() * torch.arange(w)).sum() / total
+    return cols.item(), rows.item()
+
+
+def one(value: float) -> torch.Tensor:
+    return torch.tensor([value])
+
+
+def test_a_rotation_by_90_degrees_is_rot90_counter_clockwise():
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = affine(x, torch.full((3,), 90.0), torch.ones(3), torch.zeros(3, 2))
+    torch.testing.assert_close(out, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+
+
+def test_a_zoom_above_one_magnifies_about_the_centre():
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 10:18, 10:18] = 1.0  # an 8×8 square around the centre
+    out = affine(x, one(0.0), one(2.0), torch.zeros(1, 2))
+    assert out.sum().item() == pytest.approx(4 * x.sum().item(), rel=1e-4)  # twice as wide and high
+    assert out[..., 7:21, 7:21].min() == pytest.approx(1.0) and out[..., :5, :].max() == 0.0
+    assert centre_of_mass(out[0, 0]) == pytest.approx((13.5, 13.5))
+    smaller = affine(x, one(0.0), one(0.5), torch.zeros(1, 2))  # below one: shrinks, zeros around
+    assert smaller.sum().item() == pytest.approx(x.sum().item() / 4, rel=1e-4)
+
+
+def test_a_positive_shift_moves_the_content_left_and_up_by_that_fraction():
+    x = marker()
+    out = affine(x, one(0.0), one(1.0), torch.tensor([[0.25, 0.25]]))  # 7 pixels of 28
+    torch.testing.assert_close(out[..., 1:3, 11:13], torch.ones(1, 1, 2, 2), atol=1e-5, rtol=0)
+    assert out.sum().item() == pytest.approx(4.0, abs=1e-4)
+
+
+def test_sign_minus_one_mirrors_horizontally():
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    out = affine(x, torch.zeros(2), torch.ones(2), torch.zeros(2, 2), torch.tensor([-1.0, 1.0]))
+    torch.testing.assert_close(out[0], x[0].flip(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[1], x[1], atol=1e-5, rtol=0)
+
+
+def test_random_affine_stays_within_its_ranges():
+    """A single bright pixel's displacement bounds the drawn rotation, zoom and shift."""
+    x = marker().repeat(64, 1, 1, 1)
+    out = random_affine(x, torch.Generator().manual_seed(0), rotate=0, scale=(1, 1), translate=0.1)
+    shifts = [centre_of_mass(img[0]) for img in out]
+    dx = [18.5 - c for c, _ in shifts]
+    dy = [8.5 - r for _, r in shifts]
+    assert max(map(abs, dx + dy)) <= 0.1 * 28 + 1e-3 and min(dx) < -1 and max(dx) > 1
+
+
+def test_contrast_scales_deviations_from_the_image_mean_and_brightness_adds():
+    x = torch.tensor([0.2, 0.4, 0.6]).view(1, 1, 1, 3)  # mean 0.4
+    out = adjust_intensity(x, torch.full((1, 1, 1, 1), 1.5), torch.full((1, 1, 1, 1), 0.1))
+    torch.testing.assert_close(out.flatten(), torch.tensor([0.2, 0.5, 0.8]))
+    clamped = adjust_intensity(x, torch.full((1, 1, 1, 1), 1.0), torch.full((1, 1, 1, 1), 0.5))
+    assert clamped.max() == 1.0  # 0.6 + 0.5, clamped to the [0, 1] scale
+
+
+def test_jitter_draws_contrast_and_brightness_within_their_ranges():
+    x = torch.full((256, 1, 4, 4), 0.5)
+    x[:, :, 0, 0] = 0.3  # so that contrast has a deviation to scale
+    out = jitter_intensity(x, torch.Generator().manual_seed(0), brightness=0.2, contrast=0.3)
+    mean = x.mean(dim=(1, 2, 3))
+    shift = out.mean(dim=(1, 2, 3)) - mean  # brightness, where nothing clamps
+    scale = (out[:, 0, 0, 0] - out[:, 0, 1, 1]) / (x[:, 0, 0, 0] - x[:, 0, 1, 1])
+    assert shift.abs().max() <= 0.2 + 1e-6 and shift.abs().max() > 0.15
+    assert (scale - 1).abs().max() <= 0.3 + 1e-5 and (scale - 1).abs().max() > 0.25

@@ -15,8 +15,9 @@ from torch import nn
 from selfsup import distributed
 from selfsup.launch import command
 from selfsup.models import CifarNet, Classifier, load_checkpoint
-from selfsup.pretexts import Projection, multi_positive_loss
-from selfsup.train import Normalize, Objective, fit
+from selfsup.pretexts.exemplar import Projection, multi_positive_loss
+from selfsup.runtime import Normalize
+from selfsup.train import Objective, fit
 from tests.conftest import REPO
 from tests.test_stages import workdir  # noqa: F401  the tiny prepared dataset and params.yaml
 from tests.test_train import CFG, keep_labels, toy_problem

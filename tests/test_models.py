@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from selfsup import SelfSupError
-from selfsup.models import (FEATURE_DIM, CifarNet, Classifier, Decoder, FastLRN, load_backbone_into, load_checkpoint,
+from selfsup.models import (FEATURE_DIM, CifarNet, Classifier, FastLRN, load_backbone_into, load_checkpoint,
                             save_checkpoint)
 
 
@@ -99,8 +99,3 @@ def test_layer_features_are_flat_per_layer_and_end_in_the_backbone_output():
     feats = net.layer_features(x)
     assert {k: v.shape[1] for k, v in feats.items()} == {"conv1": 64 * 8 * 8, "conv2": 64 * 8 * 8, "fc3": 384, "fc4": 192}
     torch.testing.assert_close(feats["fc4"], net(x))
-
-
-def test_decoder_reconstructs_the_input_shape_in_unit_range():
-    out = Decoder(3, 32)(torch.rand(2, FEATURE_DIM))
-    assert out.shape == (2, 3, 32, 32) and 0 <= out.min() and out.max() <= 1

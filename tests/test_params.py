@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from selfsup.params import ParamsError, load_params, parse_params
+from selfsup.pretexts import get_pretext
 from tests.conftest import REPO
 
 
@@ -41,8 +42,6 @@ def test_repo_params_are_valid():
             ("probe.labels_per_class", [10, 0], "expected positive integers or `all`"),
         ("model.norm", "layer", "expected 'batch' or 'lrn' or 'none'"),
         ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
-        ("pretrain.rotation.epochs", 0, "expected a positive integer"),
-        ("pretrain.exemplar.views", 1, "expected 2 or more views per image"),
         ("finetune.augment.flip", "yes", "expected true or false"),
     ],
 )
@@ -53,13 +52,44 @@ def test_bad_values_name_the_key_and_the_fix(dotted, value, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        ("pretrain.rotation.epochs", 0, "pretrain.rotation.epochs is 0; expected a positive integer"),
+        ("pretrain.exemplar.views", 1, "pretrain.exemplar.views is 1; expected 2 or more views per image"),
+        ("pretrain.exemplar.view", 6, "unknown key 'pretrain.exemplar.view' (a typo?); valid keys here: epochs, views"),
+        ("pretrain.autoencoder", [1], "pretrain.autoencoder must be a mapping"),
+    ],
+)
+def test_a_pretext_section_is_checked_by_its_own_params_class(dotted, value, message):
+    """Each pretext's section is validated against the dataclass in its module when that pretext is
+    loaded (by its own pretrain stage), so no stage loads the code of pretexts it does not run."""
+    name = dotted.split(".")[1]
+    with pytest.raises(ParamsError, match=r"params.yaml: ") as err:
+        parse_params(with_value(dotted, value)).pretrain.section(name, get_pretext(name).params)
+    assert message in str(err.value)
+
+
+def test_a_section_for_a_pretext_with_no_module_is_a_typo():
+    with pytest.raises(ParamsError, match=r"unknown key 'pretrain.rotaton' \(a typo, or a pretext with no module in "
+                                          r"selfsup/pretexts/\?\); valid keys here: common, autoencoder, exemplar"):
+        parse_params(with_value("pretrain.rotaton", {"epochs": 1}))
+
+
+def test_a_missing_pretext_section_means_its_defaults():
+    raw = repo_params()
+    del raw["pretrain"]["rotation"]
+    spec = get_pretext("rotation")
+    assert parse_params(raw).pretrain.section("rotation", spec.params) == spec.params()
+
+
 def test_unknown_key_is_an_error_not_ignored():
     with pytest.raises(ParamsError, match=r"unknown key 'finetune.lerning_rate'.*valid keys here: .*\blr\b"):
         parse_params(with_value("finetune.lerning_rate", 0.1))
 
 
 def test_unknown_pretext_lists_valid_names():
-    with pytest.raises(ParamsError, match=r"unknown pretext 'bogus'; valid pretexts: none, rotation, exemplar, autoencoder"):
+    with pytest.raises(ParamsError, match=r"unknown pretext 'bogus'; valid pretexts: autoencoder, exemplar, none, rotation"):
         parse_params(with_value("pretext", "bogus"))
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from selfsup.report import experiment_rows
+from selfsup.report import experiment_rows, render_probe
 from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
@@ -78,6 +78,14 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
 
+    # code deps are the import graph: an edit of one pretext's module concerns its pre-training alone
+    with (repo / "selfsup/pretexts/rotation.py").open("a") as f:
+        f.write("# an edit that changes no number\n")
+    assert set(json.loads(run(["dvc", "status", "--json"], repo, env))) == {"pretrain@rotation"}
+    # ... which reruns, writes the same backbone, so probe@rotation (which reads it) is not rerun either
+    assert stages_run(run(["dvc", "repro"], repo, env)) == {"pretrain@rotation"}
+    run(["git", "commit", "-qam", "comment"], repo, env)
+
     # a pretext's dvclive folder is an output of its stage: left half-written (e.g. by a killed run), it is not
     # taken for done
     (repo / "metrics/pretrain/rotation/plots/metrics/val/loss.tsv").unlink()
@@ -127,7 +135,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     # a typo in the pretext stops at `select`, with the valid names, before DVC looks for its backbone
     typo = subprocess.run(["dvc", "exp", "run", "-S", "pretext=rotaton"], cwd=repo, env=env, capture_output=True, text=True)
     assert typo.returncode != 0
-    assert "unknown pretext 'rotaton'; valid pretexts: none, rotation, exemplar, autoencoder" in typo.stderr
+    assert "unknown pretext 'rotaton'; valid pretexts: autoencoder, exemplar, none, rotation" in typo.stderr
 
     out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.epochs=1"], repo, env)
     assert stages_run(out) - {"select"} == {"finetune", "evaluate"}
@@ -143,6 +151,79 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert "metrics/finetune/plots/metrics/val/accuracy.tsv" in plots
     assert "metrics/pretrain/rotation/plots/metrics/train/accuracy.tsv" in plots
     assert any(key.startswith("metrics/pretrain/autoencoder/plots/images/reconstructions/") for key in plots)
-    assert "metrics/probe/exemplar/embedding.svg" in plots
+    assert "metrics/probe/exemplar/embedding.csv" in plots
+    assert "metrics/pretrain/none/plots/images/filters.png" in plots
     probe = json.loads((repo / "metrics/probe/exemplar/metrics.json").read_text())
     assert probe["layer"] in probe["layers"] and set(probe["test"]) == {"2", "all"}
+
+
+# The README's recipe for a new pretext, word for word: this module, its params section, its name in `pretexts`.
+FLIP_MODULE = '''"""Flip prediction: is the image mirrored? (A two-way cousin of rotation prediction, Gidaris et al. 2018.)"""
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.evaluate import top1_accuracy
+from selfsup.models import FEATURE_DIM
+from selfsup.params import check, positive
+from selfsup.pretexts import PretextSpec
+
+
+@dataclass(frozen=True)
+class FlipParams:
+    epochs: int = field(default=1, metadata=check(positive, "a positive integer"))
+
+
+def make_batch(cfg: FlipParams):
+    def make(x, ids, gen):  # each image as it is (target 0) and mirrored (target 1)
+        return torch.cat([x, x.flip(-1)]), torch.arange(2, device=x.device).repeat_interleave(len(x))
+
+    return make
+
+
+SPEC = PretextSpec(
+    params=FlipParams,
+    make_head=lambda cfg, channels, size: nn.Linear(FEATURE_DIM, 2),
+    make_batch=make_batch,
+    loss=F.cross_entropy,
+    accuracy=top1_accuracy,
+    views=lambda cfg: 2,
+)
+'''
+
+
+@pytest.mark.e2e
+def test_a_new_pretext_is_a_module_a_params_section_and_its_name(tmp_path, fmnist_mirror):
+    def edit(params):
+        params["preprocess"]["fraction"] = 0.02
+        shrink_params(params, batch_size=32, val_images=64)
+        params["finetune"]["batch_size"] = 64
+        params.update(pretext="flip", pretexts=["none", "flip"])
+        params["pretrain"]["flip"] = {"epochs": 1}
+
+    repo, env = project_repo(tmp_path, edit, {"FASHION_MNIST_MIRROR": os.path.abspath(fmnist_mirror)} if fmnist_mirror else {})
+    (repo / "selfsup/pretexts/flip.py").write_text(FLIP_MODULE)
+    out = run(["dvc", "repro"], repo, env)
+    assert stages_run(out) == {"download", "preprocess", "pretrain@none", "pretrain@flip", "probe@none", "probe@flip",
+                               "select", "finetune", "evaluate"}
+    assert (repo / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text()  # not edited, by the test or a stage
+    assert torch.load(repo / "models/finetune/model.pt", weights_only=True)["pretext"] == "flip"
+    summary = json.loads((repo / "metrics/pretrain/flip/metrics.json").read_text())
+    assert summary["train"]["accuracy"] > 0.5  # mirror images are told apart better than by chance
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env))
+    declared = next(iter(metrics.values()))["data"]
+    assert {"metrics/pretrain/flip/metrics.json", "metrics/probe/flip/metrics.json"} <= set(declared)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
+    assert "metrics/pretrain/flip/plots/metrics/train/loss.tsv" in plots
+    assert "| flip |" in render_probe(repo)
+    assert stages_run(run(["dvc", "repro"], repo, env)) == set()
+
+
+def test_the_readme_recipe_for_a_new_pretext_is_the_one_tested():
+    readme = (REPO / "README.md").read_text()
+    indented = "".join(f"   {line}" if line.strip() else line for line in FLIP_MODULE.splitlines(keepends=True))
+    assert indented in readme, "README's 'Adding a pretext' example differs from FLIP_MODULE"
+    assert "pretrain: {flip: {epochs: 1}}" in readme and "pretexts: [none, rotation, exemplar, autoencoder, flip]" in readme

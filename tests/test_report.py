@@ -1,12 +1,13 @@
 import json
 import subprocess
+from xml.etree import ElementTree
 
 import pytest
 import yaml
 
-from selfsup.report import (END, PLOT, START, comparison_markdown, experiment_rows,
-                            label_efficiency_svg, probe_markdown, read_comparison, render, render_comparison, render_probe,
-                            replace_block, results_markdown)
+from selfsup.report import (END, PLOT, START, comparison_markdown, embedding_path, embedding_svg, experiment_rows,
+                            label_efficiency_svg, probe_markdown, read_comparison, render, render_comparison,
+                            render_probe, replace_block, results_markdown)
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
@@ -74,10 +75,29 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
 
 def test_probe_markdown_reads_every_budget():
     run = {"linear": {"mean": 0.8, "std": 0.01}, "knn": {"mean": 0.7, "std": 0.0}}
-    md = probe_markdown({"rotation": {"layer": "conv2", "test": {"10": run, "all": run}},
-                         "none": {"layer": "fc3", "test": {"10": run, "all": run}}}).splitlines()
+    md = probe_markdown({"none": {"layer": "fc3", "test": {"10": run, "all": run}},
+                         "rotation": {"layer": "conv2", "test": {"10": run, "all": run}}}).splitlines()
     assert md[0] == "| pretext | layer | linear, 10 per class | linear, all per class | kNN, all |"
-    assert md[2] == "| none | fc3 | 80.00 ± 1.00 | 80.00 ± 1.00 | 70.00 |"
+    assert md[2] == "| none | fc3 | 80.00 ± 1.00 | 80.00 ± 1.00 | 70.00 |"  # in params.yaml's `pretexts` order
+    assert md[3].startswith("| rotation | conv2 |")
+
+
+def test_rows_follow_the_order_of_pretexts_and_new_pretexts_need_no_edit():
+    rows = [exp_entry(f"e{i}", p, 100, 0.8, f"2026-01-0{i + 1}T00:00:00") for i, p in enumerate(["jigsaw", "none", "rotation"])]
+    table = experiment_rows(rows)
+    md = comparison_markdown(table, ["none", "rotation", "jigsaw"]).splitlines()
+    assert [line.split(" |")[0] for line in md[4:7]] == ["| none", "| rotation", "| jigsaw"]
+    assert label_efficiency_svg(table, ["none", "rotation", "jigsaw"]).count("<polyline") == 3
+
+
+def test_the_embedding_picture_is_drawn_from_the_probe_data(tmp_path):
+    (tmp_path / "metrics/probe/rotation").mkdir(parents=True)
+    (tmp_path / "metrics/probe/rotation/embedding.csv").write_text("pc1,pc2,label,class\n0,1,0,a\n1,0,2,c\n0.5,0.5,2,c\n")
+    (tmp_path / "metrics/probe/rotation/metrics.json").write_text('{"layer": "conv2"}')
+    svg = embedding_svg(tmp_path, "rotation")
+    root = ElementTree.fromstring(svg)
+    assert len(root.findall("{http://www.w3.org/2000/svg}circle")) >= 3 and "rotation: test features of conv2" in svg
+    assert ">a<" in svg and ">c<" in svg and ">1<" in svg  # the legend names classes; an absent one by its index
 
 
 def test_readme_results_match_the_committed_metrics():
@@ -87,7 +107,11 @@ def test_readme_results_match_the_committed_metrics():
     assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render_probe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     table = read_comparison(REPO, read=committed)
-    assert committed(REPO / PLOT) == label_efficiency_svg(table), "the plot is stale: run `python -m selfsup.report`"
+    pretexts = yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"]
+    assert committed(REPO / PLOT) == label_efficiency_svg(table, pretexts), "the plot is stale: run `python -m selfsup.report`"
+    for pretext in pretexts:
+        assert committed(REPO / embedding_path(pretext)) == embedding_svg(REPO, pretext, read=committed), \
+            f"{embedding_path(pretext)} is stale: run `python -m selfsup.report`"
 
 
 def test_comparison_agrees_with_the_committed_default_run():

@@ -1,17 +1,20 @@
 """The stage scripts in-process, on a small synthetic prepared dataset, for every registered pretext."""
 
+import dataclasses
 import json
 from pathlib import Path
-from xml.etree import ElementTree
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
+import selfsup.params
+import selfsup.pretrain
 from selfsup import SelfSupError
 from selfsup.data import make_splits, save_prepared
 from selfsup.models import load_checkpoint
-from selfsup.pretexts import PRETEXTS
+from selfsup.pretexts import get_pretext, names
 from stages import evaluate, finetune, pretrain, probe
 from tests.conftest import REPO, shrink_params
 
@@ -20,7 +23,7 @@ from tests.conftest import REPO, shrink_params
 def workdir(tmp_path, monkeypatch):
     """A cwd with params.yaml (tiny settings, every pretext) and a prepared 8×8 dataset of 4 classes."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["pretexts"] = sorted(PRETEXTS)
+    params["pretexts"] = names()
     shrink_params(params, batch_size=16, val_images=16)
     params["finetune"]["batch_size"] = 16
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -39,7 +42,7 @@ def set_param(workdir, section, key, value):
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-@pytest.mark.parametrize("name", sorted(PRETEXTS))
+@pytest.mark.parametrize("name", names())
 def test_every_pretext_pretrains_a_backbone_that_finetunes(workdir, name):
     set_param(workdir, "finetune", "protocol", "head")
     (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", f"pretext: {name}"))
@@ -53,10 +56,11 @@ def test_every_pretext_pretrains_a_backbone_that_finetunes(workdir, name):
     evaluate.main(["--model", "ft/model.pt", "--data", "prepared", "--metrics", "m/ev"])
     assert (workdir / "m/ev/metrics.json").is_file() and (workdir / "m/ev/confusion.csv").is_file()
     assert (workdir / "m/ft/plots/metrics/val/accuracy.tsv").is_file()
-    if PRETEXTS[name].trains:  # pretext loss per epoch, on training and held-out images
+    assert (workdir / f"m/pre/{name}/plots/images/filters.png").is_file()  # every pretext: its plots folder exists
+    if get_pretext(name).trains:  # pretext loss per epoch, on training and held-out images
         assert (workdir / f"m/pre/{name}/plots/metrics/train/loss.tsv").is_file()
         assert (workdir / f"m/pre/{name}/plots/metrics/val/loss.tsv").is_file()
-    if PRETEXTS[name].shows_images:
+    if get_pretext(name).shows_images:
         assert (workdir / f"m/pre/{name}/plots/images/reconstructions/epoch_01.png").is_file()
 
 
@@ -85,7 +89,9 @@ def test_probe_picks_a_layer_and_reports_every_budget(workdir):
     assert set(metrics["test"]) == {"2", "all"}
     assert metrics["test"]["all"]["linear"]["std"] == 0  # one deterministic run with every label
     assert metrics["test"]["all"]["linear"]["mean"] > 0.9  # the 4 synthetic classes differ in brightness
-    ElementTree.parse(workdir / "m/probe/embedding.svg")  # well-formed
+    embedding = pd.read_csv(workdir / "m/probe/embedding.csv")
+    assert list(embedding.columns) == ["pc1", "pc2", "label", "class"] and len(embedding) == 40  # the test split
+    assert set(embedding["class"]) == {"w", "x", "y", "z"}
 
 
 def test_probe_refuses_the_backbone_of_another_pretext(workdir):
@@ -121,7 +127,7 @@ def test_interrupted_pretraining_resumes_to_the_same_backbone_and_curves(workdir
     assert not (workdir / "state_a.pt").exists()  # removed once the backbone is written
 
     calls = []
-    real = pretrain.evaluate_objective
+    real = selfsup.pretrain.evaluate_objective
 
     def killed_in_epoch_3(*args, **kwargs):
         calls.append(1)
@@ -129,11 +135,11 @@ def test_interrupted_pretraining_resumes_to_the_same_backbone_and_curves(workdir
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pretrain, "evaluate_objective", killed_in_epoch_3)
+    monkeypatch.setattr(selfsup.pretrain, "evaluate_objective", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         pretrain.main([*run, "state_b.pt", "--out", "b", "--metrics", "m/b"])
     assert not (workdir / "b").exists() and (workdir / "state_b.pt").is_file()
-    monkeypatch.setattr(pretrain, "evaluate_objective", real)
+    monkeypatch.setattr(selfsup.pretrain, "evaluate_objective", real)
     capsys.readouterr()
     pretrain.main([*run, "state_b.pt", "--out", "b", "--metrics", "m/b"])  # what `dvc repro` does next
     log = capsys.readouterr().out
@@ -144,6 +150,74 @@ def test_interrupted_pretraining_resumes_to_the_same_backbone_and_curves(workdir
     assert curves == dvclive_values(workdir / "m/b")
     assert len(curves[Path("plots/metrics/val/loss.tsv")].splitlines()) == 1 + 3  # header and 3 epochs
     assert Path("plots/images/reconstructions/epoch_03.png") in curves
+
+
+def interrupt_in_epoch(monkeypatch, epoch: int):
+    """Make the next pre-training stop (like a killed process) while validating `epoch`; returns the undo."""
+    real, calls = selfsup.pretrain.evaluate_objective, []
+
+    def killed(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selfsup.pretrain, "evaluate_objective", killed)
+    return lambda: monkeypatch.setattr(selfsup.pretrain, "evaluate_objective", real)
+
+
+@pytest.mark.parametrize("change", ["params", "data"])
+def test_a_state_saved_under_other_params_or_data_is_not_resumed(workdir, monkeypatch, capsys, change):
+    set_param(workdir, "pretrain", "autoencoder", {"epochs": 3})
+    run = ["autoencoder", "--data", "prepared", "--checkpoint", "state.pt", "--metrics", "m"]
+    undo = interrupt_in_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.main([*run, "--out", "b"])
+    undo()
+    assert (workdir / "state.pt").is_file()
+    if change == "params":
+        params = yaml.safe_load((workdir / "params.yaml").read_text())
+        params["pretrain"]["common"]["lr"] = 0.02
+        (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    else:  # a pixel of a training image changed: another preprocess output
+        train = torch.load(workdir / "prepared/train.pt", weights_only=True)
+        train["images"][0, 0, 0, 0] += 1
+        torch.save(train, workdir / "prepared/train.pt")
+    capsys.readouterr()
+    pretrain.main([*run, "--out", "b"])
+    log = capsys.readouterr().out
+    assert "saved under other params, data or code; starting afresh" in log and "epoch 1/3" in log
+    pretrain.main(["autoencoder", "--data", "prepared", "--out", "fresh", "--metrics", "m2"])  # no state at all
+    assert (workdir / "b/backbone.pt").read_bytes() == (workdir / "fresh/backbone.pt").read_bytes()
+
+
+@pytest.mark.parametrize("name", [n for n in names() if get_pretext(n).trains])
+def test_a_pretext_sees_image_indices_never_labels(workdir, monkeypatch, name):
+    """What reaches the batch maker in training: positions in the training split, every one once per epoch
+    (but the ragged end), never the labels the prepared split holds."""
+    seen = []
+    spec = get_pretext(name)
+
+    def recording(cfg):
+        make = spec.make_batch(cfg)
+
+        def record(x, ids, gen):
+            seen.append(ids.clone())
+            return make(x, ids, gen)
+
+        return record
+
+    original = selfsup.pretrain.pretext_objective
+    monkeypatch.setattr(selfsup.pretrain, "pretext_objective",
+                        lambda spec_, *args: original(dataclasses.replace(spec_, make_batch=recording), *args))
+    pretrain.main([name, "--data", "prepared", "--out", "pre", "--metrics", "m"])
+    train = torch.load(workdir / "prepared/train.pt", weights_only=True)
+    n = len(train["labels"])
+    source = spec.source_batch_size(selfsup.params.load_params().pretrain.section(name, spec.params), 16)
+    epoch = torch.cat(seen[: n // source])  # the training batches of epoch 1 (validation batches follow)
+    assert len(epoch.unique()) == len(epoch) == (n // source) * source
+    assert epoch.min() >= 0 and epoch.max() < n
+    assert not torch.equal(epoch, train["labels"][epoch])  # indices, not the 4 classes
 
 
 def test_same_params_and_seed_give_identical_metrics(workdir):

@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from selfsup import SelfSupError
+from selfsup.evaluate import top1_accuracy
 from selfsup.models import CifarNet, Classifier
-from selfsup.params import ComputeParams, OptimParams
-from selfsup.train import (Compute, DivergedError, Normalize, Objective, Resume, _param_groups, fit, predict,
-                           top1_accuracy)
+from selfsup.params import OptimParams
+from selfsup.runtime import Compute, Normalize, predict
+from selfsup.train import DivergedError, Objective, Resume, _batch_plan, fit, param_groups, shard
 
 
 def toy_problem(n=256, size=8):
@@ -109,22 +110,10 @@ def test_bf16_training_is_deterministic_and_still_learns():
     assert accuracy_on(model, images, labels) > 0.95
 
 
-def test_compute_auto_on_cpu_and_impossible_choices_refused(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    auto = Compute.resolve(ComputeParams())
-    assert auto.device.type == "cpu" and auto.dtype in (None, torch.bfloat16)
-    assert Compute.resolve(ComputeParams(precision="fp32")).dtype is None
-    with pytest.raises(SelfSupError, match=r"compute.device is 'cuda' but this machine has no cuda"):
-        Compute.resolve(ComputeParams(device="cuda"))
-    with pytest.raises(SelfSupError, match=r"fp16 needs a CUDA device"):
-        Compute.resolve(ComputeParams(device="cpu", precision="fp16"))
-
-
 def test_lr_scales_give_pretrained_layers_their_own_learning_rate():
     model = make_model()
     objective = Objective(model, keep_labels, frozen=[model.backbone.conv], lr_scales=[(model.backbone, 0.1)])
-    groups = _param_groups(objective, 0.5)
+    groups = param_groups(objective, 0.5)
     assert [g["lr"] for g in groups] == [0.5, 0.05]
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.logits.parameters()}
     fc = [*model.backbone.fc3.parameters(), *model.backbone.fc4.parameters()]
@@ -178,6 +167,24 @@ def test_state_saved_under_another_fingerprint_is_not_resumed(tmp_path, capsys):
     assert "s.pt cannot be read" in capsys.readouterr().out
     for key, value in fresh.best_state.items():
         assert torch.equal(broken.best_state[key], value), key
+
+
+@pytest.mark.parametrize("batch_size, world", [(32, 1), (32, 2), (17, 2), (10, 3), (3, 3)])
+def test_every_rank_gets_an_equal_disjoint_shard_of_the_batch(batch_size, world):
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(0))
+    for step in range(2):
+        shards = [shard(perm, step, batch_size, world, rank) for rank in range(world)]
+        batch = perm[step * batch_size : (step + 1) * batch_size]
+        assert len({len(s) for s in shards}) == 1 and len(shards[0]) == batch_size // world
+        union = torch.cat(shards)
+        assert len(union.unique()) == len(union) and set(union.tolist()) <= set(batch.tolist())
+        assert len(batch) - len(union) == batch_size % world  # only the remainder is dropped
+
+
+def test_a_batch_smaller_than_the_process_count_is_refused():
+    images, labels = toy_problem(n=2)
+    with pytest.raises(SelfSupError, match=r"a batch of 2 images cannot be shared by 3 processes"):
+        _batch_plan(len(images), 32, 3, "finetune")
 
 
 class RecordingLive:

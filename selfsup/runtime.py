@@ -1,0 +1,103 @@
+"""What every stage that runs the model needs, training or not: the device and precision, the
+normalisation of uint8 images, and batched prediction. Evaluation and probing import this, not the
+training loop, so a change to `train` never reruns them."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from selfsup import SelfSupError, distributed
+from selfsup.params import ComputeParams
+
+
+def _native_bf16_cpu() -> bool:
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # AVX512-BF16 / AMX: bf16 at full speed
+    return bool(check and check())
+
+
+@dataclass(frozen=True)
+class Compute:
+    """The device and the autocast precision (None: plain fp32) that training and inference run in."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None
+
+    @classmethod
+    def resolve(cls, cfg: ComputeParams | None = None) -> "Compute":
+        """`auto` device: cuda, else mps, else cpu. `auto` precision: bf16 where the hardware runs it
+        natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), fp16 on other CUDA GPUs, else fp32."""
+        cfg = cfg or ComputeParams()
+        name = cfg.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        if name == "cuda" and not torch.cuda.is_available() or name == "mps" and not torch.backends.mps.is_available():
+            raise SelfSupError(f"compute.device is {name!r} but this machine has no {name}; set compute.device: auto")
+        device = torch.device(name)
+        precision = cfg.precision
+        if precision == "auto":
+            if name == "cuda":
+                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                precision = "bf16" if name == "cpu" and _native_bf16_cpu() else "fp32"
+        if precision == "fp16" and name != "cuda":
+            raise SelfSupError(f"compute.precision fp16 needs a CUDA device, not {name}; use bf16, fp32 or auto")
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return cls(device, dtype)
+
+    def autocast(self):
+        """Mixed precision for the forward pass (weights, gradients and the optimiser stay fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        world = distributed.world_size()
+        return (f"{self.device.type} {str(self.dtype or torch.float32).removeprefix('torch.')}"
+                + (f" x{world} processes" if world > 1 else ""))
+
+
+class Normalize:
+    """Scale uint8 images to [0, 1] and standardise with the training split's channel statistics."""
+
+    def __init__(self, mean: list[float], std: list[float], device: torch.device):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+
+    def unit(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().div_(255)
+
+    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
+        return ((x01 - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+
+def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
+    """The resolved compute setting and, on its device, the normalisation by `stats` (the mean and std of
+    a prepared meta.json or of a checkpoint's data): what every stage that runs the model starts with."""
+    compute = Compute.resolve(cfg)
+    # under torchrun: join the process group and take this rank's GPU (a single process keeps its device)
+    compute = Compute(distributed.init(compute.device), compute.dtype)
+    return compute, Normalize(stats["mean"], stats["std"], compute.device)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int,
+            compute: Compute | None = None, method: str | None = None):
+    """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode.
+
+    `method` names another of the model's functions to apply instead (e.g. "layer_features"); one that
+    returns a dict of tensors gives a dict of the concatenated tensors."""
+    model.eval()
+    device = norm.mean.device
+    fn = getattr(model, method) if method else model
+    chunks = []
+    with (compute or Compute(device)).autocast():
+        for i in range(0, len(images), batch_size):
+            out = fn(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True))))
+            chunks.append({k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else out.float().cpu())
+    if isinstance(chunks[0], dict):
+        return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    return torch.cat(chunks)

@@ -1,0 +1,31 @@
+import dataclasses
+
+import torch
+
+from selfsup.pretexts.rotation import SPEC, RotationParams
+from tests.pretexts.garments import garments
+
+
+def test_targets_match_rot90_of_the_input():
+    cfg = RotationParams(flip=False, translate=0)
+    x, ids = garments(n=5)
+    inputs, targets = SPEC.make_batch(cfg)(x, ids, torch.Generator())
+    assert inputs.shape == (20, 1, 28, 28) and targets.tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+    for view, k, i in zip(inputs, targets, list(range(5)) * 4):
+        assert torch.equal(view, torch.rot90(x[i], int(k), dims=(-2, -1)))
+
+
+def test_the_flip_and_shift_come_before_the_rotation():
+    """All four rotations of one image are rotations of the same augmented image."""
+    cfg = RotationParams(flip=True, translate=2)
+    x, ids = garments(n=6)
+    inputs, _ = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(1))
+    upright = inputs[:6]
+    for k in range(1, 4):
+        assert torch.equal(inputs[6 * k : 6 * (k + 1)], torch.rot90(upright, k, dims=(-2, -1)))
+    assert not torch.equal(upright, x)  # some image was flipped or shifted
+
+
+def test_four_views_per_image_halve_nothing_but_the_source_batch():
+    cfg = dataclasses.replace(RotationParams())
+    assert SPEC.views(cfg) == 4 and SPEC.source_batch_size(cfg, 128) == 32
