@@ -27,6 +27,15 @@ def all_mean(values: list[float], device: torch.device) -> list[float]:
     return (t / dist.get_world_size()).tolist()
 
 
+def all_min(value: int, device: torch.device) -> int:
+    """The smallest of each rank's `value` (the value itself in a single process)."""
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def rank() -> int:
     """This process's rank; before the group is joined, the one torchrun assigned (0 without torchrun)."""
     return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))

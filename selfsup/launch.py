@@ -32,13 +32,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(__doc__)
     module, args = argv[0], argv[1:]
     compute = load_params().compute
-    if compute.processes > 1 and compute.device in ("auto", "cuda"):
-        import torch
+    if compute.processes > 1:
+        from selfsup.runtime import resolve_device  # late: imports torch, which a plain run does not need here
 
-        gpus = torch.cuda.device_count()
-        if 0 < gpus < compute.processes:
-            raise SelfSupError(f"compute.processes is {compute.processes} but this machine has {gpus} GPUs; "
-                               f"use at most {gpus}")
+        device = resolve_device(compute.device)
+        if device.type == "mps":
+            raise SelfSupError(f"compute.processes is {compute.processes} but this machine trains on mps, which "
+                               "PyTorch's distributed training does not support; set compute.processes: 1")
+        if device.type == "cuda":
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if gpus < compute.processes:
+                raise SelfSupError(f"compute.processes is {compute.processes} but this machine has {gpus} GPUs; "
+                                   f"use at most {gpus}")
     cmd = command(module, args, compute.processes)
     if cmd is None:
         sys.argv = [module, *args]

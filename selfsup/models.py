@@ -33,9 +33,13 @@ class FastLRN(nn.Module):
         self.register_buffer("band", band, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squares = (x * x).permute(0, 2, 3, 1)  # N×H×W×C: contiguous when x is channels_last
-        window = (squares @ self.band.to(squares.dtype)).permute(0, 3, 1, 2)
-        return x / (self.k + self.alpha / self.size * window).pow(self.beta)
+        # In fp32 whatever the autocast: in fp16 the sum of squares overflows (65,504) from activations of
+        # about 85, and the output collapses to 0 or NaN.
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.float()
+            squares = (xf * xf).permute(0, 2, 3, 1)  # N×H×W×C: contiguous when x is channels_last
+            window = (squares @ self.band).permute(0, 3, 1, 2)
+            return (xf / (self.k + self.alpha / self.size * window).pow(self.beta)).to(x.dtype)
 
 
 def _norm_layer(norm: str) -> nn.Module:

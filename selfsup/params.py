@@ -73,6 +73,7 @@ class ComputeParams:
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     processes: int = field(default=1, metadata=check(positive, "a positive integer (1: no torchrun)"))
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)

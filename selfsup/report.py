@@ -188,7 +188,8 @@ def embedding_path(pretext: str) -> Path:
 
 def embedding_svg(root: Path, pretext: str, read=lambda p: p.read_text()) -> str:
     """The PCA scatter of probe@<pretext>'s embedding.csv (the test features of its chosen layer)."""
-    points = pd.read_csv(io.StringIO(read(root / f"metrics/probe/{pretext}/embedding.csv")))
+    # round_trip: the floats as written, whatever pandas' default parser would round them to
+    points = pd.read_csv(io.StringIO(read(root / f"metrics/probe/{pretext}/embedding.csv")), float_precision="round_trip")
     layer = json.loads(read(root / f"metrics/probe/{pretext}/metrics.json"))["layer"]
     named = dict(zip(points.label, points["class"]))
     classes = [named.get(i, str(i)) for i in range(max(named) + 1)]

@@ -5,6 +5,7 @@ training loop, so a change to `train` never reruns them."""
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,42 @@ def _native_bf16_cpu() -> bool:
     return bool(check and check())
 
 
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+# Mixed precision on Apple's GPUs, by PyTorch release: autocast on "mps" arrived in 2.5 with float16 only,
+# bfloat16 followed in 2.6. Older releases have none: autocast there would be silently off.
+MPS_PRECISION_SINCE = {"fp16": (2, 5), "bf16": (2, 6)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto`: cuda, else mps, else cpu; a device this machine lacks is one clear error. Touches no GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available() or name == "mps" and not torch.backends.mps.is_available():
+        raise SelfSupError(f"compute.device is {name!r} but this machine has no {name}; set compute.device: auto")
+    return torch.device(name)
+
+
+def set_determinism(device: torch.device, deterministic: bool) -> None:
+    """On CUDA: deterministic kernels (cuDNN, cuBLAS with a fixed workspace, torch's own) when asked, else
+    cuDNN's autotuned fastest ones; and fp32 convolutions in fp32, never TF32, either way (TF32 rounds the
+    inputs to 10 bits of mantissa: `precision` alone says when arithmetic is reduced). The CPU needs no
+    setting: its results are bitwise repeatable at a fixed thread count."""
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    # warn_only: an operation with no deterministic CUDA kernel warns (and stays as it is) instead of failing
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 @dataclass(frozen=True)
 class Compute:
     """The device and the autocast precision (None: plain fp32) that training and inference run in."""
@@ -27,24 +64,24 @@ class Compute:
     dtype: torch.dtype | None = None
 
     @classmethod
-    def resolve(cls, cfg: ComputeParams | None = None) -> "Compute":
-        """`auto` device: cuda, else mps, else cpu. `auto` precision: bf16 where the hardware runs it
-        natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), fp16 on other CUDA GPUs, else fp32."""
+    def resolve(cls, cfg: ComputeParams | None = None, device: torch.device | None = None) -> "Compute":
+        """The device (`cfg.device`, unless given: e.g. this rank's GPU) and the precision. `auto` precision:
+        bf16 where the hardware runs it natively (CUDA GPUs of compute capability 8.0 and newer, CPUs with
+        AVX512-BF16 or AMX), fp16 with a gradient scaler on older CUDA GPUs (where bf16 would be emulated,
+        and slow), else fp32. Asks the GPU `device` itself, so no process opens a context on another GPU."""
         cfg = cfg or ComputeParams()
-        name = cfg.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-        if name == "cuda" and not torch.cuda.is_available() or name == "mps" and not torch.backends.mps.is_available():
-            raise SelfSupError(f"compute.device is {name!r} but this machine has no {name}; set compute.device: auto")
-        device = torch.device(name)
-        precision = cfg.precision
+        device = device or resolve_device(cfg.device)
+        name, precision = device.type, cfg.precision
         if precision == "auto":
             if name == "cuda":
-                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+                precision = "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
             else:
                 precision = "bf16" if name == "cpu" and _native_bf16_cpu() else "fp32"
         if precision == "fp16" and name != "cuda":
             raise SelfSupError(f"compute.precision fp16 needs a CUDA device, not {name}; use bf16, fp32 or auto")
+        if name == "mps" and precision == "bf16" and _torch_version() < MPS_PRECISION_SINCE["bf16"]:
+            raise SelfSupError(f"compute.precision bf16 on mps needs torch 2.6 or newer (this is {torch.__version__}); "
+                               "use fp32 or auto")
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         return cls(device, dtype)
 
@@ -77,9 +114,11 @@ class Normalize:
 def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
     """The resolved compute setting and, on its device, the normalisation by `stats` (the mean and std of
     a prepared meta.json or of a checkpoint's data): what every stage that runs the model starts with."""
-    compute = Compute.resolve(cfg)
-    # under torchrun: join the process group and take this rank's GPU (a single process keeps its device)
-    compute = Compute(distributed.init(compute.device), compute.dtype)
+    # under torchrun: join the process group and take this rank's GPU first (a single process keeps its
+    # device), so that the precision is asked of that GPU
+    device = distributed.init(resolve_device(cfg.device))
+    set_determinism(device, cfg.deterministic)
+    compute = Compute.resolve(cfg, device)
     return compute, Normalize(stats["mean"], stats["std"], compute.device)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,9 @@ from selfsup.runtime import Compute, Normalize
 
 # (images in [0, 1], labels or image indices or None, generator) -> (model inputs, targets)
 MakeBatch = Callable[[torch.Tensor, "torch.Tensor | None", torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+CHECK_EVERY = 50  # steps between checks that the loss is finite (each one waits for the device)
 
 
 class DivergedError(SelfSupError):
@@ -145,19 +149,19 @@ class Resume:
     def key(self) -> str:
         return json.dumps(self.fingerprint, sort_keys=True)
 
-    def local_path(self) -> Path:
-        """This process's state file: `path` itself, or a file beside it for rank r > 0 of several."""
+    def local_path(self, previous: bool = False) -> Path:
+        """This process's state file: `path` itself, or a file beside it for rank r > 0 of several; with
+        `previous`, the state of the epoch before (kept only by several processes)."""
         r = distributed.rank()
-        return self.path if r == 0 else self.path.with_name(f"{self.path.stem}.rank{r}{self.path.suffix}")
+        path = self.path if r == 0 else self.path.with_name(f"{self.path.stem}.rank{r}{self.path.suffix}")
+        return path.with_name(f"{path.name}.previous") if previous else path
 
-    def load(self, desc: str) -> dict | None:
-        """The saved state to continue from; None when there is none, it is unreadable, or it was saved
-        under another fingerprint."""
-        path = self.local_path()
+    def _read(self, path: Path, desc: str) -> dict | None:
         if not path.is_file():
             return None
         try:
-            # on the CPU: the history's images must stay host tensors; restore() moves what trains
+            # on the CPU whatever the device: the history's images must stay host tensors (dvclive reads them
+            # with .numpy()); restore() moves what trains
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001  any unreadable state is only a lost head start
             tqdm.write(f"{desc}: {path} cannot be read ({type(err).__name__}); starting afresh")
@@ -166,6 +170,37 @@ class Resume:
             tqdm.write(f"{desc}: {path} was saved under other params, data or code; starting afresh")
             return None
         return state
+
+    def load(self, desc: str, device: torch.device) -> dict | None:
+        """The saved state to continue from; None when there is none, it is unreadable, or it was saved
+        under another fingerprint.
+
+        Several processes continue only from an epoch that every rank saved: ranks save one after another,
+        so a kill between their saves leaves them one epoch apart, and a rank that is ahead goes back to its
+        previous state. If the ranks cannot agree, all start afresh (never a rank alone: it would wait
+        forever for the others in DDP)."""
+        state = self._read(self.local_path(), desc)
+        if distributed.world_size() == 1:
+            return state
+        mine = state["epoch"] if state is not None else -1
+        agreed = distributed.all_min(mine, device)
+        if state is not None and mine > agreed:
+            state = self._read(self.local_path(previous=True), desc)
+        usable = state is not None and state["epoch"] == agreed
+        return state if distributed.all_min(int(usable), device) == 1 else None
+
+    def save(self, state: dict) -> None:
+        """Write this process's state atomically; several processes keep their previous one beside it."""
+        path = self.local_path()
+        if distributed.world_size() > 1 and path.is_file():
+            os.replace(path, self.local_path(previous=True))
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def clear(self) -> None:
+        """Remove this process's state files (once the run's outputs are written)."""
+        for previous in (False, True):
+            self.local_path(previous).unlink(missing_ok=True)
 
 
 def _rng_states(device: torch.device) -> dict:
@@ -226,10 +261,15 @@ class _Trainer:
         self.n = n
         self.batch_size, self.steps = _batch_plan(n, cfg.batch_size, self.world, desc)
         self.optimizer, self.scheduler = _optimizer(objective, cfg, max(1, self.steps * epochs))
-        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)  # the batch order: the same on every rank
-        # augmentation: the same generator in a single process; its own stream on each rank of several
-        self.aug_gen = (self.gen if self.world == 1
+        # the batch order: drawn on the CPU, so every rank draws the same one whatever its GPU model
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        # augmentation: the batch order's generator in a single CPU process; on a GPU and on each rank of
+        # several, a stream of its own on the device
+        self.aug_gen = (self.gen if self.world == 1 and device.type == "cpu"
                         else torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + self.rank + 1))
+        if self.world > 1:
+            # dropout: masks of its own on each rank (the weights are already equal: DDP sent rank 0's)
+            torch.manual_seed(cfg.seed * 1_000_003 + 500_000 + self.rank)
         self.result = FitResult(self.snapshot(), 0, None)
         self.history: list[dict] = []
         self.epoch = 0  # epochs finished
@@ -255,15 +295,28 @@ class _Trainer:
         self.result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
         self.history, self.epoch = state["history"], state["epoch"]
 
+    def check_finite(self, losses: torch.Tensor, epoch: int) -> None:
+        """DivergedError naming the first step whose loss (in `losses`, this epoch's so far) is not finite."""
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            step = int(bad[0])
+            hint = " or use precision bf16 or fp32 (fp16 overflows above 65,504)" if self.compute.dtype == torch.float16 else ""
+            raise DivergedError(f"{self.desc}: loss became {losses[step].item()} at epoch {epoch}, step {step + 1}; "
+                                f"lower the learning rate (lr){hint} and rerun — no model was written")
+
     def train_epoch(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
-        """One pass over a fresh permutation of the images; the mean training loss (and accuracy) of its steps."""
+        """One pass over a fresh permutation of the images; the mean training loss (and accuracy) of its steps.
+
+        A step leaves its loss (and accuracy) on the device and never waits for the host: the values are
+        read once per epoch, and checked for divergence every CHECK_EVERY steps."""
         objective, norm = self.objective, self.norm
         epoch = self.epoch + 1
         self.train_model.train()
         for module in objective.frozen:
             module.eval()
-        perm = torch.randperm(self.n, generator=self.gen, device=self.device)
-        loss_sum = correct = 0.0
+        perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+        losses = torch.zeros(self.steps, device=self.device)
+        accuracies = torch.zeros(self.steps, device=self.device)
         bar = tqdm(range(self.steps), desc=f"{self.desc} epoch {epoch}/{self.epochs}", leave=False, mininterval=2,
                    disable=not distributed.is_main())
         for step in bar:
@@ -274,19 +327,19 @@ class _Trainer:
                 outputs = self.train_model(norm(inputs))
             outputs = outputs.float()
             loss = objective.loss(outputs, targets)
-            if not torch.isfinite(loss):
-                raise DivergedError(
-                    f"{self.desc}: loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
-                    "lower the learning rate (lr) and rerun — no model was written"
-                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            loss_sum += loss.item()
+            losses[step] = loss.detach()
             if objective.accuracy is not None:
-                correct += objective.accuracy(outputs.detach(), targets).item()
+                accuracies[step] = objective.accuracy(outputs.detach(), targets)
+            if (step + 1) % CHECK_EVERY == 0:
+                self.check_finite(losses[: step + 1], epoch)
+        self.check_finite(losses, epoch)
+        # summed on the host in float64, one step after another: the numbers a per-step .item() would give
+        loss_sum, correct = sum(losses.tolist()), sum(accuracies.tolist())
         loss_sum, correct = distributed.all_mean([loss_sum, correct], self.device)
         metrics = {"train/loss": loss_sum / self.steps}
         if objective.accuracy is not None:
@@ -320,7 +373,7 @@ def fit(
     trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc)
     images = images.to(trainer.device)
     labels = labels.to(trainer.device) if labels is not None else None
-    saved = resume.load(desc) if resume is not None else None
+    saved = resume.load(desc, trainer.device) if resume is not None else None
     if saved is not None:
         trainer.restore(saved)
         tqdm.write(f"{desc}: resuming after epoch {trainer.epoch}/{epochs} from {resume.local_path()}")
@@ -342,6 +395,5 @@ def fit(
             tqdm.write(f"{desc} epoch {trainer.epoch}/{epochs}: "
                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not _is_image(k)))
         if resume is not None:
-            with atomic_path(resume.local_path()) as tmp:
-                torch.save(trainer.state(resume.key()), tmp)
+            resume.save(trainer.state(resume.key()))
     return trainer.result

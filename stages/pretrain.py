@@ -57,7 +57,7 @@ def main(argv=None):
                         data={k: meta[k] for k in ("dataset", "channels", "image_size")})
     live.end()
     if resume is not None:
-        resume.local_path().unlink(missing_ok=True)
+        resume.clear()
 
 
 if __name__ == "__main__":

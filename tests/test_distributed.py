@@ -5,6 +5,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,12 +14,12 @@ import torch.multiprocessing as mp
 import yaml
 from torch import nn
 
-from selfsup import distributed
+from selfsup import SelfSupError, distributed
 from selfsup.launch import command
 from selfsup.models import CifarNet, Classifier, load_checkpoint
 from selfsup.pretexts.exemplar import Projection, multi_positive_loss
 from selfsup.runtime import Normalize
-from selfsup.train import Objective, fit
+from selfsup.train import Objective, Resume, fit
 from tests.conftest import REPO
 from tests.test_stages import workdir  # noqa: F401  the tiny prepared dataset and params.yaml
 from tests.test_train import CFG, keep_labels, toy_problem
@@ -77,6 +79,55 @@ def test_two_processes_compute_what_one_process_computes(tmp_path, kind):
     assert moved > 1e-2  # training really changed the weights the comparison is about
 
 
+def resume_rank_main(rank: int, world: int, port: int, out: str, state: str, kill: bool) -> None:
+    """Three epochs of a classifier with dropout, resumable from `state`. With `kill`, rank 0 stops while
+    validating epoch 2, once rank 1 has saved it: the ranks' states are then an epoch apart."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    distributed.init(torch.device("cpu"))
+    images, labels = toy_problem()
+    torch.manual_seed(0)
+    model = Classifier(CifarNet(1, 8, norm="none", dropout=0.5), 2)
+    masks = []
+    # the random state dropout draws its first mask from (the masks themselves differ with the inputs anyway)
+    model.backbone.dropout.register_forward_pre_hook(lambda m, i: masks.append(torch.get_rng_state()) if not masks else None)
+    resume = Resume(Path(state), {"run": 1})
+
+    def validate(net):
+        if kill and len(validated) == 1:  # epoch 2
+            rank1 = resume.path.with_name(f"{resume.path.stem}.rank1{resume.path.suffix}")
+            for _ in range(600):
+                if rank1.is_file() and torch.load(rank1, weights_only=True)["epoch"] == 2:
+                    raise RuntimeError("killed")
+                time.sleep(0.05)
+        validated.append(1)
+        return {}
+
+    validated = []
+    fit(Objective(model, keep_labels), images, labels, CFG, 3, Normalize([0.3], [0.3], torch.device("cpu")),
+        validate=validate, resume=resume)
+    torch.save({"state": model.state_dict(), "mask": masks[0], "validated": len(validated)}, f"{out}.{rank}")
+    distributed.shutdown()
+
+
+def test_two_processes_resume_from_the_epoch_both_saved_and_draw_their_own_dropout(tmp_path, capsys):
+    spawn = lambda out, state, kill: mp.spawn(resume_rank_main, args=(2, free_port(), str(tmp_path / out),  # noqa: E731
+                                                                      str(tmp_path / state), kill), nprocs=2, join=True)
+    spawn("whole", "whole.pt", False)
+    with pytest.raises(Exception):  # rank 0 killed between the ranks' saves of epoch 2
+        spawn("killed", "state.pt", True)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "state.rank1.pt", weights_only=True)["epoch"] == 2
+    spawn("resumed", "state.pt", False)  # rank 1 goes back to epoch 1, as rank 0 must
+    whole = [torch.load(tmp_path / f"whole.{r}", weights_only=True) for r in (0, 1)]
+    resumed = [torch.load(tmp_path / f"resumed.{r}", weights_only=True) for r in (0, 1)]
+    assert resumed[0]["validated"] == 2  # it resumed after epoch 1 (starting afresh would validate 3 epochs)
+    for key, value in whole[0]["state"].items():
+        assert torch.equal(resumed[0]["state"][key], value) and torch.equal(resumed[1]["state"][key], value), key
+    assert not torch.equal(whole[0]["mask"], whole[1]["mask"])  # each rank draws its own dropout masks
+
+
 def test_launcher_runs_in_process_for_one_and_torchrun_for_more():
     assert command("stages.pretrain", ["rotation"], 1) is None
     assert command("stages.pretrain", ["rotation", "--data", "d"], 2)[1:] == [
@@ -109,13 +160,29 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
         assert ("torch.distributed.run" in out) == (processes > 1)
         launch(workdir, "stages.finetune", "--backbone", f"{run}/pre/backbone.pt", "--data", "prepared",
                "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
-        assert not list((workdir / run).glob("state*.pt"))  # every rank removed its training state
+        assert not list((workdir / run).glob("state*"))  # every rank removed its training state
         assert (workdir / f"{run}/m/pre/plots/metrics/val/loss.tsv").read_text().count("\n") == 1 + 2  # logged once
         results[processes] = json.loads((workdir / f"{run}/m/ft/metrics.json").read_text())
         load_checkpoint(workdir / f"{run}/ft/model.pt")
     pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())
     assert pre["compute"].endswith("x2 processes")
     assert abs(results[2]["val"]["accuracy"] - results[1]["val"]["accuracy"]) <= 0.1
+
+
+def test_several_processes_on_a_mac_are_one_clear_error(tmp_path, monkeypatch):
+    """PyTorch's distributed training has no backend for mps: say so before torchrun starts."""
+    from selfsup import launch as launcher
+
+    (tmp_path / "params.yaml").write_text("compute:\n  processes: 2\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    with pytest.raises(SelfSupError, match=r"processes is 2 but this machine trains on mps, .* set compute.processes: 1"):
+        launcher.main(["stages.pretrain", "none"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SelfSupError, match=r"processes is 2 but this machine has 1 GPUs; use at most 1"):
+        launcher.main(["stages.pretrain", "none"])
 
 
 def test_launcher_reports_bad_params_in_one_line(tmp_path):

@@ -99,3 +99,22 @@ def test_layer_features_are_flat_per_layer_and_end_in_the_backbone_output():
     feats = net.layer_features(x)
     assert {k: v.shape[1] for k, v in feats.items()} == {"conv1": 64 * 8 * 8, "conv2": 64 * 8 * 8, "fc3": 384, "fc4": 192}
     torch.testing.assert_close(feats["fc4"], net(x))
+
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_lrn_in_half_precision_matches_fp32_at_large_activations(autocast):
+    """The window's sum of squares overflows fp16 above activations of about 85: computed in fp32 inside,
+    the half-precision output is the fp32 one, rounded."""
+    lrn = FastLRN(size=9, alpha=0.001, beta=0.75, k=1.0)
+    x = torch.full((1, 64, 2, 2), 90.0)
+    x[..., 1, 1] = 260.0
+    expected = nn.LocalResponseNorm(9, 0.001, 0.75, 1.0)(x)
+    if autocast:
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = lrn(x.half())
+    else:
+        out = lrn(x.half())
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), expected, rtol=2e-3, atol=0)
+    assert expected[0, 32, 0, 0].item() == pytest.approx(17.2, abs=0.1)  # the issue's example: 90 -> 17.2

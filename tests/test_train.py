@@ -187,6 +187,42 @@ def test_a_batch_smaller_than_the_process_count_is_refused():
         _batch_plan(len(images), 32, 3, "finetune")
 
 
+def test_a_saved_state_is_read_onto_the_cpu_whatever_the_device(tmp_path, monkeypatch):
+    """Its history holds the logged images, which dvclive turns into arrays with .numpy(): read onto a GPU
+    they would stop a resumed run there."""
+    resume = Resume(tmp_path / "s.pt", {"run": 1})
+    torch.save({"fingerprint": resume.key(), "epoch": 1}, resume.path)
+    seen = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k.get("map_location")) or real(*a, **k))
+    assert resume.load("t", torch.device("meta"))["epoch"] == 1 and seen == ["cpu"]
+
+
+def test_a_step_does_not_wait_for_the_host(monkeypatch):
+    """Losses and accuracies stay on the device during an epoch: no .item() per step (each would wait for
+    a GPU to finish); the batch order is drawn on the CPU, so every rank draws the same one."""
+    images, labels = toy_problem(n=512)  # 16 steps an epoch
+    items, perms = [], []
+    real_item, real_randperm = torch.Tensor.item, torch.randperm
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: items.append(1) or real_item(self))
+    monkeypatch.setattr(torch, "randperm", lambda *a, **k: perms.append(k) or real_randperm(*a, **k))
+    fit(Objective(make_model(), keep_labels, accuracy=top1_accuracy), images, labels, CFG, 2, NORM)
+    assert len(items) < 4  # not one per step
+    assert all(k["generator"].device.type == "cpu" and "device" not in k for k in perms) and len(perms) == 2
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # the scaler skipped the step
+def test_divergence_under_fp16_names_the_precision_too():
+    images, labels = toy_problem()
+
+    def nan_loss(outputs, targets):
+        return F.cross_entropy(outputs, targets) * float("inf")
+
+    fp16 = Compute(torch.device("cpu"), torch.float16)  # resolve refuses it on a CPU; fit runs it
+    with pytest.raises(DivergedError, match=r"step 1; lower the learning rate \(lr\) or use precision bf16 or fp32"):
+        fit(Objective(make_model(), keep_labels, loss=nan_loss), images, labels, CFG, 1, NORM, compute=fp16)
+
+
 class RecordingLive:
     """The part of dvclive's Live that fit uses, recording (step, key, value)."""
 
