@@ -149,7 +149,7 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["pretext"] = "rotation"
     params["pretrain"]["rotation"]["epochs"] = 2
-    params["finetune"]["epochs"] = 3
+    params["finetune"]["epochs"] = 5
     results = {}
     for processes in (1, 2):
         params["compute"]["processes"] = processes
@@ -166,7 +166,8 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
         load_checkpoint(workdir / f"{run}/ft/model.pt")
     pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())
     assert pre["compute"].endswith("x2 processes")
-    assert abs(results[2]["val"]["accuracy"] - results[1]["val"]["accuracy"]) <= 0.1
+    # the epoch each keeps (best val accuracy, 32 val images: one image is 0.03)
+    assert abs(results[2]["best/val_accuracy"] - results[1]["best/val_accuracy"]) <= 0.1
 
 
 def test_several_processes_on_a_mac_are_one_clear_error(tmp_path, monkeypatch):
