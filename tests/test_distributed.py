@@ -45,11 +45,16 @@ def make_objective(kind: str) -> Objective:
     return Objective(nn.Sequential(backbone, Projection(16, 0.2)), two_views, multi_positive_loss)
 
 
-def rank_main(rank: int, world: int, port: int, out: str, kind: str) -> None:
+def join_gloo_group(rank: int, world: int, port: int) -> None:
+    """Join a process group of `world` CPU processes as torchrun would set this one up."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     distributed.init(torch.device("cpu"))
+
+
+def rank_main(rank: int, world: int, port: int, out: str, kind: str) -> None:
+    join_gloo_group(rank, world, port)
     images, labels = toy_problem()
     validated = []
     objective = make_objective(kind)
@@ -82,10 +87,7 @@ def test_two_processes_compute_what_one_process_computes(tmp_path, kind):
 def resume_rank_main(rank: int, world: int, port: int, out: str, state: str, kill: bool) -> None:
     """Three epochs of a classifier with dropout, resumable from `state`. With `kill`, rank 0 stops while
     validating epoch 2, once rank 1 has saved it: the ranks' states are then an epoch apart."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    distributed.init(torch.device("cpu"))
+    join_gloo_group(rank, world, port)
     images, labels = toy_problem()
     torch.manual_seed(0)
     model = Classifier(CifarNet(1, 8, norm="none", dropout=0.5), 2)
