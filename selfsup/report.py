@@ -26,7 +26,7 @@ CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
 COMPARISON = Path("metrics/comparison.tsv")
 PLOT = Path("metrics/label_efficiency.svg")
-# The seed project's supervised CifarNet, test accuracy (DeepFashion: on its own subset of the benchmark).
+# AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on its own subset of the benchmark).
 SEED_SUPERVISED = {"fashion_mnist": 0.9033, "deepfashion": 0.4573}
 
 
@@ -38,7 +38,7 @@ def results_markdown(params: dict, finetune: dict, evaluate: dict) -> str:
     anchor = SEED_SUPERVISED.get(dataset)
     lines = [
         "| dataset | pretext | protocol | labels per class | labelled images | best epoch | test accuracy "
-        "| balanced accuracy | macro-F1 | seed's supervised |",
+        "| balanced accuracy | macro-F1 | AML19 supervised |",
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {dataset} | {params['pretext']} | {ft['protocol']} | {ft['labels_per_class']} "
         f"| {finetune['labelled_images']} | {finetune['best/epoch']} of {ft['epochs']} "
