@@ -11,14 +11,13 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from selfsup.data import DataError, Split, stratified_split
+from selfsup.images import decode_files
 from selfsup.io import atomic_path
 
 ROOT_ENV = "DEEPFASHION_ROOT"
@@ -171,41 +170,6 @@ def read_catalogue(lists_dir: Path) -> Catalogue:
                      [names[c - 1] for c in used], used)
 
 
-def _decode(task: tuple[str, int]) -> tuple[bytes | None, str | None]:
-    """One JPEG as size×size RGB uint8 bytes (H×W×C), or None and the reason it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    path, size = task
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster than full size
-            img = img.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-            return img.tobytes(), None  # H×W×C
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        return None, f"{type(err).__name__}: {err}"
-
-
-def decode_images(root: Path, names: list[str], size: int, workers: int | None = None
-                  ) -> tuple[torch.Tensor, dict[int, str]]:
-    """Decode and resize every listed image (squashed to size×size, RGB) on all cores, with a progress bar.
-
-    Returns the N×3×size×size uint8 tensor (unreadable images left black) and, by position, the reason
-    each unreadable image could not be read.
-    """
-    out = torch.zeros(len(names), size, size, 3, dtype=torch.uint8)
-    unreadable = {}
-    tasks = [(str(root / name), size) for name in names]
-    workers = workers or os.cpu_count() or 1
-    with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
-        results = pool.imap(_decode, tasks, chunksize=64)
-        for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc="decode", mininterval=2)):
-            if pixels is None:
-                unreadable[i] = reason
-            else:
-                out[i] = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(size, size, 3)
-    return out.permute(0, 3, 1, 2).contiguous(), unreadable
-
-
 def make_deepfashion_splits(catalogue: Catalogue, images: torch.Tensor, keep: torch.Tensor, partition: str,
                             val_fraction: float, test_fraction: float, fraction: float, seed: int) -> dict[str, Split]:
     """Train/val/test of the decoded images (`keep` masks out unreadable ones).
@@ -243,7 +207,7 @@ def prepare(lists_dir: Path, cfg, val_fraction: float, fraction: float, seed: in
     user's copy; returns the splits, the class names and what meta.json should add (category ids, unreadable)."""
     catalogue = read_catalogue(lists_dir)
     root = find_root(cfg.root)
-    images, unreadable = decode_images(root, catalogue.images, cfg.image_size)
+    images, unreadable = decode_files([root / name for name in catalogue.images], cfg.image_size, channels=3)
     skipped = {catalogue.images[i]: reason for i, reason in unreadable.items()}
     if len(skipped) > cfg.max_unreadable:
         name, reason = next(iter(skipped.items()))

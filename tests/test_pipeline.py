@@ -6,9 +6,13 @@ import re
 import shutil
 import subprocess
 
+import sys
+
+import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from selfsup.report import experiment_rows, render_probe
 from tests.conftest import REPO, shrink_params
@@ -65,7 +69,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     out = run(["dvc", "repro"], repo, env)
     pretexts = yaml.safe_load((repo / "params.yaml").read_text())["pretexts"]
     assert set(pretexts) == {"none", "rotation", "exemplar", "autoencoder"}
-    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "evaluate",
+    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "evaluate", "export",
                                *(f"pretrain@{p}" for p in pretexts), *(f"probe@{p}" for p in pretexts)}
     metrics = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
     assert len(metrics["per_class"]) == 10 and 0 <= metrics["macro_f1"] <= 1
@@ -77,6 +81,22 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    # the delivered model, used as a user would: every test image written to a PNG file and classified by
+    # `selfsup.predict` gets the class evaluate gave it; and the registry hands out the exported file
+    test = torch.load(repo / "data/prepared/test.pt", weights_only=True)["images"]
+    pngs = repo.parent / "pngs"
+    pngs.mkdir()
+    for i, image in enumerate(test):
+        Image.fromarray(image[0].numpy()).save(pngs / f"{i:04d}.png")
+    run([sys.executable, "-m", "selfsup.predict", "models/finetune/model.pt", str(pngs),
+         "--csv", str(repo.parent / "predicted.csv")], repo, env)
+    predicted = pd.read_csv(repo.parent / "predicted.csv")
+    evaluated = pd.read_csv(repo / "metrics/evaluate/confusion.csv")
+    assert len(predicted) == len(evaluated) == len(test) and predicted["class1"].tolist() == evaluated["predicted"].tolist()
+    run(["git", "tag", "-a", "fashion-classifier@v0.1.0", "-m", "tiny"], repo, env)
+    run(["dvc", "artifacts", "get", str(repo), "fashion-classifier", "-o", str(repo.parent / "got.pt2")], repo.parent, env)
+    assert (repo.parent / "got.pt2").read_bytes() == (repo / "models/export/model.pt2").read_bytes()
 
     # code deps are the import graph: an edit of one pretext's module concerns its pre-training alone
     with (repo / "selfsup/pretexts/rotation.py").open("a") as f:
@@ -116,7 +136,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert len(names) == 2
     run(["dvc", "exp", "run", "--run-all", "-j", "2"], repo, env)
     for name in names:
-        assert stages_run(run(["dvc", "queue", "logs", name], repo, env)) == {"select", "finetune", "evaluate"}, name
+        assert stages_run(run(["dvc", "queue", "logs", name], repo, env)) == {"select", "finetune", "evaluate", "export"}, name
     table = experiment_rows(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
     swept = table[table.seed > 0]
     assert sorted(swept.seed) == [1, 2] and set(swept.pretext) == {"rotation"}
@@ -128,7 +148,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     for pretext in ("rotation", "exemplar", "autoencoder"):
         out = run(["dvc", "exp", "run", "-S", f"pretext={pretext}"], repo, env)
         # the backbones are cached; `select` (a check of the name) may come from the run cache too
-        assert stages_run(out) - {"select"} == {"finetune", "evaluate"}, pretext
+        assert stages_run(out) - {"select"} == {"finetune", "evaluate", "export"}, pretext
         model = torch.load(repo / "models/finetune/model.pt", weights_only=True)
         assert model["pretext"] == pretext
 
@@ -138,7 +158,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert "unknown pretext 'rotaton'; valid pretexts: autoencoder, exemplar, none, rotation" in typo.stderr
 
     out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.epochs=1"], repo, env)
-    assert stages_run(out) - {"select"} == {"finetune", "evaluate"}
+    assert stages_run(out) - {"select"} == {"finetune", "evaluate", "export"}
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], repo, env))
     accuracy = diff["metrics/evaluate/metrics.json"]["test.accuracy"]
@@ -208,7 +228,7 @@ def test_a_new_pretext_is_a_module_a_params_section_and_its_name(tmp_path, fmnis
     (repo / "selfsup/pretexts/flip.py").write_text(FLIP_MODULE)
     out = run(["dvc", "repro"], repo, env)
     assert stages_run(out) == {"download", "preprocess", "pretrain@none", "pretrain@flip", "probe@none", "probe@flip",
-                               "select", "finetune", "evaluate"}
+                               "select", "finetune", "evaluate", "export"}
     assert (repo / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text()  # not edited, by the test or a stage
     assert torch.load(repo / "models/finetune/model.pt", weights_only=True)["pretext"] == "flip"
     summary = json.loads((repo / "metrics/pretrain/flip/metrics.json").read_text())

@@ -1,0 +1,79 @@
+"""Image files to uint8 tensors: the one decode path for a folder of JPEG/PNG files.
+
+DeepFashion's preprocess, an image-folder dataset and `selfsup.predict` all read files through `decode_files`,
+so an image predicted from a file is prepared exactly as the training images were: converted to the model's
+channels (grayscale or RGB) and squashed to size×size with bilinear filtering.
+"""
+
+from __future__ import annotations
+
+import os
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+# What a folder walk takes for an image; anything else is left out (and counted). PIL reads more formats,
+# but these are the ones cameras, shops and datasets write.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MODES = {1: "L", 3: "RGB"}
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Every file under `folder` (any depth, hidden ones left out), sorted: (images by suffix, other files)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return [p for p in files if is_image(p)], [p for p in files if not is_image(p)]
+
+
+def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, str | None]:
+    """One image file as size×size uint8 bytes (H×W×C, C = `channels`), or None and why it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.draft(MODES[channels], (size, size))  # JPEG: decode at a reduced scale, much faster than full size
+            img = img.convert(MODES[channels]).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+            return img.tobytes(), None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        return None, f"{type(err).__name__}: {str(err).replace(' ' + repr(str(path)), '')}"
+
+
+def _decode_task(task: tuple[str, int, int]) -> tuple[bytes | None, str | None]:
+    return decode(*task)
+
+
+def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers: int | None = None,
+                 desc: str = "decode") -> tuple[torch.Tensor, dict[int, str]]:
+    """Decode and resize every file (squashed to size×size) on `workers` processes (all cores), with a progress bar.
+
+    Returns the N×C×size×size uint8 tensor (unreadable images left black) and, by position, the reason each
+    unreadable image could not be read.
+    """
+    if channels not in MODES:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    out = torch.zeros(len(paths), size, size, channels, dtype=torch.uint8)
+    unreadable = {}
+    tasks = [(str(path), size, channels) for path in paths]
+    workers = min(workers or os.cpu_count() or 1, max(1, len(tasks) // 64))  # a small set is faster in-process
+    if workers > 1:
+        pool = get_context("fork" if os.name == "posix" else "spawn").Pool(workers)
+        results = pool.imap(_decode_task, tasks, chunksize=64)
+    else:
+        pool, results = None, map(_decode_task, tasks)
+    try:
+        for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
+                                                  disable=len(tasks) < 256)):
+            if pixels is None:
+                unreadable[i] = reason
+            else:
+                out[i] = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(size, size, channels)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return out.permute(0, 3, 1, 2).contiguous(), unreadable

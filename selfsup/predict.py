@@ -1,0 +1,146 @@
+"""Classify image files with a trained model: `python -m selfsup.predict MODEL IMAGE_OR_FOLDER... [--csv FILE]`.
+
+MODEL is the fine-tuned checkpoint (models/finetune/model.pt: runs where `compute.device: auto` would, in the
+precision evaluate used) or the exported file (models/export/model.pt2: runs on the CPU in fp32, with torch
+alone). Every image is prepared as the model's training images were: the channels and size the model records,
+through the same decoder as preprocess. Folders are walked to any depth; files without an image suffix there
+are left out, unreadable images are listed and the others still classified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from selfsup import SelfSupError
+from selfsup.cli import run_stage
+from selfsup.export import load_exported, model_spec
+from selfsup.images import IMAGE_SUFFIXES, decode_files, walk_images
+from selfsup.io import atomic_path
+from selfsup.models import build_classifier, load_checkpoint
+from selfsup.params import ComputeParams
+from selfsup.runtime import predict, setup
+
+CHUNK = 1024  # images decoded and classified at a time: memory stays flat for any number of files
+
+
+def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256):
+    """(a function from uint8 images N×C×H×W to (class probabilities, the scores that rank them) on the CPU,
+    the model's spec). A checkpoint ranks by its logits, as evaluate does: probabilities can tie in fp32 where the
+    logits do not."""
+    path = Path(path)
+    if path.suffix == ".pt2":
+        module, spec = load_exported(path)
+
+        @torch.inference_mode()
+        def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            probs = torch.cat([module(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+            return probs, probs
+
+        return run, spec
+    ckpt = load_checkpoint(path)
+    if "classes" not in ckpt or "data" not in ckpt:
+        raise SelfSupError(f"{path} is a backbone, not a classifier; give models/finetune/model.pt "
+                           "or models/export/model.pt2")
+    model = build_classifier(ckpt["config"]["model"], ckpt["data"], len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    compute, norm = setup(ComputeParams(device=device), ckpt["data"])
+    model.to(compute.device)
+
+    def run_checkpoint(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = predict(model, images, norm, batch_size, compute)
+        return logits.softmax(1), logits
+
+    return run_checkpoint, model_spec(ckpt)
+
+
+def gather(inputs: list[str]) -> tuple[list[Path], int]:
+    """The image files named or found under the folders named, and how many other files the folders held."""
+    files, others = [], 0
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            images, rest = walk_images(path)
+            if not images:
+                raise SelfSupError(f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += images
+            others += len(rest)
+        elif path.is_file():
+            files.append(path)  # named explicitly: tried whatever its suffix
+        else:
+            raise SelfSupError(f"{path} not found; give image files or folders of them")
+    return files, others
+
+
+def classify(predictor, spec: dict, files: list[Path], top_k: int):
+    """Yield (file, [(class, probability)] best first, None) or (file, None, why it cannot be read)."""
+    size, channels = spec["input"]["height"], spec["input"]["channels"]
+    classes = spec["classes"]
+    k = min(top_k, len(classes))
+    with tqdm(total=len(files), desc="predict", unit="image", disable=len(files) < CHUNK, mininterval=2) as bar:
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start : start + CHUNK]
+            images, unreadable = decode_files(chunk, size, channels)
+            readable = [i for i in range(len(chunk)) if i not in unreadable]
+            probs, scores = predictor(images[readable]) if readable else (torch.empty(0, len(classes)),) * 2
+            best = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]  # ties: the first class, as argmax
+            row = dict(zip(readable, range(len(readable))))
+            for i, path in enumerate(chunk):
+                if i in unreadable:
+                    yield path, None, unreadable[i]
+                else:
+                    r = row[i]
+                    yield path, [(classes[c], float(probs[r, c])) for c in best[r].tolist()], None
+            bar.update(len(chunk))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m selfsup.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="models/finetune/model.pt or models/export/model.pt2")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ... of any size or mode) or folders")
+    parser.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")
+    parser.add_argument("--csv", help="write one row per image to this file instead of printing")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="for a checkpoint (default auto); an exported .pt2 runs on the CPU")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        raise SelfSupError("--top-k and --batch-size must be positive integers")
+    files, others = gather(args.images)
+    predictor, spec = load_predictor(args.model, args.device, args.batch_size)
+    results = list(classify(predictor, spec, files, args.top_k))
+    bad = [(path, why) for path, top, why in results if top is None]
+    if len(bad) == len(results):
+        path, why = bad[0]
+        more = f" (and {len(bad) - 1} more files)" if len(bad) > 1 else ""
+        raise SelfSupError(f"{path} is not a readable image ({why}){more}; give PNG or JPEG files")
+    if args.csv:
+        k = min(args.top_k, len(spec["classes"]))
+        header = ["path"] + [f"{name}{i}" for i in range(1, k + 1) for name in ("class", "probability")] + ["error"]
+        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for path, top, why in results:
+                cells = [c for name, p in top for c in (name, f"{p:.6f}")] if top else [""] * (2 * k)
+                writer.writerow([str(path), *cells, why or ""])
+        print(f"{len(results) - len(bad)} images classified into {args.csv}")
+    else:
+        for path, top, _ in results:
+            if top:
+                print(f"{path}\t" + ", ".join(f"{name} {p:.1%}" for name, p in top))
+    if others:
+        print(f"left out {others} file{'s' * (others > 1)} without an image suffix", file=sys.stderr)
+    if bad:
+        print(f"not classified, {len(bad)} file{'s are' if len(bad) > 1 else ' is'} not a readable image:", file=sys.stderr)
+        for path, why in bad:
+            print(f"  {path}: {why}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage(main)

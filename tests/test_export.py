@@ -1,0 +1,102 @@
+"""The exported model: outputs equal to the eager model's on real test images, loadable with torch alone."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from selfsup import SelfSupError
+from selfsup.data import make_splits, read_fashion_mnist, save_prepared
+from selfsup.download import CLASSES
+from selfsup.export import delivered_model, load_exported
+from selfsup.models import build_classifier, load_checkpoint, save_checkpoint
+from stages import export
+
+TOLERANCE = 1e-5  # largest difference in a class probability, fp32 on the CPU both
+
+
+def calibrated_checkpoint(path, images: torch.Tensor, norm: str = "batch", seed: int = 0) -> None:
+    """A seeded classifier whose batch-norm statistics come from `images`, saved as finetune saves it."""
+    torch.manual_seed(seed)
+    model_cfg = {"norm": norm, "dropout": 0.5}
+    data = {"dataset": "fashion_mnist", "channels": images.shape[1], "image_size": images.shape[2],
+            "mean": [0.2860], "std": [0.3530]}
+    model = build_classifier(model_cfg, data, len(CLASSES))
+    with torch.no_grad():  # train mode: the running statistics move towards those of real images
+        for _ in range(3):
+            model(((images[:256].float() / 255 - 0.2860) / 0.3530))
+    save_checkpoint(path, model, pretext="none", classes=list(CLASSES), config={"model": model_cfg},
+                    data=data, best_epoch=1)
+
+
+@pytest.fixture(scope="module")
+def real_test(fmnist_raw):
+    return read_fashion_mnist(fmnist_raw)["test"]
+
+
+@pytest.fixture
+def prepared(tmp_path, real_test):
+    """A prepared folder whose test split is 300 real Fashion-MNIST test images."""
+    images, labels = real_test
+    sets = {"train": (images[:300], labels[:300]), "test": (images[-300:], labels[-300:])}
+    save_prepared(tmp_path / "prepared", make_splits(sets, 0.1, 1.0, 0), list(CLASSES), "fashion_mnist")
+    return tmp_path / "prepared"
+
+
+@pytest.mark.parametrize("norm", ["batch", "lrn", "none"])
+def test_exported_model_matches_the_eager_model_on_real_test_images(tmp_path, prepared, real_test, norm):
+    calibrated_checkpoint(tmp_path / "model.pt", real_test[0], norm)
+    export.main(["--model", str(tmp_path / "model.pt"), "--data", str(prepared), "--out", str(tmp_path / "export")])
+    module, spec = load_exported(tmp_path / "export/model.pt2")
+    images = real_test[0][:500]
+    eager = delivered_model(load_checkpoint(tmp_path / "model.pt"))
+    with torch.inference_mode():
+        exported, expected = module(images), eager(images)
+    assert exported.shape == (500, 10)
+    assert torch.allclose(exported.sum(1), torch.ones(500), atol=1e-5)  # probabilities
+    assert (exported - expected).abs().max() <= TOLERANCE
+    assert expected.argmax(1).unique().numel() > 1  # a model that tells images apart, so the check means something
+    assert spec["classes"] == list(CLASSES) and spec["input"] | {"resize": None} == {
+        "dtype": "uint8", "layout": "NCHW", "channels": 1, "height": 28, "width": 28, "mode": "L", "resize": None}
+    beside = json.loads((tmp_path / "export/model.json").read_text())
+    assert beside == spec and spec["check"]["test_images"] == 300 and spec["model"]["norm"] == norm
+
+
+def test_the_exported_file_loads_and_runs_with_torch_alone(tmp_path, prepared, real_test):
+    calibrated_checkpoint(tmp_path / "model.pt", real_test[0])
+    export.main(["--model", str(tmp_path / "model.pt"), "--data", str(prepared), "--out", str(tmp_path / "export")])
+    torch.save(real_test[0][:8].clone(), tmp_path / "images.pt")
+    # the README's three lines, with this package made unimportable
+    script = f"""
+import json, sys
+sys.modules["selfsup"] = None
+import torch
+extra = {{"model.json": ""}}
+program = torch.export.load({str(tmp_path / 'export/model.pt2')!r}, extra_files=extra)
+spec = json.loads(extra["model.json"])
+probabilities = program.module()(torch.load({str(tmp_path / 'images.pt')!r}))
+print(json.dumps([spec["classes"][i] for i in probabilities.argmax(1).tolist()]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with torch.inference_mode():
+        expected = delivered_model(load_checkpoint(tmp_path / "model.pt"))(real_test[0][:8]).argmax(1)
+    assert json.loads(out.stdout) == [CLASSES[i] for i in expected]
+
+
+def test_export_writes_nothing_when_the_check_fails(tmp_path, prepared, real_test, monkeypatch):
+    calibrated_checkpoint(tmp_path / "model.pt", real_test[0])
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no program can pass: the refusal path
+    with pytest.raises(SelfSupError, match=r"differs from the eager one by .* on test images .*; nothing written"):
+        export.main(["--model", str(tmp_path / "model.pt"), "--data", str(prepared), "--out", str(tmp_path / "export")])
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_file_that_is_not_an_export_is_one_clear_error(tmp_path):
+    (tmp_path / "model.pt2").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(SelfSupError, match=r"model.pt2 is not a model exported by this project .*rerun `dvc repro export`"):
+        load_exported(tmp_path / "model.pt2")
+    with pytest.raises(SelfSupError, match=r"not found; run `dvc repro export`"):
+        load_exported(tmp_path / "missing.pt2")

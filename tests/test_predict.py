@@ -1,0 +1,103 @@
+"""`python -m selfsup.predict`: image files in, the classes `evaluate` would give out; bad files named."""
+
+import csv
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from selfsup.cli import run_stage
+from selfsup.data import make_splits, read_fashion_mnist, save_prepared
+from selfsup.download import CLASSES
+from selfsup.predict import main
+from stages import evaluate, export
+from tests.conftest import REPO
+from tests.test_export import calibrated_checkpoint
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, fmnist_raw):
+    """A cwd with params.yaml, 200 real test images prepared, a model, evaluate's output and the export."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    images, labels = read_fashion_mnist(fmnist_raw)["test"]
+    sets = {"train": (images[:200], labels[:200]), "test": (images[-200:], labels[-200:])}
+    save_prepared(root / "prepared", make_splits(sets, 0.1, 1.0, 0), list(CLASSES), "fashion_mnist")
+    calibrated_checkpoint(root / "model.pt", images)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        evaluate.main(["--model", "model.pt", "--data", "prepared", "--metrics", "evaluate"])
+        export.main(["--model", "model.pt", "--data", "prepared", "--out", "export"])
+    pngs = root / "pngs"
+    pngs.mkdir()
+    test = torch.load(root / "prepared/test.pt", weights_only=True)["images"]
+    for i, image in enumerate(test):
+        Image.fromarray(image[0].numpy()).save(pngs / f"{i:03d}.png")
+    return root
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", ["model.pt", "export/model.pt2"])
+def test_test_images_from_png_files_get_the_class_evaluate_gave_them(project, tmp_path, model):
+    main([str(project / model), str(project / "pngs"), "--csv", str(tmp_path / "p.csv"), "--top-k", "2"])
+    rows = read_rows(tmp_path / "p.csv")
+    evaluated = pd.read_csv(project / "evaluate/confusion.csv")["predicted"].tolist()
+    assert [row["path"] for row in rows] == sorted(str(p) for p in (project / "pngs").iterdir())
+    predicted = [row["class1"] for row in rows]
+    assert len(set(evaluated)) > 1  # a model that tells images apart, so the comparison means something
+    if model.endswith(".pt"):  # the checkpoint runs as evaluate ran it
+        assert predicted == evaluated
+    else:  # the export runs in fp32, evaluate in the machine's autocast precision: borderline images may flip
+        assert sum(p == e for p, e in zip(predicted, evaluated)) >= 0.97 * len(rows)
+    assert all(float(r["probability1"]) >= float(r["probability2"]) and r["error"] == "" for r in rows)
+
+
+def test_any_size_and_mode_is_prepared_as_the_training_images(project, tmp_path, capsys):
+    image = Image.open(project / "pngs/000.png")
+    image.convert("RGB").resize((84, 84), Image.NEAREST).save(tmp_path / "big.jpg", quality=100)
+    main([str(project / "model.pt"), str(project / "pngs/000.png"), str(tmp_path / "big.jpg"), "--top-k", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[1].split(" ")[0] == lines[1].split("\t")[1].split(" ")[0]
+
+
+def test_bad_files_in_a_folder_are_listed_and_the_others_classified(project, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(project / "pngs/000.png", folder / "sub/good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "readme.txt").write_text("not an image")
+    run_stage(main, [str(project / "model.pt"), str(folder), "--csv", str(tmp_path / "p.csv")])
+    rows = {row["path"]: row for row in read_rows(tmp_path / "p.csv")}
+    assert rows[str(folder / "sub/good.png")]["class1"] in CLASSES
+    assert rows[str(folder / "broken.png")]["class1"] == "" and rows[str(folder / "broken.png")]["error"]
+    err = capsys.readouterr().err
+    assert f"{folder / 'broken.png'}: " in err and "1 file is not a readable image" in err
+    assert "left out 1 file without an image suffix" in err and "readme.txt" not in rows
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pngs/missing.png"], "pngs/missing.png not found; give image files or folders of them"),
+    (["params.yaml"], "params.yaml is not a readable image (UnidentifiedImageError: cannot identify image file); "
+                      "give PNG or JPEG files"),
+    (["evaluate"], "folder evaluate holds no image files (.jpg, .jpeg, .png"),
+])
+def test_unusable_input_is_one_line_naming_it(project, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(project)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, ["model.pt", *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1 and err.startswith(f"error: {message}")
+
+
+def test_a_backbone_is_not_taken_for_a_classifier(project, tmp_path, capsys):
+    from selfsup.models import CifarNet, save_checkpoint
+    save_checkpoint(tmp_path / "backbone.pt", CifarNet(), pretext="rotation", config={"model": {}})
+    with pytest.raises(SystemExit):
+        run_stage(main, [str(tmp_path / "backbone.pt"), str(project / "pngs/000.png")])
+    assert "is a backbone, not a classifier; give models/finetune/model.pt" in capsys.readouterr().err
