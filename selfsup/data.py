@@ -16,6 +16,7 @@ from selfsup import SelfSupError
 from selfsup.io import atomic_path, write_json
 
 SPLITS = ("train", "val", "test")
+UNLABELLED = "unlabelled"  # images without labels (an image folder's unlabelled/): a fourth file, for pre-training
 # IDX type code 0x08 is unsigned byte, the only one Fashion-MNIST uses.
 _IDX_UBYTE = 0x08
 
@@ -118,13 +119,17 @@ def channel_stats(images: torch.Tensor, chunk: int = 1024) -> tuple[list[float],
 
 
 def save_prepared(out_dir: str | Path, splits: dict[str, Split], classes: list[str], dataset: str,
-                  extra_meta: dict | None = None) -> None:
+                  extra_meta: dict | None = None, unlabelled: torch.Tensor | None = None) -> None:
     """Write each split as a .pt of uint8 tensors and a meta.json (classes, shape, normalisation, and
-    `extra_meta`, e.g. what a dataset reader skipped)."""
+    `extra_meta`, e.g. what a dataset reader skipped); `unlabelled` images, when there are any, as one more
+    file that only pre-training reads."""
     _, channels, height, width = splits["train"].images.shape
     if height != width:
         raise DataError(f"images are {height}×{width}; the model expects square images")
     out_dir = Path(out_dir)
+    if unlabelled is not None and len(unlabelled):
+        splits = {**splits, UNLABELLED: Split(unlabelled, torch.full((len(unlabelled),), -1), UNLABELLED,
+                                              torch.arange(len(unlabelled)))}
     for name, split in splits.items():
         with atomic_path(out_dir / f"{name}.pt") as tmp:
             torch.save({"images": split.images.contiguous(), "labels": split.labels,
@@ -162,6 +167,14 @@ def load_prepared(prepared_dir: str | Path, splits=SPLITS) -> Prepared:
     return Prepared(meta, loaded)
 
 
+def pretraining_images(prepared: Prepared, prepared_dir: str | Path) -> torch.Tensor:
+    """The images a pretext learns from: the training split's and the unlabelled ones (never val or test)."""
+    train = prepared.splits["train"].images
+    if UNLABELLED not in prepared.meta["sizes"]:
+        return train
+    return torch.cat([train, load_prepared(prepared_dir, splits=(UNLABELLED,)).splits[UNLABELLED].images])
+
+
 def fingerprint(tensor: torch.Tensor) -> str:
     """SHA-256 of a tensor's shape, dtype and bytes: equal tensors, equal strings."""
     digest = hashlib.sha256(f"{tuple(tensor.shape)} {tensor.dtype}".encode())
@@ -170,20 +183,29 @@ def fingerprint(tensor: torch.Tensor) -> str:
 
 
 def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int,
-                    param: str = "finetune.labels_per_class") -> torch.Tensor:
+                    param: str = "finetune.labels_per_class", at_most: bool = False) -> torch.Tensor:
     """Positions of `per_class` seeded random images of every class (`all`: every position).
 
-    `param` names the setting `per_class` came from, for the error when a class is too small."""
+    A class with fewer images is an error naming `param` (the setting `per_class` came from), or, `at_most`,
+    used whole (short_classes says which)."""
     if per_class == "all":
         return torch.arange(len(labels))
     gen = torch.Generator().manual_seed(seed)
     chosen = []
     for cls in labels.unique(sorted=True):
         members = (labels == cls).nonzero().squeeze(1)
-        if len(members) < per_class:
+        if len(members) < per_class and not at_most:
             raise DataError(
                 f"{param} is {per_class} but class {int(cls)} has only {len(members)} "
-                f"training images; use at most {len(members)} or `all`"
+                f"training images; use at most {len(members)} or `all`, or set {param.rsplit('.', 1)[0]}.budget: at_most"
             )
         chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
     return torch.cat(chosen).sort().values
+
+
+def short_classes(labels: torch.Tensor, per_class: int | str, classes: list[str]) -> dict[str, int]:
+    """The classes with fewer than `per_class` images in `labels`, and how many they have."""
+    if per_class == "all":
+        return {}
+    counts = torch.bincount(labels, minlength=len(classes))
+    return {classes[i]: int(n) for i, n in enumerate(counts) if n < per_class}

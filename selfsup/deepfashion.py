@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from selfsup.data import DataError, Split, stratified_split
-from selfsup.images import decode_files
+from selfsup.images import decode_dataset
 from selfsup.io import atomic_path
 
 ROOT_ENV = "DEEPFASHION_ROOT"
@@ -207,16 +207,8 @@ def prepare(lists_dir: Path, cfg, val_fraction: float, fraction: float, seed: in
     user's copy; returns the splits, the class names and what meta.json should add (category ids, unreadable)."""
     catalogue = read_catalogue(lists_dir)
     root = find_root(cfg.root)
-    images, unreadable = decode_files([root / name for name in catalogue.images], cfg.image_size, channels=3)
-    skipped = {catalogue.images[i]: reason for i, reason in unreadable.items()}
-    if len(skipped) > cfg.max_unreadable:
-        name, reason = next(iter(skipped.items()))
-        raise DataError(f"{len(skipped)} of {len(images)} DeepFashion images cannot be read (first: {root / name}: "
-                        f"{reason}); extract Img/img.zip again, or raise data.deepfashion.max_unreadable")
-    for name, reason in skipped.items():
-        print(f"skipped unreadable image {root / name}: {reason}")
-    keep = torch.ones(len(images), dtype=torch.bool)
-    keep[list(unreadable)] = False
+    images, keep, skipped = decode_dataset(root, catalogue.images, cfg.image_size, 3, cfg.max_unreadable, "DeepFashion",
+                                           "extract Img/img.zip again, or raise data.deepfashion.max_unreadable")
     splits = make_deepfashion_splits(catalogue, images, keep, cfg.partition, val_fraction, cfg.test_fraction,
                                      fraction, seed)
     extra = {"category_ids": catalogue.category_ids, "partition": cfg.partition,

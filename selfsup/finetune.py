@@ -42,7 +42,7 @@ def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 
     def validate(model) -> dict[str, float]:
         logits = predict(model, val.images, norm, batch_size, compute)
         return {"val/loss": F.cross_entropy(logits, val.labels).item(),
-                "val/accuracy": (logits.argmax(1) == val.labels).float().mean().item()}
+                "val/accuracy": top1_accuracy(logits, val.labels).item()}
 
     return validate
 

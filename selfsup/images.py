@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from selfsup.data import DataError
+
 # What a folder walk takes for an image; anything else is left out (and counted). PIL reads more formats,
 # but these are the ones cameras, shops and datasets write.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -77,3 +79,22 @@ def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers:
         if pool is not None:
             pool.terminate()
     return out.permute(0, 3, 1, 2).contiguous(), unreadable
+
+
+def decode_dataset(root: Path, names: list[str], size: int, channels: int, max_unreadable: int, what: str,
+                   fix: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
+    """A dataset's images (`names` relative to `root`), the policy for unreadable ones applied: up to
+    `max_unreadable` are skipped and listed, more stop with one error (`what` names the dataset, `fix` the remedy).
+
+    Returns the images, a mask of the readable ones, and each skipped name with its reason."""
+    images, unreadable = decode_files([root / name for name in names], size, channels)
+    skipped = {names[i]: reason for i, reason in unreadable.items()}
+    if len(skipped) > max_unreadable:
+        name, reason = next(iter(skipped.items()))
+        raise DataError(f"{len(skipped)} of {len(images)} {what} images cannot be read (first: {root / name}: "
+                        f"{reason}); {fix}")
+    for name, reason in skipped.items():
+        print(f"skipped unreadable image {root / name}: {reason}")
+    keep = torch.ones(len(images), dtype=torch.bool)
+    keep[list(unreadable)] = False
+    return images, keep, skipped

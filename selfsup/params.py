@@ -48,9 +48,21 @@ class DeepFashionParams:
 
 
 @dataclass(frozen=True)
+class FolderParams:
+    """A folder of the user's own images: labelled/<class>/, optional unlabelled/ and test/<class>/."""
+
+    root: str | None = None
+    image_size: int = field(default=32, metadata=check(lambda s: s >= 8 and s % 4 == 0, "a multiple of 4, at least 8"))
+    channels: Literal[1, 3] = 3
+    test_fraction: float = field(default=0.2, metadata=check(lambda f: 0 < f < 1, "a number in (0, 1)"))
+    max_unreadable: int = field(default=10, metadata=check(non_negative, "0 or more images"))
+
+
+@dataclass(frozen=True)
 class DataParams:
-    dataset: Literal["fashion_mnist", "deepfashion"] = "fashion_mnist"
+    dataset: Literal["fashion_mnist", "deepfashion", "folder"] = "fashion_mnist"
     deepfashion: DeepFashionParams = DeepFashionParams()
+    folder: FolderParams = FolderParams()
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,7 @@ class FinetuneParams(OptimParams):
     labels_per_class: Union[int, Literal["all"]] = field(
         default="all", metadata=check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
     )
+    budget: Literal["exact", "at_most"] = "exact"
     augment: AugmentParams = AugmentParams()
     epochs: int = field(default=7, metadata=check(positive, "a positive integer"))
 
@@ -146,6 +159,7 @@ class ProbeParams:
     k: int = field(default=20, metadata=check(positive, "a positive number of neighbours"))
     select_labels_per_class: int = field(default=1000, metadata=check(positive, "a positive integer"))
     labels_per_class: tuple[Union[int, Literal["all"]], ...] = (10, 100, 1000, "all")
+    budget: Literal["exact", "at_most"] = "exact"
     seeds: int = field(default=3, metadata=check(positive, "a positive number of label draws"))
     weight_decay: float = field(default=1e-4, metadata=check(non_negative, "0 or more"))
     steps: int = field(default=100, metadata=check(positive, "a positive number of L-BFGS iterations"))

@@ -97,7 +97,9 @@ def probe_backbone(feats: dict[str, dict[str, torch.Tensor]], labels: dict[str, 
         return {"linear": accuracy(linear.predict(feats[split][layer]), labels[split]),
                 "knn": accuracy(knn_predict(x, y, feats[split][layer], cfg.k, num_classes), labels[split])}
 
-    selection = labelled_subset(labels["train"], cfg.select_labels_per_class, 0, "probe.select_labels_per_class")
+    at_most = cfg.budget == "at_most"
+    selection = labelled_subset(labels["train"], cfg.select_labels_per_class, 0, "probe.select_labels_per_class",
+                                at_most)
     layers = {}
     for layer in feats["train"]:
         layers[layer] = {"val": probes(layer, selection, "val")}
@@ -108,8 +110,8 @@ def probe_backbone(feats: dict[str, dict[str, torch.Tensor]], labels: dict[str, 
     for per_class in cfg.labels_per_class:
         # With every label there is nothing to draw, and both probes are deterministic: one run.
         draws = [0] if per_class == "all" else range(cfg.seeds)
-        runs = [probes(best, labelled_subset(labels["train"], per_class, seed, "probe.labels_per_class"), "test")
-                for seed in draws]
+        runs = [probes(best, labelled_subset(labels["train"], per_class, seed, "probe.labels_per_class", at_most),
+                       "test") for seed in draws]
         budgets[str(per_class)] = {
             probe: {"mean": statistics.fmean(r[probe] for r in runs),
                     "std": statistics.pstdev(r[probe] for r in runs) if len(runs) > 1 else 0.0}

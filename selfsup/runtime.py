@@ -25,9 +25,9 @@ def _torch_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-# Mixed precision on Apple's GPUs, by PyTorch release: autocast on "mps" arrived in 2.5 with float16 only,
-# bfloat16 followed in 2.6. Older releases have none: autocast there would be silently off.
-MPS_PRECISION_SINCE = {"fp16": (2, 5), "bf16": (2, 6)}
+# bf16 autocast on Apple's GPUs arrived in PyTorch 2.6 (2.5 had float16 only, which needs a gradient scaler this
+# project runs on CUDA alone; older releases had none: autocast there would be silently off).
+MPS_BF16_SINCE = (2, 6)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,8 +79,9 @@ class Compute:
                 precision = "bf16" if name == "cpu" and _native_bf16_cpu() else "fp32"
         if precision == "fp16" and name != "cuda":
             raise SelfSupError(f"compute.precision fp16 needs a CUDA device, not {name}; use bf16, fp32 or auto")
-        if name == "mps" and precision == "bf16" and _torch_version() < MPS_PRECISION_SINCE["bf16"]:
-            raise SelfSupError(f"compute.precision bf16 on mps needs torch 2.6 or newer (this is {torch.__version__}); "
+        if name == "mps" and precision == "bf16" and _torch_version() < MPS_BF16_SINCE:
+            since = ".".join(map(str, MPS_BF16_SINCE))
+            raise SelfSupError(f"compute.precision bf16 on mps needs torch {since} or newer (this is {torch.__version__}); "
                                "use fp32 or auto")
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         return cls(device, dtype)

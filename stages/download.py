@@ -1,5 +1,6 @@
 """Stage download: the raw data. Fashion-MNIST: the four files, md5-verified, trying $FASHION_MNIST_MIRROR
-first. DeepFashion (cannot be fetched by a script): check the user's copy and copy its lists."""
+first. DeepFashion (cannot be fetched by a script): check the user's copy and copy its lists. Your own image
+folder: check its layout and list its images with their checksums."""
 
 import argparse
 import os
@@ -8,6 +9,8 @@ from pathlib import Path
 from selfsup.cli import run_stage
 from selfsup.deepfashion import copy_lists, find_root
 from selfsup.download import MIRROR_ENV, download_fashion_mnist
+from selfsup.folders import write_listing
+from selfsup.folders import find_root as find_folder
 from selfsup.params import load_params
 
 
@@ -21,6 +24,8 @@ def main(argv=None):
     if data.dataset == "deepfashion":
         cfg = data.deepfashion
         paths = copy_lists(find_root(cfg.root), Path(args.out), need_partition=cfg.partition == "official")
+    elif data.dataset == "folder":
+        paths = write_listing(find_folder(data.folder.root), Path(args.out))
     else:
         paths = download_fashion_mnist(args.out, args.mirror)
     for path in paths:

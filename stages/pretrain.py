@@ -7,7 +7,7 @@ import torch
 
 from selfsup import distributed
 from selfsup.cli import open_live, run_stage
-from selfsup.data import fingerprint, load_prepared
+from selfsup.data import fingerprint, load_prepared, pretraining_images
 from selfsup.io import files_digest, loaded_sources
 from selfsup.models import build_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
@@ -31,8 +31,9 @@ def main(argv=None):
     common, cfg = params.pretrain.common, params.pretrain.section(args.pretext, spec.params)
     prepared = load_prepared(args.data, splits=("train", "val"))
     meta = prepared.meta
-    # Labels never reach pre-training: a pretext sees images and each image's index, its identity.
-    images = prepared.splits["train"].images
+    # Labels never reach pre-training: a pretext sees images (the training split's and any unlabelled ones) and
+    # each image's index, its identity.
+    images = pretraining_images(prepared, args.data)
     val_images = prepared.splits["val"].images[: common.val_images]
 
     config = {"model": to_dict(params.model), "pretrain": {"common": to_dict(common), args.pretext: to_dict(cfg)}}
@@ -51,8 +52,8 @@ def main(argv=None):
         pretrain(spec, cfg, common, backbone, images, val_images, compute, norm, live, resume,
                  desc=f"pretrain {args.pretext}")
         backbone.cpu()
-    live.log_image("filters.png", filter_grid(backbone))
-    if distributed.is_main():  # under torchrun, rank 0 alone writes
+    if distributed.is_main():  # under torchrun, rank 0 alone draws and writes
+        live.log_image("filters.png", filter_grid(backbone))
         save_checkpoint(Path(args.out) / "backbone.pt", backbone, pretext=args.pretext, config=config,
                         data={k: meta[k] for k in ("dataset", "channels", "image_size")})
     live.end()

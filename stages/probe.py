@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from selfsup.cli import run_stage
-from selfsup.data import load_prepared
+from selfsup.data import load_prepared, short_classes
 from selfsup.io import atomic_path, write_json
 from selfsup.models import build_classifier, load_backbone, load_backbone_into
 from selfsup.params import load_params, to_dict
@@ -41,7 +41,12 @@ def main(argv=None):
              for split, s in prepared.splits.items()}
     labels = {split: s.labels for split, s in prepared.splits.items()}
     print(f"probe {args.pretext}: features of {sum(map(len, labels.values()))} images in {time.perf_counter() - started:.0f} s")
-    metrics = probe_backbone(feats, labels, params.probe, len(classes), log=lambda line: print(f"probe {args.pretext} {line}"))
+    cfg = params.probe
+    metrics = probe_backbone(feats, labels, cfg, len(classes), log=lambda line: print(f"probe {args.pretext} {line}"))
+    short = {str(b): s for b in (cfg.select_labels_per_class, *cfg.labels_per_class)
+             if (s := short_classes(labels["train"], b, classes))}
+    if short:  # budget at_most: per budget, the classes with fewer training images, used whole
+        metrics["short_classes"] = short
 
     out = Path(args.metrics)
     write_json(out / "metrics.json", metrics)

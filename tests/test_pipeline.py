@@ -247,3 +247,34 @@ def test_the_readme_recipe_for_a_new_pretext_is_the_one_tested():
     indented = "".join(f"   {line}" if line.strip() else line for line in FLIP_MODULE.splitlines(keepends=True))
     assert indented in readme, "README's 'Adding a pretext' example differs from FLIP_MODULE"
     assert "pretrain: {flip: {epochs: 1}}" in readme and "pretexts: [none, rotation, exemplar, autoencoder, flip]" in readme
+
+
+@pytest.mark.e2e
+def test_your_own_image_folder_runs_through_every_stage(tmp_path):
+    from tests.test_folders import make_folder
+
+    root = make_folder(tmp_path / "imgs", per_class=24, unlabelled=40)
+    for i in range(6):  # one class short of the fine-tuning budget
+        (root / f"labelled/dress/{i}.png").unlink(missing_ok=True)
+        (root / f"labelled/dress/{i}.jpg").unlink(missing_ok=True)
+
+    def edit(params):
+        params["data"].update(dataset="folder", folder={**params["data"]["folder"], "root": str(root), "image_size": 16})
+        shrink_params(params, batch_size=16, val_images=16)
+        params["finetune"].update(batch_size=16, labels_per_class=15, budget="at_most")
+
+    repo, env = project_repo(tmp_path, edit)
+    out = run(["dvc", "repro"], repo, env)
+    pretexts = yaml.safe_load((repo / "params.yaml").read_text())["pretexts"]
+    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "evaluate", "export",
+                               *(f"pretrain@{p}" for p in pretexts), *(f"probe@{p}" for p in pretexts)}
+    meta = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert meta["classes"] == ["boot", "dress", "shirt"] and meta["sizes"]["unlabelled"] == 40
+    finetune = json.loads((repo / "metrics/finetune/metrics.json").read_text())
+    # dress: 18 labelled images, 4 to test, 1 to val, 13 to train: used whole; the others give 15 of their 17
+    assert finetune["short_classes"] == {"dress": 13} and finetune["labelled_images"] == 15 + 13 + 15
+    evaluated = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
+    assert set(evaluated["per_class"]) == {"boot", "dress", "shirt"} and evaluated["accuracy"] > 0.5  # colours: easy
+    out = run([sys.executable, "-m", "selfsup.predict", "models/export/model.pt2", str(root / "labelled/boot/1.png")],
+              repo, env)
+    assert out.startswith(f"{root / 'labelled/boot/1.png'}\tboot ")
