@@ -28,7 +28,7 @@ LISTS = (CATEGORIES, CATEGORY_OF_IMAGE, PARTITION)
 PARTITION_STATUS = ("train", "val", "test")
 FIRST_ENTRY = 3  # the file line of a list's first entry, after the count and the column names
 WHERE_TO_GET = ("request the Category and Attribute Prediction Benchmark at "
-                "http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html (README: DeepFashion)")
+                "http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html (docs/data.md)")
 
 
 def find_root(root: str | None) -> Path:

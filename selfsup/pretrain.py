@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 GRID_IMAGES = 8  # held-out images in the reconstruction grid of a pretext whose outputs are images
 
 
-def image_grid(inputs: torch.Tensor, outputs: torch.Tensor) -> "PIL.Image.Image":
-    """Inputs (top row) above outputs (bottom row), as one 8-bit image for dvclive."""
+def image_grid(inputs: torch.Tensor, outputs: torch.Tensor, zoom: int = 3) -> "PIL.Image.Image":
+    """Inputs (top row) above outputs (bottom row), `zoom`× enlarged (nearest: the pixels stay pixels), as one
+    8-bit image for dvclive."""
     from torchvision.transforms.functional import to_pil_image
     from torchvision.utils import make_grid
 
     grid = make_grid(torch.cat([inputs, outputs]).float().clamp(0, 1).cpu(), nrow=len(inputs), padding=2)
-    return to_pil_image(grid)
+    return to_pil_image(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2))
 
 
 def filter_grid(backbone: nn.Module, zoom: int = 4) -> "PIL.Image.Image":
@@ -65,7 +66,7 @@ def pretrain(spec: PretextSpec, cfg, common: PretrainCommon, backbone: nn.Module
         if spec.shows_images:
             x = norm.unit(val_images[:GRID_IMAGES].to(norm.mean.device))
             with torch.no_grad(), compute.autocast():
-                metrics[f"reconstructions/epoch_{live.step + 1:02d}.png"] = image_grid(x, model(norm(x)))
+                metrics[f"reconstructions/epoch_{live.step:02d}.png"] = image_grid(x, model(norm(x)))
         return metrics
 
     fit(objective, images, torch.arange(len(images)), optim, cfg.epochs, norm, live, validate=validate, desc=desc,

@@ -1,11 +1,12 @@
 """The README's results sections, rendered from the committed metrics/ and params.yaml.
 
-`python -m selfsup.report` rewrites the parts of README.md between the results markers (the default
-run, the frozen-feature probes of metrics/probe/, the label-efficiency sweep) and draws the README's
-pictures from the stages' data: metrics/label_efficiency.svg and metrics/probe/<pretext>/embedding.svg
+`python -m selfsup.report` rewrites the parts between the results markers of README.md (the answer of the
+label-efficiency sweep) and docs/results.md (the default run, the frozen-feature probes of metrics/probe/)
+and draws their pictures from the stages' data: metrics/label_efficiency.svg and
+metrics/probe/<pretext>/embedding.svg
 (restyling a chart reruns no stage); `python -m selfsup.report --experiments` first collects every DVC
-experiment (`dvc exp show --json`) into metrics/comparison.tsv. Tests check that the README agrees with
-the files committed beside it, so no number in it is typed by hand.
+experiment (`dvc exp show --json`) into metrics/comparison.tsv. Tests check that both pages agree with the
+files committed beside them.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
 COMPARISON = Path("metrics/comparison.tsv")
+RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes; the sweep's answer is on the README
 PLOT = Path("metrics/label_efficiency.svg")
 # AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on its own subset of the benchmark).
 SEED_SUPERVISED = {"fashion_mnist": 0.9033, "deepfashion": 0.4573}
 
 
-def results_markdown(params: dict, finetune: dict, evaluate: dict) -> str:
+def results_markdown(params: dict, finetune: dict, evaluate: dict, per_class: pd.DataFrame) -> str:
     """Markdown for one evaluated run: headline row, then one row per class (test images, accuracy, F1)."""
     test = evaluate["test"]
     ft = params["finetune"]
@@ -47,7 +49,8 @@ def results_markdown(params: dict, finetune: dict, evaluate: dict) -> str:
         "",
         "| class | test images | test accuracy | F1 |",
         "|---|---|---|---|",
-        *(f"| {name} | {c['support']} | {100 * c['accuracy']:.1f}% | {c['f1']:.3f} |" for name, c in test["per_class"].items()),
+        *(f"| {c['class']} | {c['support']} | {100 * c['accuracy']:.1f}% | {c['f1']:.3f} |"
+          for c in per_class.to_dict("records")),
     ]
     return "\n".join(lines)
 
@@ -57,7 +60,8 @@ def render(root: Path, read=lambda p: p.read_text()) -> str:
     params = yaml.safe_load(read(root / "params.yaml"))
     finetune = json.loads(read(root / "metrics/finetune/metrics.json"))
     evaluate = json.loads(read(root / "metrics/evaluate/metrics.json"))
-    return f"{START}\n{results_markdown(params, finetune, evaluate)}\n{END}"
+    per_class = pd.read_csv(io.StringIO(read(root / "metrics/evaluate/per_class.csv")), keep_default_na=False)
+    return f"{START}\n{results_markdown(params, finetune, evaluate, per_class)}\n{END}"
 
 
 def experiment_rows(show: list) -> pd.DataFrame:
@@ -130,6 +134,33 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
     return "\n".join(lines).strip()
 
 
+def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+    """The answer in one line per budget: the best pretext against `none`, the labels `none` needs to match it,
+    and the worst pretext's loss."""
+    summary = sweep_summary(table[table.protocol == protocol])
+    budgets = _budget_order(summary.labels_per_class.unique())
+    mean = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
+    lines = []
+    for b in budgets:
+        rows = [mean[(p, b)] for p in _pretext_order(summary.pretext.unique(), order) if (p, b) in mean and p != "none"]
+        base = mean.get(("none", b))
+        if not rows or base is None:
+            continue
+        best, worst = max(rows, key=lambda r: r.mean), min(rows, key=lambda r: r.mean)
+        gain = 100 * (best.mean - base.mean)
+        line = (f"- **{b} labels per class**: `{best.pretext}` {100 * best.mean:.2f}% against `none` "
+                f"{100 * base.mean:.2f}% ({gain:+.2f} points; seeds spread by ± {100 * max(best.std, base.std):.2f})")
+        later = [c for c in budgets[budgets.index(b) + 1:] if ("none", c) in mean]
+        matched = next((c for c in later if mean[("none", c)].mean >= best.mean), None)
+        if gain > 0 and later:
+            line += (f"; `none` needs more than {b} labels per class to match it"
+                     + (f" (it does with {matched})" if matched else f" (it does not even with {later[-1]})"))
+        if worst.pretext != best.pretext and worst.mean < base.mean:
+            line += f"; `{worst.pretext}` is {100 * (base.mean - worst.mean):.2f} points below `none`"
+        lines.append(line + ".")
+    return "\n".join(lines)
+
+
 def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     """Test accuracy against labels per class, one line per pretext, error bars one std over seeds."""
     summary = sweep_summary(table[table.protocol == protocol])
@@ -153,7 +184,8 @@ def read_comparison(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
 
 
 def comparison_block(table: pd.DataFrame, order=()) -> str:
-    return f"{CMP_START}\n{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()})\n{CMP_END}"
+    return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{comparison_markdown(table, order)}\n\n"
+            f"![label efficiency]({PLOT.as_posix()})\n{CMP_END}")
 
 
 def _pretexts(root: Path, read) -> list[str]:
@@ -178,7 +210,7 @@ def probe_markdown(probes: dict[str, dict]) -> str:
 
 
 def render_probe(root: Path, read=lambda p: p.read_text()) -> str:
-    probes = {p: json.loads(read(root / f"metrics/probe/{p}/metrics.json")) for p in _pretexts(root, read)}
+    probes = {p: json.loads(read(root / f"metrics/probe/{p}/detail.json")) for p in _pretexts(root, read)}
     return f"{PROBE_START}\n{probe_markdown(probes)}\n{PROBE_END}"
 
 
@@ -188,8 +220,9 @@ def embedding_path(pretext: str) -> Path:
 
 def embedding_svg(root: Path, pretext: str, read=lambda p: p.read_text()) -> str:
     """The PCA scatter of probe@<pretext>'s embedding.csv (the test features of its chosen layer)."""
-    # round_trip: the floats as written, whatever pandas' default parser would round them to
-    points = pd.read_csv(io.StringIO(read(root / f"metrics/probe/{pretext}/embedding.csv")), float_precision="round_trip")
+    # Python's float(): the numbers exactly as written, whatever parser a pandas release defaults to
+    points = pd.read_csv(io.StringIO(read(root / f"metrics/probe/{pretext}/embedding.csv")),
+                         converters={"pc1": float, "pc2": float})
     layer = json.loads(read(root / f"metrics/probe/{pretext}/metrics.json"))["layer"]
     named = dict(zip(points.label, points["class"]))
     classes = [named.get(i, str(i)) for i in range(max(named) + 1)]
@@ -213,18 +246,17 @@ def main(argv: list[str] | None = None) -> None:
         show = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True,
                                          text=True, cwd=root).stdout)
         experiment_rows(show).to_csv(root / COMPARISON, sep="\t", index=False, float_format="%.6f")
-    readme = root / "README.md"
-    text = replace_block(readme.read_text(), render(root))
-    text = replace_block(text, render_probe(root), PROBE_START, PROBE_END)
+    readme, details = root / "README.md", root / RESULTS_DOC
+    details.write_text(replace_block(replace_block(details.read_text(), render(root)), render_probe(root),
+                                     PROBE_START, PROBE_END))
     pretexts = _pretexts(root, lambda p: p.read_text())
     for pretext in pretexts:
         (root / embedding_path(pretext)).write_text(embedding_svg(root, pretext))
     if (root / COMPARISON).is_file():
         table = read_comparison(root)
         (root / PLOT).write_text(label_efficiency_svg(table, pretexts))
-        text = replace_block(text, comparison_block(table, pretexts), CMP_START, CMP_END)
-    readme.write_text(text)
-    print(f"updated the results in {readme}", file=sys.stderr)
+        readme.write_text(replace_block(readme.read_text(), comparison_block(table, pretexts), CMP_START, CMP_END))
+    print(f"updated the results in {readme} and {details}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -225,13 +225,40 @@ def _is_image(key: str) -> bool:
     return key.endswith(".png")
 
 
-def _log_epoch(live, metrics: dict) -> None:
-    """Send one epoch's numbers (and images, keys ending in .png) to dvclive, then advance its step."""
-    for key, value in metrics.items():
+CURVES = "curves.csv"  # beside dvclive's summary: one row per epoch and split (train, val), for one chart of both
+
+
+def write_curves(directory: str | Path, history: list[dict]) -> None:
+    """The per-epoch numbers of `history` as `directory`/curves.csv: epoch (from 1), split, then one column per
+    metric (loss, accuracy; empty where a split has none). A run that trains nothing writes the header alone."""
+    rows = []
+    for epoch, metrics in enumerate(history, start=1):
+        by_split: dict[str, dict] = {}
+        for key, value in metrics.items():
+            if not _is_image(key) and "/" in key:
+                split, name = key.split("/", 1)
+                by_split.setdefault(split, {})[name] = value
+        rows += [{"epoch": epoch, "split": split, **values} for split, values in by_split.items()]
+    names = sorted({k for row in rows for k in row} - {"epoch", "split"}, key=lambda n: (n != "loss", n))
+    lines = [",".join(["epoch", "split", *names])]
+    lines += [",".join([str(row["epoch"]), row["split"], *(repr(float(row[n])) if n in row else "" for n in names)])
+              for row in rows]
+    with atomic_path(Path(directory) / CURVES) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _log_epoch(live, history: list[dict]) -> None:
+    """Send the last epoch of `history` to dvclive (its numbers to the summary, at step = the epoch, from 1; its
+    images as plots) and rewrite curves.csv from the whole history."""
+    live.step = len(history)
+    for key, value in history[-1].items():
         if _is_image(key):
             live.log_image(key, value.numpy())
         else:
-            live.log_metric(key, value)
+            live.log_metric(key, value, plot=False)  # the curves are curves.csv, train and val in one file
+    directory = getattr(live, "dir", None)
+    if isinstance(directory, (str, Path)):  # not on the ranks that do not log (distributed.NullLive)
+        write_curves(directory, history)
     live.next_step()
 
 
@@ -378,8 +405,10 @@ def fit(
         trainer.restore(saved)
         tqdm.write(f"{desc}: resuming after epoch {trainer.epoch}/{epochs} from {resume.local_path()}")
         if live is not None:
-            for metrics in trainer.history:
-                _log_epoch(live, metrics)
+            for epoch in range(1, len(trainer.history) + 1):
+                _log_epoch(live, trainer.history[:epoch])
+    if live is not None:
+        live.step = trainer.epoch + 1  # the epoch about to run, counted from 1: validate may name images by it
     while trainer.epoch < epochs:
         metrics = trainer.train_epoch(images, labels)
         trainer.epoch += 1
@@ -391,7 +420,7 @@ def fit(
             metrics = _storable(metrics)
             trainer.history.append(metrics)
             if live is not None:
-                _log_epoch(live, metrics)
+                _log_epoch(live, trainer.history)
             tqdm.write(f"{desc} epoch {trainer.epoch}/{epochs}: "
                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not _is_image(k)))
         if resume is not None:

@@ -33,9 +33,15 @@ def main(argv=None):
     predicted = predict(model.to(compute.device), test.images, norm, cfg.batch_size, compute).argmax(1)
 
     metrics = classification_metrics(test.labels, predicted, classes)
+    per_class = metrics.pop("per_class")
     out = Path(args.metrics)
-    write_json(out / "metrics.json", {"test": metrics})
-    names = pd.Series(classes)
+    write_json(out / "metrics.json", {"test": metrics})  # the headline; per class below, as plot data
+    with atomic_path(out / "per_class.csv") as tmp:
+        pd.DataFrame([{"class": name, **values} for name, values in per_class.items()]).to_csv(
+            tmp, index=False, float_format="%.6g")
+    # numbered names, so that the confusion plot (which sorts its axes alphabetically) keeps the label order
+    width = len(str(len(classes) - 1))
+    names = pd.Series([f"{i:0{width}d} {name}" for i, name in enumerate(classes)])
     with atomic_path(out / "confusion.csv") as tmp:
         pd.DataFrame({"actual": names[test.labels.numpy()].values,
                       "predicted": names[predicted.numpy()].values}).to_csv(tmp, index=False)

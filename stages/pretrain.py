@@ -14,7 +14,7 @@ from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
 from selfsup.pretrain import filter_grid, pretrain
 from selfsup.runtime import setup
-from selfsup.train import Resume
+from selfsup.train import Resume, write_curves
 
 
 def main(argv=None):
@@ -54,6 +54,8 @@ def main(argv=None):
         backbone.cpu()
     if distributed.is_main():  # under torchrun, rank 0 alone draws and writes
         live.log_image("filters.png", filter_grid(backbone))
+        if not spec.trains:  # no epochs: the curves file with its header alone, so every pretext declares one
+            write_curves(args.metrics, [])
         save_checkpoint(Path(args.out) / "backbone.pt", backbone, pretext=args.pretext, config=config,
                         data={k: meta[k] for k in ("dataset", "channels", "image_size")})
     live.end()

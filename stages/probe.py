@@ -49,7 +49,11 @@ def main(argv=None):
         metrics["short_classes"] = short
 
     out = Path(args.metrics)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "detail.json", metrics)  # every layer on val, mean and std of both probes per budget
+    # the headline, for `dvc metrics diff`: the chosen layer and its linear probe's mean test accuracy per budget
+    write_json(out / "metrics.json", {"layer": metrics["layer"],
+                                      "test": {b: v["linear"]["mean"] for b, v in metrics["test"].items()},
+                                      **({"short_classes": short} if short else {})})
     points = pca_2d(feats["test"][metrics["layer"]][:EMBEDDING_POINTS])
     test_labels = labels["test"][:EMBEDDING_POINTS].tolist()
     with atomic_path(out / "embedding.csv") as tmp:

@@ -163,7 +163,7 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
         launch(workdir, "stages.finetune", "--backbone", f"{run}/pre/backbone.pt", "--data", "prepared",
                "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
         assert not list((workdir / run).glob("state*"))  # every rank removed its training state
-        assert (workdir / f"{run}/m/pre/plots/metrics/val/loss.tsv").read_text().count("\n") == 1 + 2  # logged once
+        assert (workdir / f"{run}/m/pre/curves.csv").read_text().count(",val,") == 2  # logged once
         results[processes] = json.loads((workdir / f"{run}/m/ft/metrics.json").read_text())
         load_checkpoint(workdir / f"{run}/ft/model.pt")
     pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())

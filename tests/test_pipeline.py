@@ -18,13 +18,19 @@ from selfsup.report import experiment_rows, render_probe
 from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore", "stages", "selfsup"]
+                 ".dvc/.gitignore", ".dvc/plots", "metrics/comparison.tsv", "stages", "selfsup"]
 
 
 def run(cmd: list[str], cwd, env) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+def flatten(data):
+    """The leaves of nested dicts."""
+    for value in data.values():
+        yield from flatten(value) if isinstance(value, dict) else [value]
 
 
 def stages_run(output: str) -> set[str]:
@@ -72,7 +78,9 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert stages_run(out) == {"download", "preprocess", "select", "finetune", "evaluate", "export",
                                *(f"pretrain@{p}" for p in pretexts), *(f"probe@{p}" for p in pretexts)}
     metrics = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
-    assert len(metrics["per_class"]) == 10 and 0 <= metrics["macro_f1"] <= 1
+    assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1"} and 0 <= metrics["macro_f1"] <= 1
+    per_class = pd.read_csv(repo / "metrics/evaluate/per_class.csv")
+    assert len(per_class) == 10 and per_class.support.sum() == len(torch.load(repo / "data/prepared/test.pt")["labels"])
     assert metrics["accuracy"] > 0.3  # two epochs on 1080 images: far above chance (0.1)
     assert (repo / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text()  # dvclive left it alone
 
@@ -108,7 +116,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
 
     # a pretext's dvclive folder is an output of its stage: left half-written (e.g. by a killed run), it is not
     # taken for done
-    (repo / "metrics/pretrain/rotation/plots/metrics/val/loss.tsv").unlink()
+    (repo / "metrics/pretrain/rotation/plots/images/filters.png").unlink()
     assert "pretrain@rotation" in run(["dvc", "status"], repo, env)
     run(["git", "checkout", "metrics/pretrain/rotation"], repo, env)
 
@@ -165,11 +173,28 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert accuracy["old"] == metrics["accuracy"] and 0 < accuracy["new"] <= 1
     markdown = run(["dvc", "metrics", "diff", "--all", "--md"], repo, env)
     assert re.search(r"\| metrics/evaluate/metrics.json +\| test.accuracy +\|", markdown)
+    # a typical change's diff for review: one screen, test accuracy first
+    rows = [line for line in run(["dvc", "metrics", "diff", "--md"], repo, env).splitlines()
+            if line.startswith("| metrics/")]
+    assert 0 < len(rows) <= 20 and "test.accuracy" in rows[0], rows
+    declared = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env))
+    numbers = [v for f in next(iter(declared.values()))["data"].values() for v in flatten(f["data"])
+               if isinstance(v, (int, float))]
+    assert len(numbers) <= 45, len(numbers)  # headline metrics only; detail is plot data
 
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
+    run(["dvc", "plots", "show", "-o", str(repo.parent / "plots")], repo, env)  # every template renders
+    page = (repo.parent / "plots/index.html").read_text()
+    for title in ("finetune: loss and accuracy per epoch", "evaluate: test images by actual and predicted class",
+                  "pretrain@rotation: pretext loss and accuracy per epoch", "Test accuracy against labels per class"):
+        assert title in page, title
+    run(["dvc", "plots", "show", "--html-template", ".dvc/plots/offline.html", "-o", str(repo.parent / "offline")],
+        repo, env)
+    offline = (repo.parent / "offline/index.html").read_text()
+    assert 'src="vega/vega.min.js"' in offline and "cdn.jsdelivr" not in offline and "finetune: loss" in offline
     assert "metrics/evaluate/confusion.csv" in plots
-    assert "metrics/finetune/plots/metrics/val/accuracy.tsv" in plots
-    assert "metrics/pretrain/rotation/plots/metrics/train/accuracy.tsv" in plots
+    assert "metrics/finetune/curves.csv" in plots and "metrics/evaluate/per_class.csv" in plots
+    assert "metrics/pretrain/rotation/curves.csv" in plots and "metrics/pretrain/none/curves.csv" in plots
     assert any(key.startswith("metrics/pretrain/autoencoder/plots/images/reconstructions/") for key in plots)
     assert "metrics/probe/exemplar/embedding.csv" in plots
     assert "metrics/pretrain/none/plots/images/filters.png" in plots
@@ -177,7 +202,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert probe["layer"] in probe["layers"] and set(probe["test"]) == {"2", "all"}
 
 
-# The README's recipe for a new pretext, word for word: this module, its params section, its name in `pretexts`.
+# The documented recipe for a new pretext (docs/pipeline.md), word for word: this module, its params section, its name in `pretexts`.
 FLIP_MODULE = '''"""Flip prediction: is the image mirrored? (A two-way cousin of rotation prediction, Gidaris et al. 2018.)"""
 
 from dataclasses import dataclass, field
@@ -237,15 +262,15 @@ def test_a_new_pretext_is_a_module_a_params_section_and_its_name(tmp_path, fmnis
     declared = next(iter(metrics.values()))["data"]
     assert {"metrics/pretrain/flip/metrics.json", "metrics/probe/flip/metrics.json"} <= set(declared)
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
-    assert "metrics/pretrain/flip/plots/metrics/train/loss.tsv" in plots
+    assert "metrics/pretrain/flip/curves.csv" in plots
     assert "| flip |" in render_probe(repo)
     assert stages_run(run(["dvc", "repro"], repo, env)) == set()
 
 
 def test_the_readme_recipe_for_a_new_pretext_is_the_one_tested():
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs/pipeline.md").read_text()
     indented = "".join(f"   {line}" if line.strip() else line for line in FLIP_MODULE.splitlines(keepends=True))
-    assert indented in readme, "README's 'Adding a pretext' example differs from FLIP_MODULE"
+    assert indented in readme, "docs/pipeline.md's 'Adding a pretext' example differs from FLIP_MODULE"
     assert "pretrain: {flip: {epochs: 1}}" in readme and "pretexts: [none, rotation, exemplar, autoencoder, flip]" in readme
 
 

@@ -2,10 +2,11 @@ import json
 import subprocess
 from xml.etree import ElementTree
 
+import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (END, PLOT, START, comparison_markdown, embedding_path, embedding_svg, experiment_rows,
+from selfsup.report import (END, PLOT, RESULTS_DOC, START, answer_markdown, comparison_markdown, embedding_path, embedding_svg, experiment_rows,
                             label_efficiency_svg, probe_markdown, read_comparison, render, render_comparison,
                             render_probe, replace_block, results_markdown)
 from tests.conftest import REPO
@@ -13,9 +14,8 @@ from tests.conftest import REPO
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
           "finetune": {"protocol": "full", "labels_per_class": "all", "epochs": 15, "seed": 0}}
 FINETUNE = {"labelled_images": 54000, "best/epoch": 14}
-EVALUATE = {"test": {"accuracy": 0.91234, "balanced_accuracy": 0.75, "macro_f1": 0.9111,
-                     "per_class": {"a": {"accuracy": 0.5, "f1": 0.6, "support": 2},
-                                   "b": {"accuracy": 1.0, "f1": 0.8, "support": 4}}}}
+EVALUATE = {"test": {"accuracy": 0.91234, "balanced_accuracy": 0.75, "macro_f1": 0.9111}}
+PER_CLASS = pd.DataFrame({"class": ["a", "b"], "accuracy": [0.5, 1.0], "f1": [0.6, 0.8], "support": [2, 4]})
 
 
 def committed(path):
@@ -36,10 +36,10 @@ def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0):
 
 
 def test_results_markdown_reads_the_numbers():
-    md = results_markdown(PARAMS, FINETUNE, EVALUATE)
+    md = results_markdown(PARAMS, FINETUNE, EVALUATE, PER_CLASS)
     assert "| fashion_mnist | none | full | all | 54000 | 14 of 15 | **91.23%** | 75.00% | 0.9111 | 90.33% |" in md
     assert "| a | 2 | 50.0% | 0.600 |\n| b | 4 | 100.0% | 0.800 |" in md
-    other = results_markdown({**PARAMS, "data": {"dataset": "deepfashion"}}, FINETUNE, EVALUATE)
+    other = results_markdown({**PARAMS, "data": {"dataset": "deepfashion"}}, FINETUNE, EVALUATE, PER_CLASS)
     assert "| deepfashion | none |" in other and other.splitlines()[2].endswith("| 45.73% |")
 
 
@@ -73,6 +73,21 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
     assert svg.count("<polyline") == 2 and ">all<" in svg and ">100<" in svg
 
 
+def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
+    rows = [("none", "10", 0.60), ("none", "100", 0.70), ("none", "1000", 0.85), ("rotation", "10", 0.65),
+            ("rotation", "100", 0.80), ("rotation", "1000", 0.86), ("autoencoder", "10", 0.55),
+            ("autoencoder", "100", 0.72), ("autoencoder", "1000", 0.84)]
+    table = experiment_rows([exp_entry(f"e{i}", p, int(b), a, f"2026-01-01T00:00:{i:02d}")
+                             for i, (p, b, a) in enumerate(rows)])
+    lines = answer_markdown(table, ["none", "rotation", "autoencoder"]).splitlines()
+    assert lines[0] == ("- **10 labels per class**: `rotation` 65.00% against `none` 60.00% (+5.00 points; seeds "
+                        "spread by ± 0.00); `none` needs more than 10 labels per class to match it (it does with "
+                        "100); `autoencoder` is 5.00 points below `none`.")
+    assert lines[1].startswith("- **100 labels per class**: `rotation` 80.00%") and "(it does with 1000)" in lines[1]
+    assert "`autoencoder`" not in lines[1]  # above none there
+    assert lines[2].startswith("- **1000 labels per class**: `rotation` 86.00%") and "needs more" not in lines[2]
+
+
 def test_probe_markdown_reads_every_budget():
     run = {"linear": {"mean": 0.8, "std": 0.01}, "knn": {"mean": 0.7, "std": 0.0}}
     md = probe_markdown({"none": {"layer": "fc3", "test": {"10": run, "all": run}},
@@ -102,10 +117,10 @@ def test_the_embedding_picture_is_drawn_from_the_probe_data(tmp_path):
 
 def test_readme_results_match_the_committed_metrics():
     """No number in the README is typed by hand: it is what the committed metrics/ say."""
-    readme = (REPO / "README.md").read_text()
-    assert render(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    readme, details = (REPO / "README.md").read_text(), (REPO / RESULTS_DOC).read_text()
     assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    assert render_probe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert render(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
+    assert render_probe(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     table = read_comparison(REPO, read=committed)
     pretexts = yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"]
     assert committed(REPO / PLOT) == label_efficiency_svg(table, pretexts), "the plot is stale: run `python -m selfsup.report`"

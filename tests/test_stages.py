@@ -55,11 +55,12 @@ def test_every_pretext_pretrains_a_backbone_that_finetunes(workdir, name):
         assert torch.equal(model["state_dict"][f"backbone.{key}"], value), key
     evaluate.main(["--model", "ft/model.pt", "--data", "prepared", "--metrics", "m/ev"])
     assert (workdir / "m/ev/metrics.json").is_file() and (workdir / "m/ev/confusion.csv").is_file()
-    assert (workdir / "m/ft/plots/metrics/val/accuracy.tsv").is_file()
+    assert "val" in (workdir / "m/ft/curves.csv").read_text()
+    assert (workdir / f"m/pre/{name}/curves.csv").is_file()
     assert (workdir / f"m/pre/{name}/plots/images/filters.png").is_file()  # every pretext: its plots folder exists
     if get_pretext(name).trains:  # pretext loss per epoch, on training and held-out images
-        assert (workdir / f"m/pre/{name}/plots/metrics/train/loss.tsv").is_file()
-        assert (workdir / f"m/pre/{name}/plots/metrics/val/loss.tsv").is_file()
+        curves = pd.read_csv(workdir / f"m/pre/{name}/curves.csv")
+        assert set(curves.split) == {"train", "val"} and curves.epoch.min() == 1 and curves["loss"].notna().all()
     if get_pretext(name).shows_images:
         assert (workdir / f"m/pre/{name}/plots/images/reconstructions/epoch_01.png").is_file()
 
@@ -148,7 +149,7 @@ def test_interrupted_pretraining_resumes_to_the_same_backbone_and_curves(workdir
     assert (workdir / "a/backbone.pt").read_bytes() == (workdir / "b/backbone.pt").read_bytes()
     curves = dvclive_values(workdir / "m/a")
     assert curves == dvclive_values(workdir / "m/b")
-    assert len(curves[Path("plots/metrics/val/loss.tsv")].splitlines()) == 1 + 3  # header and 3 epochs
+    assert curves[Path("curves.csv")].count(",val,") == 3  # 3 epochs, logged once each
     assert Path("plots/images/reconstructions/epoch_03.png") in curves
 
 

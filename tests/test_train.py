@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from selfsup.evaluate import top1_accuracy
 from selfsup.models import CifarNet, Classifier
 from selfsup.params import OptimParams
 from selfsup.runtime import Compute, Normalize, predict
-from selfsup.train import DivergedError, Objective, Resume, _batch_plan, fit, param_groups, shard
+from selfsup.train import DivergedError, Objective, Resume, _batch_plan, fit, param_groups, shard, write_curves
 
 
 def toy_problem(n=256, size=8):
@@ -237,3 +238,29 @@ class RecordingLive:
 
     def next_step(self):
         self.step += 1
+
+
+def test_curves_hold_train_and_val_per_epoch_from_1_and_dvclive_steps_are_epochs(tmp_path):
+    from dvclive import Live
+
+    images, labels = toy_problem()
+    model = make_model()
+    validate = lambda m: {"val/loss": 0.5, "val/accuracy": top1_accuracy(predict(m, images, NORM, 64), labels).item()}
+    live = Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False, report=None)
+    fit(Objective(model, keep_labels, accuracy=top1_accuracy), images, labels, CFG, EPOCHS, NORM, live,
+        validate=validate, select="val/accuracy")
+    live.end()
+    lines = (tmp_path / "live/curves.csv").read_text().splitlines()
+    assert lines[0] == "epoch,split,loss,accuracy"
+    assert [line.split(",")[:2] for line in lines[1:]] == [[str(e), s] for e in (1, 2, 3) for s in ("train", "val")]
+    assert all(float(line.split(",")[3]) > 0 for line in lines[1:])
+    summary = json.loads((tmp_path / "live/metrics.json").read_text())
+    assert summary["step"] == EPOCHS and summary["val"]["loss"] == 0.5
+    assert not (tmp_path / "live/plots/metrics").exists()  # no second copy of the curves
+
+
+def test_curves_leave_a_metric_a_split_lacks_empty(tmp_path):
+    write_curves(tmp_path, [{"train/loss": 0.25, "val/loss": 0.5, "val/accuracy": 0.75, "grid.png": None}])
+    assert (tmp_path / "curves.csv").read_text() == "epoch,split,loss,accuracy\n1,train,0.25,\n1,val,0.5,0.75\n"
+    write_curves(tmp_path, [])
+    assert (tmp_path / "curves.csv").read_text() == "epoch,split\n"

@@ -1,0 +1,107 @@
+"""The pull-request review report, end to end on a temporary repository with two commits, and its workflow."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from selfsup.review import metrics_table
+from tests.conftest import REPO
+
+DVC_YAML = """
+stages:
+  train:
+    cmd: "true"
+    params: [lr, epochs]
+    metrics:
+      - metrics/finetune/metrics.json: {cache: false}
+      - metrics/evaluate/metrics.json: {cache: false}
+    plots:
+      - metrics/finetune/curve.tsv: {cache: false}
+      - metrics/evaluate/confusion.csv: {cache: false}
+"""
+
+
+def git(repo, *args):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
+def write(repo, lr, accuracy, curve):
+    (repo / "params.yaml").write_text(yaml.safe_dump({"lr": lr, "epochs": 7}))
+    (repo / "metrics/finetune").mkdir(parents=True, exist_ok=True)
+    (repo / "metrics/evaluate").mkdir(parents=True, exist_ok=True)
+    (repo / "metrics/finetune/metrics.json").write_text(json.dumps({"best": {"epoch": 6}, "labelled_images": 100}))
+    (repo / "metrics/evaluate/metrics.json").write_text(json.dumps({"test": {"accuracy": accuracy, "macro_f1": 0.5}}))
+    (repo / "metrics/finetune/curve.tsv").write_text("step\tloss\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(curve)))
+    (repo / "metrics/evaluate/confusion.csv").write_text("actual,predicted\na,a\nb,a\n")
+
+
+@pytest.fixture
+def two_commits(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    subprocess.run(["dvc", "init", "-q"], cwd=repo, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    (repo / "dvc.yaml").write_text(DVC_YAML)
+    write(repo, 0.1, 0.80, [1.0, 0.5])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    write(repo, 0.05, 0.85, [1.0, 0.4])
+    git(repo, "commit", "-qam", "lower lr")
+    return repo
+
+
+def review(repo, *args):
+    return subprocess.run([sys.executable, "-m", "selfsup.review", *args], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(REPO)})
+
+
+def test_the_report_shows_what_the_change_moved_test_accuracy_first(two_commits):
+    out = review(two_commits, "HEAD~1", "--html", "plots")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "| lr | 0.1 | 0.05 |" in text and "epochs" not in text  # only what changed
+    rows = [line for line in text.splitlines() if line.startswith("| metrics/")]
+    assert rows == ["| metrics/evaluate/metrics.json | test.accuracy | 0.8000 | 0.8500 | +0.0500 |"]
+    assert "- `metrics/finetune/curve.tsv`" in text and "confusion.csv" not in text
+    assert (two_commits / "plots/index.html").is_file()
+    assert "Uncommitted" not in text
+
+
+def test_nothing_changed_and_uncommitted_results_are_said_plainly(two_commits):
+    text = review(two_commits, "HEAD").stdout
+    assert "No params changed." in text and "No metrics changed." in text and "No plot data changed." in text
+    write(two_commits, 0.05, 0.9, [1.0, 0.4])
+    text = review(two_commits, "HEAD").stdout
+    assert "Uncommitted changes" in text and "| test.accuracy | 0.8500 | 0.9000 | +0.0500 |" in text
+
+
+def test_an_unknown_base_is_one_line(two_commits):
+    out = review(two_commits, "no-such-branch")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: `git rev-parse")
+
+
+def test_metrics_are_ordered_for_a_reader():
+    diff = {"metrics/pretrain/rotation/metrics.json": {"val.loss": {"old": 1.0, "new": 0.5, "diff": -0.5}},
+            "metrics/evaluate/metrics.json": {"test.macro_f1": {"old": 0.5, "new": 0.6, "diff": 0.1},
+                                              "test.accuracy": {"old": 0.5, "new": 0.7, "diff": 0.2}},
+            "metrics/finetune/metrics.json": {"best.epoch": {"old": 5, "new": 6, "diff": 1}}}
+    names = [line.split(" | ")[1] for line in metrics_table(diff).splitlines()[2:]]
+    assert names == ["test.accuracy", "test.macro_f1", "best.epoch", "val.loss"]
+
+
+def test_the_workflow_posts_the_same_report_on_every_pull_request():
+    workflow = yaml.safe_load((REPO / ".github/workflows/review.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as true
+    assert "pull_request" in triggers and workflow["permissions"]["pull-requests"] == "write"
+    steps = workflow["jobs"]["report"]["steps"]
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
+    runs = [step.get("run", "") for step in steps]
+    assert any(r.startswith('python -m selfsup.review "$BASE"') for r in runs)
+    assert any(r.startswith("cml comment") and "report.md" in r for r in runs)
+    assert not any("dvc repro" in r or "pip install -e" in r for r in runs)  # no training in review
