@@ -84,7 +84,9 @@ def test_labels_per_class_above_what_a_class_has_is_refused(workdir):
 def test_probe_picks_a_layer_and_reports_every_budget(workdir):
     pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
     probe.main(["rotation", "--backbone", "pre/backbone.pt", "--data", "prepared", "--metrics", "m/probe"])
-    metrics = json.loads((workdir / "m/probe/metrics.json").read_text())
+    headline = json.loads((workdir / "m/probe/metrics.json").read_text())
+    metrics = json.loads((workdir / "m/probe/detail.json").read_text())
+    assert headline == {"layer": metrics["layer"], "test": {b: v["linear"]["mean"] for b, v in metrics["test"].items()}}
     assert set(metrics["layers"]) == {"conv1", "conv2", "fc3", "fc4"}
     assert metrics["layer"] == max(metrics["layers"], key=lambda layer: metrics["layers"][layer]["val"]["linear"])
     assert set(metrics["test"]) == {"2", "all"}
@@ -149,7 +151,7 @@ def test_interrupted_pretraining_resumes_to_the_same_backbone_and_curves(workdir
     assert (workdir / "a/backbone.pt").read_bytes() == (workdir / "b/backbone.pt").read_bytes()
     curves = dvclive_values(workdir / "m/a")
     assert curves == dvclive_values(workdir / "m/b")
-    assert curves[Path("curves.csv")].count(",val,") == 3  # 3 epochs, logged once each
+    assert curves[Path("curves.csv")].count(b",val,") == 3  # 3 epochs, logged once each
     assert Path("plots/images/reconstructions/epoch_03.png") in curves
 
 

@@ -230,7 +230,7 @@ class RecordingLive:
     def __init__(self):
         self.step, self.logged = 0, []
 
-    def log_metric(self, key, value):
+    def log_metric(self, key, value, plot=True):
         self.logged.append((self.step, key, value))
 
     def log_image(self, key, value):
