@@ -174,10 +174,11 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert accuracy["old"] == metrics["accuracy"] and 0 < accuracy["new"] <= 1
     markdown = run(["dvc", "metrics", "diff", "--all", "--md"], repo, env)
     assert re.search(r"\| metrics/evaluate/metrics.json +\| test.accuracy +\|", markdown)
-    # a typical change's diff for review: one screen, test accuracy first
+    # a typical change's diff for review fits one screen (DVC orders the files at random, by set iteration:
+    # `selfsup.review` puts test accuracy first, tests/test_review.py checks it)
     rows = [line for line in run(["dvc", "metrics", "diff", "--md"], repo, env).splitlines()
             if line.startswith("| metrics/")]
-    assert 0 < len(rows) <= 20 and "test.accuracy" in rows[0], rows
+    assert 0 < len(rows) <= 20 and any("| test.accuracy " in row for row in rows), rows
     declared = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env))
     numbers = [v for f in next(iter(declared.values()))["data"].values() for v in flatten(f["data"])
                if isinstance(v, (int, float))]
