@@ -8,7 +8,6 @@ Kept apart from data.py, like deepfashion.py: only download and preprocess load 
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from selfsup.data import UNLABELLED, DataError, Split, stratified_split
+from selfsup.download import md5sum
 from selfsup.images import IMAGE_SUFFIXES, decode_dataset, walk_images
 from selfsup.io import atomic_path
 
@@ -39,27 +39,21 @@ def find_root(root: str | None) -> Path:
     return path
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _class_folders(root: Path, part: str) -> dict[str, list[Path]]:
-    """The images of each class folder of `part` (labelled/ or test/); images outside a class folder are errors."""
+def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[Path]]:
+    """The images of each class folder of `part` (labelled/ or test/), and the other files found in them; images
+    outside a class folder are errors."""
     base = root / part
     loose = sorted(p.name for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
     if loose:
         raise DataError(f"{base / loose[0]} is not in a class folder; put every {part} image in {part}/<class>/")
-    classes = {}
+    classes, others = {}, []
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images, _ = walk_images(folder)
+        images, rest = walk_images(folder)
         if not images:
             raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                             "add images or remove the folder")
         classes[folder.name] = images
+        others += rest
     folded = defaultdict(list)
     for name in classes:
         folded[name.casefold()].append(name)
@@ -67,17 +61,18 @@ def _class_folders(root: Path, part: str) -> dict[str, list[Path]]:
         if len(names) > 1:
             raise DataError(f"class folders {' and '.join(f'{part}/{n}' for n in names)} differ only in case; "
                             "merge them or rename one (on Windows and macOS they would be one folder)")
-    return classes
+    return classes, others
 
 
 def scan(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """Check the layout of `root` and list its images: a frame of path (relative, POSIX), part (labelled,
     unlabelled, test), class ('' when unlabelled) and md5; and the files left out (no image suffix)."""
-    labelled = _class_folders(root, LABELLED)
+    labelled, left_out = _class_folders(root, LABELLED)
     if len(labelled) < 2:
         raise DataError(f"{root / LABELLED} holds {len(labelled)} class folder{'s' * (len(labelled) != 1)}; "
                         "a classifier needs at least two: labelled/<class>/ for each")
-    test = _class_folders(root, TEST) if (root / TEST).is_dir() else {}
+    test, rest = _class_folders(root, TEST) if (root / TEST).is_dir() else ({}, [])
+    left_out += rest
     unknown = sorted(set(test) - set(labelled))
     if unknown:
         raise DataError(f"test/{unknown[0]} is not a class of labelled/ ({', '.join(labelled)}); "
@@ -85,18 +80,18 @@ def scan(root: Path) -> tuple[pd.DataFrame, list[str]]:
     rows = [(path, LABELLED, name) for name, paths in labelled.items() for path in paths]
     rows += [(path, TEST, name) for name, paths in test.items() for path in paths]
     if (root / UNLABELLED).is_dir():
-        rows += [(path, UNLABELLED, "") for path in walk_images(root / UNLABELLED)[0]]
-    left_out = sorted(str(p.relative_to(root).as_posix()) for part in (LABELLED, TEST, UNLABELLED)
-                      if (root / part).is_dir() for p in walk_images(root / part)[1])
+        images, rest = walk_images(root / UNLABELLED)
+        rows += [(path, UNLABELLED, "") for path in images]
+        left_out += rest
     frame = pd.DataFrame({
         "path": [p.relative_to(root).as_posix() for p, _, _ in rows],
         "part": [part for _, part, _ in rows],
         "class": [name for _, _, name in rows],
-        "md5": [_md5(p) for p, _, _ in tqdm(rows, desc="checksum", unit="image", mininterval=2,
+        "md5": [md5sum(p) for p, _, _ in tqdm(rows, desc="checksum", unit="image", mininterval=2,
                                              disable=len(rows) < 1000)],
     })
     _refuse_contradictions(frame)
-    return frame, left_out
+    return frame, sorted(p.relative_to(root).as_posix() for p in left_out)
 
 
 def _refuse_contradictions(frame: pd.DataFrame) -> None:

@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from selfsup import SelfSupError
 from selfsup.cli import run_stage
-from selfsup.export import load_exported, model_spec
+from selfsup.export import delivered_model, load_exported, model_spec
 from selfsup.images import IMAGE_SUFFIXES, decode_files, walk_images
 from selfsup.io import atomic_path
-from selfsup.models import build_classifier, load_checkpoint
+from selfsup.models import load_checkpoint
 from selfsup.params import ComputeParams
 from selfsup.runtime import predict, setup
 
@@ -47,8 +47,7 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
     if "classes" not in ckpt or "data" not in ckpt:
         raise SelfSupError(f"{path} is a backbone, not a classifier; give models/finetune/model.pt "
                            "or models/export/model.pt2")
-    model = build_classifier(ckpt["config"]["model"], ckpt["data"], len(ckpt["classes"]))
-    model.load_state_dict(ckpt["state_dict"])
+    model = delivered_model(ckpt).classifier  # without the wrapper: normalised as evaluate normalises
     compute, norm = setup(ComputeParams(device=device), ckpt["data"])
     model.to(compute.device)
 
