@@ -28,6 +28,20 @@ def flip_translate(x: torch.Tensor, flip: bool, translate: int, generator: torch
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Per image, a `size`×`size` square at a uniformly random centre set to 0 (background); the square may
+    reach past the border, so less of it is cut there (DeVries & Taylor 2017). 0: the images unchanged."""
+    if size == 0:
+        return x
+    n, _, h, w = x.shape
+    top = torch.randint(0, h, (n, 1, 1), generator=generator, device=x.device) - size // 2
+    left = torch.randint(0, w, (n, 1, 1), generator=generator, device=x.device) - size // 2
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)
+    return x.masked_fill(inside.unsqueeze(1), 0.0)
+
+
 def rotate90(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image in all four rotations (0, 90, 180, 270 degrees) and the rotation index of each."""
     views = torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])

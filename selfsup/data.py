@@ -203,6 +203,15 @@ def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int,
     return torch.cat(chosen).sort().values
 
 
+def val_subset(labels: torch.Tensor, per_class: int | str, seed: int) -> torch.Tensor:
+    """Positions of at most `per_class` seeded random val images of every class (`all`: every one).
+
+    The honest protocol: whatever is chosen with labels at a budget of k labels per class (the kept epoch,
+    the probe's layer) is chosen on at most k labelled val images per class, as a user holding k labelled
+    images per class could set aside; the val split is disjoint from the training labels."""
+    return labelled_subset(labels, per_class, seed, at_most=True)
+
+
 def short_classes(labels: torch.Tensor, per_class: int | str, classes: list[str]) -> dict[str, int]:
     """The classes with fewer than `per_class` images in `labels`, and how many they have."""
     if per_class == "all":

@@ -1,43 +1,66 @@
 """Fine-tuning a classifier from a pretrained backbone: which layers train (the protocol), at which
-learning rate, with which augmentation, and the val accuracy that picks the kept epoch."""
+learning rate, with which augmentation and loss, and which epoch is kept.
+
+The honest protocol: the classifier sees only the budget's labelled training images; its val images (the
+curves, and the kept epoch with `keep: best`) are at most as many per class as the budget
+(`data.val_subset`), drawn from the val split. With `keep: last` nothing is chosen with labels at all.
+"""
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from selfsup.augment import flip_translate
+from selfsup.augment import cutout, flip_translate
 from selfsup.data import Split
 from selfsup.evaluate import top1_accuracy
 from selfsup.models import Classifier
 from selfsup.params import FinetuneParams
+from selfsup.probe import LinearProbe
 from selfsup.runtime import Compute, Normalize, predict
 from selfsup.train import FitResult, Objective, fit
 
 # The modules each protocol keeps frozen. head: only the new logits layer trains; fc: also fc3 and fc4;
-# full: every layer.
+# full and lp-ft: every layer (lp-ft first fits the head on the frozen features: `fit_head`).
 FROZEN = {
     "head": lambda model: [model.backbone],
     "fc": lambda model: [model.backbone.conv],
     "full": lambda model: [],
+    "lp-ft": lambda model: [],
 }
 
 
 def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool) -> Objective:
-    """Cross-entropy on flipped and shifted labelled images. Layers a pretext trained (`pretrained`) learn
-    at pretrained_lr × lr; a random (`none`) backbone and the new head train at lr."""
+    """Cross-entropy (label-smoothed by cfg.label_smoothing) on flipped, shifted (and cut-out) labelled
+    images. Layers a pretext trained (`pretrained`) learn at pretrained_lr × lr; a random (`none`) backbone
+    and the new head train at lr."""
     aug = cfg.augment
 
     def make_batch(x, y, gen):
-        return flip_translate(x, aug.flip, aug.translate, gen), y
+        return cutout(flip_translate(x, aug.flip, aug.translate, gen), aug.cutout, gen), y
 
     scales = [(model.backbone, cfg.pretrained_lr)] if pretrained else []
-    return Objective(model, make_batch, F.cross_entropy, FROZEN[cfg.protocol](model), accuracy=top1_accuracy,
-                     lr_scales=scales)
+    loss = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing) if cfg.label_smoothing else F.cross_entropy
+    return Objective(model, make_batch, loss, FROZEN[cfg.protocol](model), accuracy=top1_accuracy, lr_scales=scales)
+
+
+def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: FinetuneParams, norm: Normalize,
+             compute: Compute, steps: int = 100) -> None:
+    """LP-FT's first step (Kumar et al. 2022): the logits layer set to a linear probe (L2-regularised
+    logistic regression by L-BFGS) of the frozen backbone's features of the labelled images, so that full
+    fine-tuning starts from a head that fits the features instead of a random one that distorts them."""
+    features = predict(model.backbone, images, norm, 1000, compute)
+    probe = LinearProbe(model.logits.out_features, cfg.weight_decay, steps).fit(features, labels)
+    weight = probe.linear.weight.detach() / probe.std  # the probe standardises; the head takes raw features
+    with torch.no_grad():
+        model.logits.weight.copy_(weight)
+        model.logits.bias.copy_(probe.linear.bias.detach() - weight @ probe.mean)
 
 
 def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 1000):
-    """model → its val loss and accuracy (what selects the kept epoch)."""
+    """model → its val loss and accuracy (the curves; with keep: best, what selects the kept epoch)."""
 
     def validate(model) -> dict[str, float]:
         logits = predict(model, val.images, norm, batch_size, compute)
@@ -49,9 +72,12 @@ def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 
 
 def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val: Split, cfg: FinetuneParams,
              pretrained: bool, compute: Compute, norm: Normalize, live=None) -> FitResult:
-    """Train `model` on the labelled `images` for cfg.epochs and load the epoch with the best val accuracy
-    into it."""
+    """Train `model` on the labelled `images` for cfg.epochs and load the kept epoch into it: the last, or
+    (keep: best) the one with the best accuracy on `val`."""
+    if cfg.protocol == "lp-ft":
+        fit_head(model.to(norm.mean.device), images, labels.cpu(), cfg, norm, compute)
     result = fit(objective(model, cfg, pretrained), images, labels, cfg, cfg.epochs, norm, live,
-                 validate=validation(val, norm, compute), select="val/accuracy", desc="finetune", compute=compute)
+                 validate=validation(val, norm, compute), select="val/accuracy" if cfg.keep == "best" else None,
+                 desc="finetune", compute=compute)
     model.load_state_dict(result.best_state)
     return result

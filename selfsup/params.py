@@ -138,11 +138,12 @@ class PretrainParams:
 class AugmentParams:
     flip: bool = True
     translate: int = field(default=2, metadata=check(non_negative, "0 or more pixels"))
+    cutout: int = field(default=0, metadata=check(non_negative, "0 (off) or the side of the square, in pixels"))
 
 
 @dataclass(frozen=True)
 class FinetuneParams(OptimParams):
-    protocol: Literal["full", "fc", "head"] = "full"
+    protocol: Literal["full", "fc", "head", "lp-ft"] = "full"
     pretrained_lr: float = field(default=1.0, metadata=check(fraction, "a fraction of lr in (0, 1]"))
     labels_per_class: Union[int, Literal["all"]] = field(
         default="all", metadata=check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
@@ -150,6 +151,8 @@ class FinetuneParams(OptimParams):
     budget: Literal["exact", "at_most"] = "exact"
     augment: AugmentParams = AugmentParams()
     epochs: int = field(default=7, metadata=check(positive, "a positive integer"))
+    keep: Literal["last", "best"] = "last"
+    label_smoothing: float = field(default=0.0, metadata=check(lambda e: 0 <= e < 1, "a number in [0, 1)"))
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ k-nearest-neighbour vote under cosine similarity, and a linear probe (multinomia
 L2-regularised, full-batch L-BFGS on standardised features; convex, so its result depends on the labels
 only, not on a seed).
 
-The protocol (`probe_backbone`): every layer is probed with `select_labels_per_class` labels per class;
-the layer whose linear probe scores best on val is the backbone's representation, and is then probed on
-test with each of `labels_per_class` labels per class, `seeds` label draws each.
+The protocol (`probe_backbone`), honest at every budget: for each of `labels_per_class` labels per class
+and each of `seeds` label draws, the layer is chosen by a linear probe of every layer trained on that
+draw and scored on at most as many val images per class, and both probes at that layer are scored on test.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.data import labelled_subset
+from selfsup.data import labelled_subset, val_subset
 from selfsup.params import ProbeParams
 
 
@@ -87,36 +87,54 @@ def probe_backbone(feats: dict[str, dict[str, torch.Tensor]], labels: dict[str, 
                    num_classes: int, log: Callable[[str], None] = print) -> dict:
     """The probe protocol on precomputed features (split → layer → N×D) and labels (split → N).
 
-    Returns {"layer": the chosen layer, "layers": {layer: {"val": {"linear", "knn"}}},
-    "test": {budget: {"linear", "knn"}: {"mean", "std"}}}.
+    Per label budget k and draw: the layer is chosen with the draw's own labels, by the val accuracy of a
+    linear probe on each layer (trained on the draw, at most `select_labels_per_class` per class of it, for
+    speed; scored on at most k val images per class, `data.val_subset`), then both probes at that layer are
+    trained on the whole draw and scored on test.
+
+    Returns {"layer": the layer chosen at the largest budget (its first draw), "test": {budget: {"linear",
+    "knn": {"mean", "std"}, "layers": {layer: draws that chose it}}}, "draws": {budget: [{"layer",
+    "val": {layer: linear val accuracy}, "val_images", "linear", "knn"}]}}.
     """
-
-    def probes(layer: str, chosen: torch.Tensor, split: str) -> dict[str, float]:
-        x, y = feats["train"][layer][chosen], labels["train"][chosen]
-        linear = LinearProbe(num_classes, cfg.weight_decay, cfg.steps).fit(x, y)
-        return {"linear": accuracy(linear.predict(feats[split][layer]), labels[split]),
-                "knn": accuracy(knn_predict(x, y, feats[split][layer], cfg.k, num_classes), labels[split])}
-
     at_most = cfg.budget == "at_most"
-    selection = labelled_subset(labels["train"], cfg.select_labels_per_class, 0, "probe.select_labels_per_class",
-                                at_most)
-    layers = {}
-    for layer in feats["train"]:
-        layers[layer] = {"val": probes(layer, selection, "val")}
-        log(f"{layer}: val linear {layers[layer]['val']['linear']:.4f}, kNN {layers[layer]['val']['knn']:.4f}")
-    best = max(layers, key=lambda name: layers[name]["val"]["linear"])
+    selections: dict[tuple[bytes, bytes], dict[str, float]] = {}  # the same draws give the same choice
 
-    budgets = {}
+    def select(draw: torch.Tensor, per_class, seed: int) -> tuple[dict[str, float], int]:
+        train = draw
+        if per_class == "all" or per_class > cfg.select_labels_per_class:
+            train = draw[labelled_subset(labels["train"][draw], cfg.select_labels_per_class, seed, at_most=True)]
+        val = val_subset(labels["val"], per_class, seed)
+        key = (train.numpy().tobytes(), val.numpy().tobytes())
+        if key not in selections:
+            selections[key] = {
+                layer: accuracy(LinearProbe(num_classes, cfg.weight_decay, cfg.steps)
+                                .fit(feats["train"][layer][train], labels["train"][train])
+                                .predict(feats["val"][layer][val]), labels["val"][val])
+                for layer in feats["train"]}
+        return selections[key], len(val)
+
+    budgets, draws = {}, {}
     for per_class in cfg.labels_per_class:
+        runs = []
         # With every label there is nothing to draw, and both probes are deterministic: one run.
-        draws = [0] if per_class == "all" else range(cfg.seeds)
-        runs = [probes(best, labelled_subset(labels["train"], per_class, seed, "probe.labels_per_class", at_most),
-                       "test") for seed in draws]
+        for seed in [0] if per_class == "all" else range(cfg.seeds):
+            draw = labelled_subset(labels["train"], per_class, seed, "probe.labels_per_class", at_most)
+            val, val_images = select(draw, per_class, seed)
+            layer = max(val, key=val.get)
+            x, y = feats["train"][layer][draw], labels["train"][draw]
+            linear = LinearProbe(num_classes, cfg.weight_decay, cfg.steps).fit(x, y)
+            runs.append({"layer": layer, "val": val, "val_images": val_images,
+                         "linear": accuracy(linear.predict(feats["test"][layer]), labels["test"]),
+                         "knn": accuracy(knn_predict(x, y, feats["test"][layer], cfg.k, num_classes), labels["test"])})
+        chosen = [r["layer"] for r in runs]
         budgets[str(per_class)] = {
-            probe: {"mean": statistics.fmean(r[probe] for r in runs),
-                    "std": statistics.pstdev(r[probe] for r in runs) if len(runs) > 1 else 0.0}
-            for probe in ("linear", "knn")
+            **{probe: {"mean": statistics.fmean(r[probe] for r in runs),
+                       "std": statistics.pstdev(r[probe] for r in runs) if len(runs) > 1 else 0.0}
+               for probe in ("linear", "knn")},
+            "layers": {layer: chosen.count(layer) for layer in dict.fromkeys(chosen)},
         }
-        log(f"{best}, {per_class} labels per class: " +
-            ", ".join(f"{p} {v['mean']:.4f} ± {v['std']:.4f}" for p, v in budgets[str(per_class)].items()))
-    return {"layer": best, "layers": layers, "test": budgets}
+        draws[str(per_class)] = runs
+        summary = budgets[str(per_class)]
+        log(f"{per_class} labels per class: layer {', '.join(chosen)} (on {runs[0]['val_images']} val images); "
+            + ", ".join(f"{p} {summary[p]['mean']:.4f} ± {summary[p]['std']:.4f}" for p in ("linear", "knn")))
+    return {"layer": draws[str(cfg.labels_per_class[-1])][0]["layer"], "test": budgets, "draws": draws}

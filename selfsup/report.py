@@ -39,11 +39,11 @@ def results_markdown(params: dict, finetune: dict, evaluate: dict, per_class: pd
     dataset = params["data"]["dataset"]
     anchor = SEED_SUPERVISED.get(dataset)
     lines = [
-        "| dataset | pretext | protocol | labels per class | labelled images | best epoch | test accuracy "
+        "| dataset | pretext | protocol | labels per class | labelled images | kept epoch | test accuracy "
         "| balanced accuracy | macro-F1 | AML19 supervised |",
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {dataset} | {params['pretext']} | {ft['protocol']} | {ft['labels_per_class']} "
-        f"| {finetune['labelled_images']} | {finetune['best/epoch']} of {ft['epochs']} "
+        f"| {finetune['labelled_images']} | {finetune['kept_epoch']} of {ft['epochs']} "
         f"| **{100 * test['accuracy']:.2f}%** | {100 * test['balanced_accuracy']:.2f}% | {test['macro_f1']:.4f} "
         f"| {'—' if anchor is None else f'{100 * anchor:.2f}%'} |",
         "",
@@ -197,15 +197,17 @@ def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
 
 
 def probe_markdown(probes: dict[str, dict]) -> str:
-    """Frozen-feature test accuracy per pretext: linear probe per label budget (mean ± std), kNN with all labels."""
+    """Frozen-feature test accuracy per pretext: linear probe per label budget (mean ± std, and the layers its
+    draws chose), kNN with all labels."""
     budgets = _budget_order(next(iter(probes.values()))["test"])
-    lines = ["| pretext | layer | " + " | ".join(f"linear, {b} per class" for b in budgets) + " | kNN, all |",
-             "|---" * (len(budgets) + 3) + "|"]
+    lines = ["| pretext | " + " | ".join(f"linear, {b} per class (layer)" for b in budgets) + " | kNN, all |",
+             "|---" * (len(budgets) + 2) + "|"]
     for pretext, m in probes.items():
-        cells = [f"{100 * m['test'][b]['linear']['mean']:.2f} ± {100 * m['test'][b]['linear']['std']:.2f}"
+        cells = [f"{100 * m['test'][b]['linear']['mean']:.2f} ± {100 * m['test'][b]['linear']['std']:.2f} ("
+                 + ", ".join(layer + (f" ×{n}" if n > 1 else "") for layer, n in m["test"][b]["layers"].items()) + ")"
                  for b in budgets]
         knn = m["test"].get("all", m["test"][budgets[-1]])["knn"]["mean"]
-        lines.append(f"| {pretext} | {m['layer']} | " + " | ".join(cells) + f" | {100 * knn:.2f} |")
+        lines.append(f"| {pretext} | " + " | ".join(cells) + f" | {100 * knn:.2f} |")
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from selfsup import distributed
 from selfsup.cli import open_live, run_stage
-from selfsup.data import labelled_subset, load_prepared, short_classes
+from selfsup.data import labelled_subset, load_prepared, short_classes, val_subset
 from selfsup.finetune import finetune
 from selfsup.models import build_classifier, load_backbone, load_backbone_into, save_checkpoint
 from selfsup.params import load_params, to_dict
@@ -33,12 +33,13 @@ def main(argv=None):
     load_backbone_into(model, ckpt["state_dict"])
 
     chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed, at_most=cfg.budget == "at_most")
+    # the honest protocol: at most as many labelled val images per class as the budget gives training images
+    val = val.subset(val_subset(val.labels, cfg.labels_per_class, cfg.seed))
     compute, norm = setup(params.compute, meta)
     live = open_live(args.metrics)
     result = finetune(model, train.images[chosen], train.labels[chosen], val, cfg, get_pretext(params.pretext).trains,
                       compute, norm, live)
-    live.summary.update({"best/epoch": result.best_epoch, "best/val_accuracy": result.best_score,
-                         "labelled_images": len(chosen)})
+    live.summary.update({"kept_epoch": result.best_epoch, "labelled_images": len(chosen), "val_images": len(val)})
     short = short_classes(train.labels, cfg.labels_per_class, prepared.classes)
     if short:  # at_most: the classes that had fewer training images than the budget, used whole
         live.summary["short_classes"] = short

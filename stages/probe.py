@@ -1,5 +1,5 @@
 """Stage probe@<pretext>: kNN and linear probes on the frozen features of a pretrained backbone
-(selfsup.probe: every layer on val, then the best one on test at each label budget), and the 2-D PCA
+(selfsup.probe: per label budget and draw, every layer on as many val labels, the best on test), and the 2-D PCA
 of the test features of that layer as plot data."""
 
 import argparse
@@ -43,14 +43,14 @@ def main(argv=None):
     print(f"probe {args.pretext}: features of {sum(map(len, labels.values()))} images in {time.perf_counter() - started:.0f} s")
     cfg = params.probe
     metrics = probe_backbone(feats, labels, cfg, len(classes), log=lambda line: print(f"probe {args.pretext} {line}"))
-    short = {str(b): s for b in (cfg.select_labels_per_class, *cfg.labels_per_class)
-             if (s := short_classes(labels["train"], b, classes))}
+    short = {str(b): s for b in cfg.labels_per_class if (s := short_classes(labels["train"], b, classes))}
     if short:  # budget at_most: per budget, the classes with fewer training images, used whole
         metrics["short_classes"] = short
 
     out = Path(args.metrics)
-    write_json(out / "detail.json", metrics)  # every layer on val, mean and std of both probes per budget
-    # the headline, for `dvc metrics diff`: the chosen layer and its linear probe's mean test accuracy per budget
+    write_json(out / "detail.json", metrics)  # per budget and draw: every layer on val, the choice, both probes
+    # the headline, for `dvc metrics diff`: the layer chosen with the most labels, and the linear probe's mean test
+    # accuracy per budget (at the layer each draw chose)
     write_json(out / "metrics.json", {"layer": metrics["layer"],
                                       "test": {b: v["linear"]["mean"] for b, v in metrics["test"].items()},
                                       **({"short_classes": short} if short else {})})

@@ -130,3 +130,19 @@ def test_jitter_draws_contrast_and_brightness_within_their_ranges():
     scale = (out[:, 0, 0, 0] - out[:, 0, 1, 1]) / (x[:, 0, 0, 0] - x[:, 0, 1, 1])
     assert shift.abs().max() <= 0.2 + 1e-6 and shift.abs().max() > 0.15
     assert (scale - 1).abs().max() <= 0.3 + 1e-5 and (scale - 1).abs().max() > 0.25
+
+
+def test_cutout_zeros_one_square_per_image_clipped_at_the_border():
+    from selfsup.augment import cutout
+
+    x = torch.ones(200, 2, 10, 10)
+    assert cutout(x, 0, torch.Generator()) is x
+    y = cutout(x, 4, torch.Generator().manual_seed(0))
+    cut = (y == 0)
+    assert torch.equal(cut[:, 0], cut[:, 1])  # every channel alike
+    sizes = cut[:, 0].flatten(1).sum(1)
+    assert sizes.max() == 16 and sizes.min() >= 4  # whole inside; a corner keeps at least 2×2
+    rows, cols = cut[:, 0].any(2), cut[:, 0].any(1)
+    assert (rows.sum(1) * cols.sum(1) == sizes).all()  # one rectangle
+    assert len({tuple(c.nonzero()[0].tolist()) for c in cut[:, 0]}) > 20  # placed per image
+    assert torch.equal(y, cutout(x, 4, torch.Generator().manual_seed(0)))  # seeded

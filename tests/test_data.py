@@ -113,3 +113,15 @@ def test_channel_stats_are_exact_and_do_not_depend_on_chunking():
     mean, std = channel_stats(images)
     assert mean == pytest.approx(x.mean(1).tolist(), abs=1e-12) and std == pytest.approx(x.std(1).tolist(), abs=1e-12)
     assert channel_stats(images, chunk=7) == (mean, std)
+
+
+def test_val_subset_takes_at_most_the_budget_per_class():
+    from selfsup.data import val_subset
+
+    labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 7)
+    for k in (1, 3, 5):
+        chosen = val_subset(labels, k, seed=0)
+        assert torch.bincount(labels[chosen], minlength=3).tolist() == [min(k, 10), min(k, 3), min(k, 7)]
+    assert torch.equal(val_subset(labels, "all", 0), torch.arange(20))
+    assert torch.equal(val_subset(labels, 5, 1), val_subset(labels, 5, 1))
+    assert not torch.equal(val_subset(labels, 5, 1), val_subset(labels, 5, 2))

@@ -164,12 +164,14 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
                "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
         assert not list((workdir / run).glob("state*"))  # every rank removed its training state
         assert (workdir / f"{run}/m/pre/curves.csv").read_text().count(",val,") == 2  # logged once
-        results[processes] = json.loads((workdir / f"{run}/m/ft/metrics.json").read_text())
+        curves = (workdir / f"{run}/m/ft/curves.csv").read_text().splitlines()
+        header = curves[0].split(",")
+        results[processes] = max(float(line.split(",")[header.index("accuracy")]) for line in curves if ",val," in line)
         load_checkpoint(workdir / f"{run}/ft/model.pt")
     pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())
     assert pre["compute"].endswith("x2 processes")
-    # the epoch each keeps (best val accuracy, 32 val images: one image is 0.03)
-    assert abs(results[2]["best/val_accuracy"] - results[1]["best/val_accuracy"]) <= 0.1
+    # the best val accuracy of each run's epochs (32 val images: one image is 0.03)
+    assert abs(results[2] - results[1]) <= 0.1
 
 
 def test_several_processes_on_a_mac_are_one_clear_error(tmp_path, monkeypatch):

@@ -48,3 +48,45 @@ def test_the_batches_are_augmented_and_keep_their_labels():
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 3
     inputs, targets = make(x, y, torch.Generator().manual_seed(0))
     assert targets is y and inputs.shape == x.shape and not torch.equal(inputs, x)
+
+
+def test_lp_ft_starts_from_a_head_that_is_the_linear_probe_of_the_frozen_features():
+    from selfsup.finetune import fit_head
+    from selfsup.probe import LinearProbe
+    from selfsup.runtime import Normalize, predict
+
+    model = classifier()
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    images = (labels.view(-1, 1, 1, 1) * 70 + torch.randint(0, 40, (60, 1, 8, 8), generator=gen)).to(torch.uint8)
+    norm = Normalize([0.3], [0.3], torch.device("cpu"))
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    cfg = FinetuneParams(protocol="lp-ft", weight_decay=1e-3)
+    fit_head(model, images, labels, cfg, norm, None)
+    features = predict(model.backbone, images, norm, 1000)
+    probe = LinearProbe(3, cfg.weight_decay, 100).fit(features, labels)
+    logits = predict(model, images, norm, 1000)
+    assert torch.equal(logits.argmax(1), probe.predict(features))  # the head is the probe, in raw features
+    assert torch.allclose(logits, probe.linear((features - probe.mean) / probe.std), atol=1e-4)
+    assert (logits.argmax(1) == labels).float().mean() > 0.9
+    assert all(torch.equal(v, backbone_before[k]) for k, v in model.backbone.state_dict().items())  # frozen
+    assert FROZEN["lp-ft"](model) == []  # then every layer trains
+
+
+def test_label_smoothing_reaches_the_loss():
+    model = classifier()
+    outputs, targets = torch.randn(8, 3), torch.arange(8) % 3
+    plain = objective(model, FinetuneParams(), True).loss(outputs, targets)
+    smoothed = objective(model, FinetuneParams(label_smoothing=0.2), True).loss(outputs, targets)
+    assert plain == torch.nn.functional.cross_entropy(outputs, targets)
+    assert smoothed == torch.nn.functional.cross_entropy(outputs, targets, label_smoothing=0.2) != plain
+
+
+def test_cutout_is_applied_when_asked():
+    from selfsup.params import AugmentParams
+
+    model = classifier()
+    x, y = torch.ones(16, 1, 8, 8), torch.arange(16) % 3
+    make = objective(model, FinetuneParams(augment=AugmentParams(flip=False, translate=0, cutout=4)), True).make_batch
+    inputs, _ = make(x, y, torch.Generator().manual_seed(0))
+    assert (inputs == 0).any() and (inputs == 0).flatten(1).sum(1).le(16).all()

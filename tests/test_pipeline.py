@@ -202,7 +202,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert "metrics/pretrain/none/plots/images/filters.png" in plots
     probe = json.loads((repo / "metrics/probe/exemplar/metrics.json").read_text())
     detail = json.loads((repo / "metrics/probe/exemplar/detail.json").read_text())
-    assert probe["layer"] in detail["layers"] and set(probe["test"]) == set(detail["test"]) == {"2", "all"}
+    assert probe["layer"] == detail["draws"]["all"][0]["layer"] and set(probe["test"]) == set(detail["test"]) == {"2", "all"}
 
 
 # The documented recipe for a new pretext (docs/pipeline.md), word for word: this module, its params section, its name in `pretexts`.

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
           "finetune": {"protocol": "full", "labels_per_class": "all", "epochs": 15, "seed": 0}}
-FINETUNE = {"labelled_images": 54000, "best/epoch": 14}
+FINETUNE = {"labelled_images": 54000, "kept_epoch": 14}
 EVALUATE = {"test": {"accuracy": 0.91234, "balanced_accuracy": 0.75, "macro_f1": 0.9111}}
 PER_CLASS = pd.DataFrame({"class": ["a", "b"], "accuracy": [0.5, 1.0], "f1": [0.6, 0.8], "support": [2, 4]})
 
@@ -89,12 +89,13 @@ def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
 
 
 def test_probe_markdown_reads_every_budget():
-    run = {"linear": {"mean": 0.8, "std": 0.01}, "knn": {"mean": 0.7, "std": 0.0}}
+    run = {"linear": {"mean": 0.8, "std": 0.01}, "knn": {"mean": 0.7, "std": 0.0}, "layers": {"fc3": 1}}
+    mixed = {**run, "layers": {"conv2": 2, "fc3": 1}}
     md = probe_markdown({"none": {"layer": "fc3", "test": {"10": run, "all": run}},
-                         "rotation": {"layer": "conv2", "test": {"10": run, "all": run}}}).splitlines()
-    assert md[0] == "| pretext | layer | linear, 10 per class | linear, all per class | kNN, all |"
-    assert md[2] == "| none | fc3 | 80.00 ± 1.00 | 80.00 ± 1.00 | 70.00 |"  # in params.yaml's `pretexts` order
-    assert md[3].startswith("| rotation | conv2 |")
+                         "rotation": {"layer": "conv2", "test": {"10": mixed, "all": run}}}).splitlines()
+    assert md[0] == "| pretext | linear, 10 per class (layer) | linear, all per class (layer) | kNN, all |"
+    assert md[2] == "| none | 80.00 ± 1.00 (fc3) | 80.00 ± 1.00 (fc3) | 70.00 |"  # in params.yaml's `pretexts` order
+    assert md[3].startswith("| rotation | 80.00 ± 1.00 (conv2 ×2, fc3) |")
 
 
 def test_rows_follow_the_order_of_pretexts_and_new_pretexts_need_no_edit():

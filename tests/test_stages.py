@@ -9,10 +9,11 @@ import pytest
 import torch
 import yaml
 
+import selfsup.finetune
 import selfsup.params
 import selfsup.pretrain
 from selfsup import SelfSupError
-from selfsup.data import make_splits, save_prepared
+from selfsup.data import load_prepared, make_splits, save_prepared
 from selfsup.models import load_checkpoint
 from selfsup.pretexts import get_pretext, names
 from stages import evaluate, finetune, pretrain, probe
@@ -87,9 +88,16 @@ def test_probe_picks_a_layer_and_reports_every_budget(workdir):
     headline = json.loads((workdir / "m/probe/metrics.json").read_text())
     metrics = json.loads((workdir / "m/probe/detail.json").read_text())
     assert headline == {"layer": metrics["layer"], "test": {b: v["linear"]["mean"] for b, v in metrics["test"].items()}}
-    assert set(metrics["layers"]) == {"conv1", "conv2", "fc3", "fc4"}
-    assert metrics["layer"] == max(metrics["layers"], key=lambda layer: metrics["layers"][layer]["val"]["linear"])
-    assert set(metrics["test"]) == {"2", "all"}
+    assert set(metrics["test"]) == set(metrics["draws"]) == {"2", "all"}
+    for budget, draws in metrics["draws"].items():
+        assert len(draws) == (1 if budget == "all" else 2)  # seeds: 2
+        for draw in draws:
+            assert set(draw["val"]) == {"conv1", "conv2", "fc3", "fc4"}
+            assert draw["layer"] == max(draw["val"], key=draw["val"].get)
+        # honest: with 2 labels per class the layer is chosen on 2 val images per class (4 classes), not all 32
+        assert draws[0]["val_images"] == (32 if budget == "all" else 8)
+        assert sum(metrics["test"][budget]["layers"].values()) == len(draws)
+    assert metrics["layer"] == metrics["draws"]["all"][0]["layer"]
     assert metrics["test"]["all"]["linear"]["std"] == 0  # one deterministic run with every label
     assert metrics["test"]["all"]["linear"]["mean"] > 0.9  # the 4 synthetic classes differ in brightness
     embedding = pd.read_csv(workdir / "m/probe/embedding.csv")
@@ -234,3 +242,28 @@ def test_same_params_and_seed_give_identical_metrics(workdir):
     for path in ("pre/backbone.pt", "ft/model.pt", "m/ev/metrics.json", "m/ev/confusion.csv", "m/ft/metrics.json"):
         assert (workdir / "a" / path).read_bytes() == (workdir / "b" / path).read_bytes(), path
     assert dvclive_values(workdir / "a/m") == dvclive_values(workdir / "b/m")
+
+
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_finetune_sees_no_more_val_labels_than_its_budget(workdir, keep, monkeypatch):
+    """The honest protocol: with 3 labels per class, the curves (and keep: best) read 3 val images per class."""
+    pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "labels_per_class", 3)
+    set_param(workdir, "finetune", "keep", keep)
+    set_param(workdir, "finetune", "epochs", 4)
+    seen = []
+    real = selfsup.finetune.validation
+    monkeypatch.setattr(selfsup.finetune, "validation", lambda val, *a, **k: seen.append(val) or real(val, *a, **k))
+    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
+    (val,) = seen
+    assert torch.bincount(val.labels).tolist() == [3, 3, 3, 3]
+    assert set(val.source_index.tolist()) <= set(load_prepared("prepared", splits=("val",)).splits["val"].source_index.tolist())
+    summary = json.loads((workdir / "m/ft/metrics.json").read_text())
+    assert summary["val_images"] == 12 and summary["labelled_images"] == 12
+    curves = pd.read_csv(workdir / "m/ft/curves.csv")
+    val_accuracy = curves[curves.split == "val"].set_index("epoch").accuracy
+    if keep == "last":
+        assert summary["kept_epoch"] == 4
+    else:
+        assert val_accuracy[summary["kept_epoch"]] == val_accuracy.max()
+    assert load_checkpoint(workdir / "ft/model.pt")["best_epoch"] == summary["kept_epoch"]
