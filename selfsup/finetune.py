@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.augment import cutout, flip_translate
-from selfsup.data import Split
+from selfsup.data import Split, labelled_subset, val_subset
 from selfsup.evaluate import top1_accuracy
-from selfsup.models import Classifier
+from selfsup.models import Classifier, build_classifier, load_backbone_into
 from selfsup.params import FinetuneParams
 from selfsup.probe import LinearProbe
 from selfsup.runtime import Compute, Normalize, predict
@@ -49,14 +49,16 @@ def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool) -> Objec
 def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: FinetuneParams, norm: Normalize,
              compute: Compute, steps: int = 100) -> None:
     """LP-FT's first step (Kumar et al. 2022): the logits layer set to a linear probe (L2-regularised
-    logistic regression by L-BFGS) of the frozen backbone's features of the labelled images, so that full
+    logistic regression by L-BFGS, weight decay cfg.weight_decay) of the frozen backbone's features of the
+    labelled images, so that full
     fine-tuning starts from a head that fits the features instead of a random one that distorts them."""
     features = predict(model.backbone, images, norm, 1000, compute)
-    probe = LinearProbe(model.logits.out_features, cfg.weight_decay, steps).fit(features, labels)
-    weight = probe.linear.weight.detach() / probe.std  # the probe standardises; the head takes raw features
+    # on the features as they are: dividing by the spread of a feature that is (nearly) constant on a few
+    # labelled images would give it a huge weight, and fine-tuning would diverge
+    probe = LinearProbe(model.logits.out_features, cfg.weight_decay, steps, standardise=False).fit(features, labels)
     with torch.no_grad():
-        model.logits.weight.copy_(weight)
-        model.logits.bias.copy_(probe.linear.bias.detach() - weight @ probe.mean)
+        model.logits.weight.copy_(probe.linear.weight)
+        model.logits.bias.copy_(probe.linear.bias)
 
 
 def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 1000):
@@ -81,3 +83,22 @@ def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val:
                  desc="finetune", compute=compute)
     model.load_state_dict(result.best_state)
     return result
+
+
+def finetune_backbone(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, train: Split, val: Split,
+                      cfg: FinetuneParams, pretrained: bool, compute: Compute, norm: Normalize,
+                      live=None) -> tuple[Classifier, FitResult, int, Split]:
+    """The finetune stage's work: a classifier seeded by cfg.seed on the backbone (all of it, or with
+    transfer: conv only its convolutions), fine-tuned on the budget's labelled training images with at most as many val images per class (the honest protocol).
+
+    Returns the model (the kept epoch loaded), the fit's result, the number of labelled images and the val images."""
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(model_cfg, meta, num_classes)
+    load_backbone_into(model, backbone_state)
+    if cfg.transfer == "conv":  # the layers the pretext specialised left behind: fc3 and fc4 start afresh
+        for layer in (model.backbone.fc3, model.backbone.fc4):
+            layer.reset_parameters()
+    chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed, at_most=cfg.budget == "at_most")
+    val = val.subset(val_subset(val.labels, cfg.labels_per_class, cfg.seed))
+    result = finetune(model, train.images[chosen], train.labels[chosen], val, cfg, pretrained, compute, norm, live)
+    return model, result, len(chosen), val

@@ -41,14 +41,18 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, query: torch.Te
 
 
 class LinearProbe:
-    """Multinomial logistic regression on standardised features: fit(features, labels), then predict."""
+    """Multinomial logistic regression on standardised features (or, `standardise=False`, the features as
+    they are): fit(features, labels), then predict."""
 
-    def __init__(self, num_classes: int, weight_decay: float, steps: int):
-        self.num_classes, self.weight_decay, self.steps = num_classes, weight_decay, steps
+    def __init__(self, num_classes: int, weight_decay: float, steps: int, standardise: bool = True):
+        self.num_classes, self.weight_decay, self.steps, self.standardise = num_classes, weight_decay, steps, standardise
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "LinearProbe":
-        self.mean = features.mean(0)
-        self.std = features.std(0, unbiased=False).clamp(min=1e-6)
+        if self.standardise:
+            self.mean = features.mean(0)
+            self.std = features.std(0, unbiased=False).clamp(min=1e-6)
+        else:
+            self.mean, self.std = torch.zeros(features.shape[1]), torch.ones(features.shape[1])
         x = (features - self.mean) / self.std
         self.linear = nn.Linear(x.shape[1], self.num_classes)
         nn.init.zeros_(self.linear.weight)

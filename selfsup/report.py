@@ -25,6 +25,8 @@ from selfsup.svg import line_chart, scatter
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
+RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
+RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
 COMPARISON = Path("metrics/comparison.tsv")
 RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes; the sweep's answer is on the README
 PLOT = Path("metrics/label_efficiency.svg")
@@ -161,6 +163,37 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> st
     return "\n".join(lines)
 
 
+def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
+    """The project's accuracy targets (mean over seeds, full test set), each met or missed, with the number."""
+    summary = sweep_summary(table[table.protocol == protocol])
+    mean = {(r.pretext, r.labels_per_class): r.mean for r in summary.itertuples()}
+
+    def best(b):
+        rows = {p: m for (p, c), m in mean.items() if c == b and p != "none"}
+        return max(rows.items(), key=lambda kv: kv[1]) if rows else (None, float("nan"))
+
+    lines = ["| target | measured | |", "|---|---|---|"]
+
+    def add(target, measured, met):
+        lines.append(f"| {target} | {measured} | {'met' if met else '**missed**'} |")
+
+    if ("none", "all") in mean:
+        add("all labels: `none` ≥ 93.0%", f"{100 * mean['none', 'all']:.2f}%", mean["none", "all"] >= 0.93)
+    for b, floor in (("all", 0.935), ("100", 0.87), ("10", 0.78)):
+        name, value = best(b)
+        if name is not None:
+            add(f"{b} per class: best pretext ≥ {100 * floor:.1f}%", f"`{name}` {100 * value:.2f}%", value >= floor)
+    if ("none", "100") in mean:
+        below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
+        add("100 per class: every pretext above `none`", "all above" if not below else
+            ", ".join(f"`{p}` {100 * (mean[p, '100'] - mean['none', '100']):+.2f}" for p in below), not below)
+    if ("none", "10") in mean and best("10")[0] is not None:
+        name, value = best("10")
+        gain = 100 * (value - mean["none", "10"])
+        add("10 per class: best pretext ≥ `none` + 6 points", f"`{name}` {gain:+.2f}", gain >= 6)
+    return "\n".join(lines)
+
+
 def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     """Test accuracy against labels per class, one line per pretext, error bars one std over seeds."""
     summary = sweep_summary(table[table.protocol == protocol])
@@ -185,7 +218,8 @@ def read_comparison(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
 
 def comparison_block(table: pd.DataFrame, order=()) -> str:
     return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{comparison_markdown(table, order)}\n\n"
-            f"![label efficiency]({PLOT.as_posix()})\n{CMP_END}")
+            f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
+            f"{targets_markdown(table)}\n{CMP_END}")
 
 
 def _pretexts(root: Path, read) -> list[str]:
@@ -232,6 +266,42 @@ def embedding_svg(root: Path, pretext: str, read=lambda p: p.read_text()) -> str
                    f"{pretext}: test features of {layer}, PCA")
 
 
+def recipe_markdown(table: pd.DataFrame) -> str:
+    """The recipe ablation (benchmarks/recipe.py): per pretext, variant and budget, the honest val accuracy (what
+    decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against `default`; a
+    variant is kept only where its val mean beats the default's at every budget."""
+    def stats(values):
+        return f"{100 * values.mean():.2f} ± {100 * (values.std(ddof=1) if len(values) > 1 else 0.0):.2f}"
+
+    budgets = sorted(table.labels_per_class.unique())
+    lines = ["| pretext | variant | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
+             + " | kept |", "|---" * (2 * len(budgets) + 3) + "|"]
+    for pretext, part in table.groupby("pretext", sort=False):
+        default = {b: part[(part.variant == "default") & (part.labels_per_class == b)].val_accuracy.mean()
+                   for b in budgets}
+        for variant, runs in part.groupby("variant", sort=False):
+            cells, better = [], []
+            for b in budgets:
+                at = runs[runs.labels_per_class == b]
+                change = at.val_accuracy.mean() - default[b]
+                better.append(change > 0)
+                delta = "" if variant == "default" else f" ({100 * change:+.2f})"
+                cells += [stats(at.val_accuracy) + delta, stats(at.test_accuracy)]
+            kept = "—" if variant == "default" else ("yes" if all(better) else "no")
+            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {kept} |")
+    seeds, threads = table.seed.nunique(), ", ".join(map(str, sorted(table.threads.unique())))
+    epochs = ", ".join(f"{b}: {e}" for b, e in table.groupby("labels_per_class").epochs.first().items())
+    val = ", ".join(f"{b}: {n}" for b, n in table.groupby("labels_per_class").val_images.first().items())
+    return "\n".join(lines) + (f"\n\n{seeds} seeds per cell; epochs per budget {epochs}; val images per budget "
+                               f"{val}; {table.compute.iloc[0]}, {threads} thread(s); "
+                               f"{table.seconds.sum() / 60:.0f} minutes of fine-tuning in all.")
+
+
+def render_recipe(root: Path, read=lambda p: p.read_text()) -> str:
+    table = pd.read_csv(io.StringIO(read(root / RECIPE)), sep="\t")
+    return f"{RECIPE_START}\n{recipe_markdown(table)}\n{RECIPE_END}"
+
+
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
     """README text with the block between `start` and `end` swapped for `block`."""
     head, sep, rest = readme.partition(start)
@@ -258,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         table = read_comparison(root)
         (root / PLOT).write_text(label_efficiency_svg(table, pretexts))
         readme.write_text(replace_block(readme.read_text(), comparison_block(table, pretexts), CMP_START, CMP_END))
+    if (root / RECIPE).is_file():
+        readme.write_text(replace_block(readme.read_text(), render_recipe(root), RECIPE_START, RECIPE_END))
     print(f"updated the results in {readme} and {details}", file=sys.stderr)
 
 

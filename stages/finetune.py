@@ -3,13 +3,11 @@
 import argparse
 from pathlib import Path
 
-import torch
-
 from selfsup import distributed
 from selfsup.cli import open_live, run_stage
-from selfsup.data import labelled_subset, load_prepared, short_classes, val_subset
-from selfsup.finetune import finetune
-from selfsup.models import build_classifier, load_backbone, load_backbone_into, save_checkpoint
+from selfsup.data import load_prepared, short_classes
+from selfsup.finetune import finetune_backbone
+from selfsup.models import load_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
 from selfsup.runtime import setup
@@ -28,18 +26,12 @@ def main(argv=None):
     meta, train, val = prepared.meta, prepared.splits["train"], prepared.splits["val"]
 
     ckpt = load_backbone(args.backbone, params.pretext, to_dict(params.model))
-    torch.manual_seed(cfg.seed)
-    model = build_classifier(to_dict(params.model), meta, len(prepared.classes))
-    load_backbone_into(model, ckpt["state_dict"])
-
-    chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed, at_most=cfg.budget == "at_most")
-    # the honest protocol: at most as many labelled val images per class as the budget gives training images
-    val = val.subset(val_subset(val.labels, cfg.labels_per_class, cfg.seed))
     compute, norm = setup(params.compute, meta)
     live = open_live(args.metrics)
-    result = finetune(model, train.images[chosen], train.labels[chosen], val, cfg, get_pretext(params.pretext).trains,
-                      compute, norm, live)
-    live.summary.update({"kept_epoch": result.best_epoch, "labelled_images": len(chosen), "val_images": len(val)})
+    model, result, labelled, val = finetune_backbone(ckpt["state_dict"], to_dict(params.model), meta,
+                                                     len(prepared.classes), train, val, cfg,
+                                                     get_pretext(params.pretext).trains, compute, norm, live)
+    live.summary.update({"kept_epoch": result.best_epoch, "labelled_images": labelled, "val_images": len(val)})
     short = short_classes(train.labels, cfg.labels_per_class, prepared.classes)
     if short:  # at_most: the classes that had fewer training images than the budget, used whole
         live.summary["short_classes"] = short

@@ -64,10 +64,11 @@ def test_lp_ft_starts_from_a_head_that_is_the_linear_probe_of_the_frozen_feature
     cfg = FinetuneParams(protocol="lp-ft", weight_decay=1e-3)
     fit_head(model, images, labels, cfg, norm, None)
     features = predict(model.backbone, images, norm, 1000)
-    probe = LinearProbe(3, cfg.weight_decay, 100).fit(features, labels)
+    probe = LinearProbe(3, cfg.weight_decay, 100, standardise=False).fit(features, labels)
     logits = predict(model, images, norm, 1000)
-    assert torch.equal(logits.argmax(1), probe.predict(features))  # the head is the probe, in raw features
-    assert torch.allclose(logits, probe.linear((features - probe.mean) / probe.std), atol=1e-4)
+    assert torch.equal(logits.argmax(1), probe.predict(features))  # the head is the probe of the raw features
+    with torch.no_grad():
+        assert torch.allclose(logits, probe.linear(features.clone()), atol=1e-4)
     assert (logits.argmax(1) == labels).float().mean() > 0.9
     assert all(torch.equal(v, backbone_before[k]) for k, v in model.backbone.state_dict().items())  # frozen
     assert FROZEN["lp-ft"](model) == []  # then every layer trains
@@ -90,3 +91,26 @@ def test_cutout_is_applied_when_asked():
     make = objective(model, FinetuneParams(augment=AugmentParams(flip=False, translate=0, cutout=4)), True).make_batch
     inputs, _ = make(x, y, torch.Generator().manual_seed(0))
     assert (inputs == 0).any() and (inputs == 0).flatten(1).sum(1).le(16).all()
+
+
+@pytest.mark.parametrize("transfer", ["all", "conv"])
+def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_afresh(transfer):
+    from selfsup.data import Split
+    from selfsup.finetune import finetune_backbone
+    from selfsup.runtime import Compute, Normalize
+
+    torch.manual_seed(1)
+    pretext = CifarNet(1, 8)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(24) % 3
+    data = Split(torch.randint(0, 255, (24, 1, 8, 8), dtype=torch.uint8, generator=gen), labels, "train", torch.arange(24))
+    cfg = FinetuneParams(transfer=transfer, epochs=1, lr=1e-9, momentum=0.0, weight_decay=0.0, batch_size=8)
+    norm = Normalize([0.5], [0.3], torch.device("cpu"))
+    model, _, labelled, val = finetune_backbone(pretext.state_dict(), {"norm": "batch", "dropout": 0.5},
+                                                {"channels": 1, "image_size": 8}, 3, data, data, cfg, True,
+                                                Compute(torch.device("cpu")), norm)
+    assert labelled == 24 and len(val) == 24
+    close = {name: torch.allclose(model.backbone.state_dict()[name], value, atol=1e-6)
+             for name, value in pretext.state_dict().items() if name.endswith("weight")}
+    assert close["conv.0.weight"] and close["conv.4.weight"]
+    assert close["fc3.weight"] == close["fc4.weight"] == (transfer == "all")

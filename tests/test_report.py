@@ -8,7 +8,8 @@ import yaml
 
 from selfsup.report import (END, PLOT, RESULTS_DOC, START, answer_markdown, comparison_markdown, embedding_path, embedding_svg, experiment_rows,
                             label_efficiency_svg, probe_markdown, read_comparison, render, render_comparison,
-                            render_probe, replace_block, results_markdown)
+                            render_probe, render_recipe, replace_block, recipe_markdown,
+                            results_markdown, targets_markdown)
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
@@ -122,6 +123,7 @@ def test_readme_results_match_the_committed_metrics():
     assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     assert render_probe(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
+    assert render_recipe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     table = read_comparison(REPO, read=committed)
     pretexts = yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"]
     assert committed(REPO / PLOT) == label_efficiency_svg(table, pretexts), "the plot is stale: run `python -m selfsup.report`"
@@ -140,3 +142,35 @@ def test_comparison_agrees_with_the_committed_default_run():
     accuracy = json.loads(committed(REPO / "metrics/evaluate/metrics.json"))["test"]["accuracy"]
     assert row.test_accuracy.iloc[0] == pytest.approx(accuracy, abs=1e-6)
     assert set(table.pretext) >= set(params["pretexts"])
+
+
+def test_recipe_table_keeps_a_variant_only_where_val_beats_the_default_at_every_budget():
+    rows = []
+    for variant, val in [("default", {10: 0.60, 100: 0.80}), ("smooth", {10: 0.62, 100: 0.81}), ("erase", {10: 0.65, 100: 0.79})]:
+        for b in (10, 100):
+            for seed in range(2):
+                rows.append({"pretext": "rotation", "labels_per_class": b, "variant": variant, "seed": seed,
+                             "epochs": 60 if b == 10 else 40, "val_images": 10 * b, "val_accuracy": val[b] + seed / 100,
+                             "test_accuracy": 0.5, "seconds": 30.0, "threads": 1, "compute": "cpu bfloat16"})
+    md = recipe_markdown(pd.DataFrame(rows)).splitlines()
+    assert md[0] == ("| pretext | variant | val, 10 per class | test, 10 per class | val, 100 per class | test, 100 per class "
+                     "| kept |")
+    assert md[2] == "| rotation | default | 60.50 ± 0.71 | 50.00 ± 0.00 | 80.50 ± 0.71 | 50.00 ± 0.00 | — |"
+    assert md[3].startswith("| rotation | smooth | 62.50 ± 0.71 (+2.00) |") and md[3].endswith("| yes |")
+    assert md[4].endswith("| no |")  # better at 10 per class, worse at 100: not kept
+    assert "2 seeds per cell; epochs per budget 10: 60, 100: 40; val images per budget 10: 100, 100: 1000" in md[-1]
+    assert "6 minutes of fine-tuning" in md[-1]
+
+
+def test_targets_are_met_or_missed_by_the_means():
+    rows = []
+    for pretext, acc in {"none": {"10": 0.70, "100": 0.82, "all": 0.931}, "rotation": {"10": 0.77, "100": 0.88, "all": 0.94},
+                         "autoencoder": {"10": 0.60, "100": 0.80, "all": 0.92}}.items():
+        for b, a in acc.items():
+            rows += [exp_entry(f"{pretext}{b}{s}", pretext, b, a, f"2026-01-01T00:00:0{s}", seed=s) for s in range(2)]
+    md = targets_markdown(experiment_rows(rows)).splitlines()
+    assert "| all labels: `none` ≥ 93.0% | 93.10% | met |" in md
+    assert "| all per class: best pretext ≥ 93.5% | `rotation` 94.00% | met |" in md
+    assert "| 10 per class: best pretext ≥ 78.0% | `rotation` 77.00% | **missed** |" in md
+    assert "| 100 per class: every pretext above `none` | `autoencoder` -2.00 | **missed** |" in md
+    assert "| 10 per class: best pretext ≥ `none` + 6 points | `rotation` +7.00 | met |" in md
