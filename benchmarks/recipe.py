@@ -1,11 +1,11 @@
-"""The fine-tuning recipe, one ingredient at a time: each variant against params.yaml's finetune section.
+"""The fine-tuning recipe, one ingredient at a time: each variant against a plain baseline (BASELINE).
 
     python benchmarks/recipe.py [--pretexts none rotation autoencoder] [--budgets 10 100] [--seeds 3]
         [--data data/prepared] [--backbones models/pretrain] [--out metrics/recipe.tsv]
 
 Every row is one run of the finetune stage's own code (selfsup.finetune.finetune_backbone) on the prepared data
-and a pretrained backbone, with one variant's change to the finetune params (and the sweep's epochs for the
-budget): its accuracy on the budget's honest val images (at most labels_per_class per class; what a user with
+and a pretrained backbone, with the baseline's finetune params (the rest from params.yaml) changed by one
+variant, at the sweep's epochs for the budget: its accuracy on the budget's honest val images (at most labels_per_class per class; what a user with
 that budget could measure, and what decides whether an ingredient is kept) and on the test set (reported,
 never used to choose). `python -m selfsup.report` turns the file into the README's ablation table. Not a test:
 each variant costs ~5 s at 10 labels per class and ~40 s at 100 on 2 cores.
@@ -34,30 +34,41 @@ from selfsup.runtime import predict, setup
 
 EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budget (README: the sweep)
 
-# name -> (changes to the finetune params, changes to the compute params)
+# The recipe each variant changes one thing of: the plain fine-tuning every pretext started from (written out,
+# so that a later change of params.yaml's defaults does not change what a row of metrics/recipe.tsv means).
+BASELINE = {"protocol": "full", "transfer": "all", "pretrained_lr": 1.0, "label_smoothing": 0.0, "keep": "last",
+            "augment": {"flip": True, "translate": 2, "cutout": 0}}
+
+# name -> (changes to the baseline's finetune params, changes to the compute params)
 VARIANTS = {
-    "default": ({}, {}),
+    "baseline": ({}, {}),
     "label smoothing 0.1": ({"label_smoothing": 0.1}, {}),
     "cutout 8 px": ({"augment": {"cutout": 8}}, {}),
-    "lp-ft": ({"protocol": "lp-ft"}, {}),
     "lp-ft, pretrained layers at 0.1 lr": ({"protocol": "lp-ft", "pretrained_lr": 0.1}, {}),
     "fp32 (not bf16)": ({}, {"precision": "fp32"}),
+    "fc3, fc4 afresh (transfer: conv)": ({"transfer": "conv"}, {}),
+    "epochs ×2": ({"epochs_scale": 2}, {}),
 }
+
+
+def parse_budget(text: str) -> int | str:
+    return text if text == "all" else int(text)
 
 
 def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int):
     """(finetune params, compute params) of one run."""
-    augment = dataclasses.replace(params.finetune.augment, **changes.get("augment", {}))
-    rest = {k: v for k, v in changes.items() if k != "augment"}
-    cfg = dataclasses.replace(params.finetune, **rest, augment=augment, labels_per_class=budget,
-                              epochs=EPOCHS.get(budget, params.finetune.epochs), seed=seed)
+    augment = dataclasses.replace(params.finetune.augment, **{**BASELINE["augment"], **changes.get("augment", {})})
+    rest = {k: v for k, v in {**BASELINE, **changes}.items() if k not in ("augment", "epochs_scale")}
+    epochs = EPOCHS.get(budget, params.finetune.epochs) * changes.get("epochs_scale", 1)
+    cfg = dataclasses.replace(params.finetune, **rest, augment=augment, labels_per_class=budget, epochs=epochs,
+                              seed=seed)
     return cfg, dataclasses.replace(params.compute, **compute_changes)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pretexts", nargs="+", default=["none", "rotation", "autoencoder"])
-    parser.add_argument("--budgets", nargs="+", type=int, default=[10, 100])
+    parser.add_argument("--budgets", nargs="+", type=parse_budget, default=[10, 100])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", default="data/prepared")
@@ -88,8 +99,13 @@ def main(argv=None):
                      "threads": torch.get_num_threads(), "compute": compute.describe()})
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "
                    f"test {rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
+    table = pd.DataFrame(rows)
+    if Path(args.out).is_file():  # earlier runs kept, a rerun of the same cell replaces its row
+        table = pd.concat([pd.read_csv(args.out, sep="\t", dtype={"labels_per_class": str}),
+                           table.astype({"labels_per_class": str})])
+        table = table.drop_duplicates(["pretext", "labels_per_class", "variant", "seed"], keep="last")
     with atomic_path(Path(args.out)) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
     print(f"{len(rows)} runs written to {args.out} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
 
 

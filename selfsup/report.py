@@ -268,32 +268,41 @@ def embedding_svg(root: Path, pretext: str, read=lambda p: p.read_text()) -> str
 
 def recipe_markdown(table: pd.DataFrame) -> str:
     """The recipe ablation (benchmarks/recipe.py): per pretext, variant and budget, the honest val accuracy (what
-    decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against `default`; a
-    variant is kept only where its val mean beats the default's at every budget."""
+    decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against the baseline;
+    a variant is kept only where its val mean beats the baseline's at every budget it ran at."""
     def stats(values):
         return f"{100 * values.mean():.2f} ± {100 * (values.std(ddof=1) if len(values) > 1 else 0.0):.2f}"
 
-    budgets = sorted(table.labels_per_class.unique())
+    table = table.astype({"labels_per_class": str})
+    budgets = _budget_order(table.labels_per_class.unique())
     lines = ["| pretext | variant | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
-             + " | kept |", "|---" * (2 * len(budgets) + 3) + "|"]
+             + " | minutes per run | kept |", "|---" * (2 * len(budgets) + 4) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
-        default = {b: part[(part.variant == "default") & (part.labels_per_class == b)].val_accuracy.mean()
-                   for b in budgets}
+        default = part[part.variant == "baseline"].groupby("labels_per_class").val_accuracy.mean()
         for variant, runs in part.groupby("variant", sort=False):
             cells, better = [], []
             for b in budgets:
                 at = runs[runs.labels_per_class == b]
-                change = at.val_accuracy.mean() - default[b]
-                better.append(change > 0)
-                delta = "" if variant == "default" else f" ({100 * change:+.2f})"
+                if at.empty:
+                    cells += ["—", "—"]
+                    continue
+                delta = ""
+                if variant != "baseline" and b in default:
+                    change = at.val_accuracy.mean() - default[b]
+                    better.append(change > 0)
+                    delta = f" ({100 * change:+.2f})"
                 cells += [stats(at.val_accuracy) + delta, stats(at.test_accuracy)]
-            kept = "—" if variant == "default" else ("yes" if all(better) else "no")
-            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {kept} |")
-    seeds, threads = table.seed.nunique(), ", ".join(map(str, sorted(table.threads.unique())))
-    epochs = ", ".join(f"{b}: {e}" for b, e in table.groupby("labels_per_class").epochs.first().items())
-    val = ", ".join(f"{b}: {n}" for b, n in table.groupby("labels_per_class").val_images.first().items())
-    return "\n".join(lines) + (f"\n\n{seeds} seeds per cell; epochs per budget {epochs}; val images per budget "
-                               f"{val}; {table.compute.iloc[0]}, {threads} thread(s); "
+            kept = "—" if variant == "baseline" else ("yes" if better and all(better) else "no")
+            minutes = ", ".join(f"{runs[runs.labels_per_class == b].seconds.mean() / 60:.1f}" for b in budgets
+                                if (runs.labels_per_class == b).any())
+            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {minutes} | {kept} |")
+    defaults = table[table.variant == "baseline"]
+    epochs = ", ".join(f"{b}: {defaults[defaults.labels_per_class == b].epochs.iloc[0]}" for b in budgets
+                       if (defaults.labels_per_class == b).any())
+    val = ", ".join(f"{b}: {table[table.labels_per_class == b].val_images.iloc[0]}" for b in budgets)
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + (f"\n\nUp to {table.seed.nunique()} seeds per cell; baseline epochs per budget {epochs}; "
+                               f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s); "
                                f"{table.seconds.sum() / 60:.0f} minutes of fine-tuning in all.")
 
 

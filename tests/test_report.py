@@ -146,7 +146,7 @@ def test_comparison_agrees_with_the_committed_default_run():
 
 def test_recipe_table_keeps_a_variant_only_where_val_beats_the_default_at_every_budget():
     rows = []
-    for variant, val in [("default", {10: 0.60, 100: 0.80}), ("smooth", {10: 0.62, 100: 0.81}), ("erase", {10: 0.65, 100: 0.79})]:
+    for variant, val in [("baseline", {10: 0.60, 100: 0.80}), ("smooth", {10: 0.62, 100: 0.81}), ("erase", {10: 0.65, 100: 0.79})]:
         for b in (10, 100):
             for seed in range(2):
                 rows.append({"pretext": "rotation", "labels_per_class": b, "variant": variant, "seed": seed,
@@ -154,11 +154,11 @@ def test_recipe_table_keeps_a_variant_only_where_val_beats_the_default_at_every_
                              "test_accuracy": 0.5, "seconds": 30.0, "threads": 1, "compute": "cpu bfloat16"})
     md = recipe_markdown(pd.DataFrame(rows)).splitlines()
     assert md[0] == ("| pretext | variant | val, 10 per class | test, 10 per class | val, 100 per class | test, 100 per class "
-                     "| kept |")
-    assert md[2] == "| rotation | default | 60.50 ± 0.71 | 50.00 ± 0.00 | 80.50 ± 0.71 | 50.00 ± 0.00 | — |"
+                     "| minutes per run | kept |")
+    assert md[2] == "| rotation | baseline | 60.50 ± 0.71 | 50.00 ± 0.00 | 80.50 ± 0.71 | 50.00 ± 0.00 | 0.5, 0.5 | — |"
     assert md[3].startswith("| rotation | smooth | 62.50 ± 0.71 (+2.00) |") and md[3].endswith("| yes |")
     assert md[4].endswith("| no |")  # better at 10 per class, worse at 100: not kept
-    assert "2 seeds per cell; epochs per budget 10: 60, 100: 40; val images per budget 10: 100, 100: 1000" in md[-1]
+    assert "2 seeds per cell; baseline epochs per budget 10: 60, 100: 40; val images per budget 10: 100, 100: 1000" in md[-1]
     assert "6 minutes of fine-tuning" in md[-1]
 
 
