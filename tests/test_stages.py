@@ -46,6 +46,7 @@ def set_param(workdir, section, key, value):
 @pytest.mark.parametrize("name", names())
 def test_every_pretext_pretrains_a_backbone_that_finetunes(workdir, name):
     set_param(workdir, "finetune", "protocol", "head")
+    set_param(workdir, "finetune", "transfer", "all")  # every pretrained layer reaches the classifier
     (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", f"pretext: {name}"))
     pretrain.main([name, "--data", "prepared", "--out", f"pre/{name}", "--metrics", f"m/pre/{name}"])
     ckpt = load_checkpoint(workdir / f"pre/{name}/backbone.pt")
@@ -117,6 +118,7 @@ def test_probe_refuses_the_backbone_of_another_pretext(workdir):
 def test_protocols_train_exactly_their_layers(workdir, protocol, trained):
     pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
     set_param(workdir, "finetune", "protocol", protocol)
+    set_param(workdir, "finetune", "transfer", "all")
     (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
     finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
     before = load_checkpoint(workdir / "pre/backbone.pt")["state_dict"]
@@ -124,6 +126,19 @@ def test_protocols_train_exactly_their_layers(workdir, protocol, trained):
     changed = {key.split(".")[0] for key, value in before.items()
                if key.endswith("weight") and not torch.equal(after[f"backbone.{key}"], value)}
     assert changed == trained
+
+
+def test_transfer_conv_starts_fc3_and_fc4_afresh_in_the_stage(workdir):
+    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "protocol", "head")  # the backbone frozen: what it holds is what it was given
+    set_param(workdir, "finetune", "transfer", "conv")
+    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
+    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
+    before = load_checkpoint(workdir / "pre/backbone.pt")["state_dict"]
+    after = load_checkpoint(workdir / "ft/model.pt")["state_dict"]
+    kept = {key.split(".")[0] for key, value in before.items()
+            if key.endswith("weight") and torch.equal(after[f"backbone.{key}"], value)}
+    assert kept == {"conv"}
 
 
 def dvclive_values(folder):
