@@ -7,8 +7,9 @@ Every row is one run of the finetune stage's own code (selfsup.finetune.finetune
 and a pretrained backbone, with the baseline's finetune params (the rest from params.yaml) changed by one
 variant, at the sweep's epochs for the budget: its accuracy on the budget's honest val images (at most labels_per_class per class; what a user with
 that budget could measure, and what decides whether an ingredient is kept) and on the test set (reported,
-never used to choose). `python -m selfsup.report` turns the file into the README's ablation table. Not a test:
-each variant costs ~5 s at 10 labels per class and ~40 s at 100 on 2 cores.
+never used to choose). `python -m selfsup.report` turns the file into the README's ablation table. Its
+`seconds` are wall time as measured, on whatever else the machine was running. Not a test: a run takes
+seconds at 10 labels per class and about a minute at 100 on one core.
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def recipe_markdown(table: pd.DataFrame) -> str:
     table = table.astype({"labels_per_class": str})
     budgets = _budget_order(table.labels_per_class.unique())
     lines = ["| pretext | variant | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
-             + " | minutes per run | kept |", "|---" * (2 * len(budgets) + 4) + "|"]
+             + " | kept |", "|---" * (2 * len(budgets) + 3) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
         default = part[part.variant == "baseline"].groupby("labels_per_class").val_accuracy.mean()
         for variant, runs in part.groupby("variant", sort=False):
@@ -293,17 +293,14 @@ def recipe_markdown(table: pd.DataFrame) -> str:
                     delta = f" ({100 * change:+.2f})"
                 cells += [stats(at.val_accuracy) + delta, stats(at.test_accuracy)]
             kept = "—" if variant == "baseline" else ("yes" if better and all(better) else "no")
-            minutes = ", ".join(f"{runs[runs.labels_per_class == b].seconds.mean() / 60:.1f}" for b in budgets
-                                if (runs.labels_per_class == b).any())
-            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {minutes} | {kept} |")
+            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {kept} |")
     defaults = table[table.variant == "baseline"]
     epochs = ", ".join(f"{b}: {defaults[defaults.labels_per_class == b].epochs.iloc[0]}" for b in budgets
                        if (defaults.labels_per_class == b).any())
     val = ", ".join(f"{b}: {table[table.labels_per_class == b].val_images.iloc[0]}" for b in budgets)
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     return "\n".join(lines) + (f"\n\nUp to {table.seed.nunique()} seeds per cell; baseline epochs per budget {epochs}; "
-                               f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s); "
-                               f"{table.seconds.sum() / 60:.0f} minutes of fine-tuning in all.")
+                               f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s).")
 
 
 def render_recipe(root: Path, read=lambda p: p.read_text()) -> str:
