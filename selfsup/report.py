@@ -4,8 +4,8 @@
 label-efficiency sweep) and docs/results.md (the default run, the frozen-feature probes of metrics/probe/)
 and draws their pictures from the stages' data: metrics/label_efficiency.svg and
 metrics/probe/<pretext>/embedding.svg
-(restyling a chart reruns no stage); `python -m selfsup.report --experiments` first collects every DVC
-experiment (`dvc exp show --json`) into metrics/comparison.tsv. Tests check that both pages agree with the
+(restyling a chart reruns no stage); `python -m selfsup.report --experiments [--rev COMMIT]` first collects
+every DVC experiment of HEAD (or of the commit they were queued from) into metrics/comparison.tsv. Tests check that both pages agree with the
 files committed beside them.
 """
 
@@ -268,15 +268,15 @@ def embedding_svg(root: Path, pretext: str, read=lambda p: p.read_text()) -> str
 
 def recipe_markdown(table: pd.DataFrame) -> str:
     """The recipe ablation (benchmarks/recipe.py): per pretext, variant and budget, the honest val accuracy (what
-    decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against the baseline;
-    a variant is kept only where its val mean beats the baseline's at every budget it ran at."""
+    decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against the baseline,
+    and whether the variant's val mean beats the baseline's at every budget it ran at."""
     def stats(values):
         return f"{100 * values.mean():.2f} ± {100 * (values.std(ddof=1) if len(values) > 1 else 0.0):.2f}"
 
     table = table.astype({"labels_per_class": str})
     budgets = _budget_order(table.labels_per_class.unique())
     lines = ["| pretext | variant | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
-             + " | kept |", "|---" * (2 * len(budgets) + 3) + "|"]
+             + " | better on val at every budget |", "|---" * (2 * len(budgets) + 3) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
         default = part[part.variant == "baseline"].groupby("labels_per_class").val_accuracy.mean()
         for variant, runs in part.groupby("variant", sort=False):
@@ -321,8 +321,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     root = Path.cwd()
     if "--experiments" in argv:
-        show = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True,
-                                         text=True, cwd=root).stdout)
+        # the experiments of HEAD, or (--rev COMMIT) of the commit they were queued from
+        rev = argv[argv.index("--rev") + 1] if "--rev" in argv else "HEAD"
+        show = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], check=True,
+                                         capture_output=True, text=True, cwd=root).stdout)
         experiment_rows(show).to_csv(root / COMPARISON, sep="\t", index=False, float_format="%.6f")
     readme, details = root / "README.md", root / RESULTS_DOC
     details.write_text(replace_block(replace_block(details.read_text(), render(root)), render_probe(root),

@@ -154,7 +154,7 @@ def test_recipe_table_keeps_a_variant_only_where_val_beats_the_default_at_every_
                              "test_accuracy": 0.5, "seconds": 30.0, "threads": 1, "compute": "cpu bfloat16"})
     md = recipe_markdown(pd.DataFrame(rows)).splitlines()
     assert md[0] == ("| pretext | variant | val, 10 per class | test, 10 per class | val, 100 per class | test, 100 per class "
-                     "| kept |")
+                     "| better on val at every budget |")
     assert md[2] == "| rotation | baseline | 60.50 ± 0.71 | 50.00 ± 0.00 | 80.50 ± 0.71 | 50.00 ± 0.00 | — |"
     assert md[3].startswith("| rotation | smooth | 62.50 ± 0.71 (+2.00) |") and md[3].endswith("| yes |")
     assert md[4].endswith("| no |")  # better at 10 per class, worse at 100: not kept
