@@ -132,6 +132,8 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
                 gain = f", {100 * (r.mean - base.mean):+.2f}" if base is not None and pretext != "none" else ""
                 row.append(f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs{gain})")
             lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+        if part.runs.nunique() > 1:
+            lines += ["", f"Cells with fewer than {part.runs.max()} runs: those seeds were not run (one run's std is 0)."]
         lines.append("")
     return "\n".join(lines).strip()
 

@@ -174,3 +174,11 @@ def test_targets_are_met_or_missed_by_the_means():
     assert "| 10 per class: best pretext ≥ 78.0% | `rotation` 77.00% | **missed** |" in md
     assert "| 100 per class: every pretext above `none` | `autoencoder` -2.00 | **missed** |" in md
     assert "| 10 per class: best pretext ≥ `none` + 6 points | `rotation` +7.00 | met |" in md
+
+
+def test_cells_with_fewer_runs_are_pointed_out():
+    rows = [exp_entry(f"n{s}", "none", 10, 0.7, f"2026-01-01T00:00:0{s}", seed=s) for s in range(3)]
+    rows.append(exp_entry("r0", "rotation", 10, 0.8, "2026-01-01T00:00:09"))
+    md = comparison_markdown(experiment_rows(rows))
+    assert "Cells with fewer than 3 runs: those seeds were not run" in md
+    assert "fewer than" not in comparison_markdown(experiment_rows(rows[:3]))
