@@ -80,13 +80,14 @@ def main(argv=None):
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     runs = [(p, b, s, v) for p in args.pretexts for b in args.budgets for v in args.variants for s in range(args.seeds)]
+    backbones = {pretext: load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext,
+                                        to_dict(params.model))["state_dict"] for pretext in args.pretexts}
     rows = []
     for pretext, budget, seed, name in tqdm(runs, desc="recipe"):
         cfg, compute_cfg = variant_params(params, *VARIANTS[name], budget, seed)
         compute, norm = setup(compute_cfg, meta)
-        ckpt = load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext, to_dict(params.model))
         started = time.perf_counter()
-        model, _, labelled, val = finetune_backbone(ckpt["state_dict"], to_dict(params.model), meta,
+        model, _, _, val = finetune_backbone(backbones[pretext], to_dict(params.model), meta,
                                                     len(prepared.classes), splits["train"], splits["val"], cfg,
                                                     get_pretext(pretext).trains, compute, norm)
         seconds = time.perf_counter() - started

@@ -113,29 +113,29 @@ def test_probe_refuses_the_backbone_of_another_pretext(workdir):
     assert not (workdir / "m/probe").exists()
 
 
+def finetune_rotation(workdir, protocol: str, transfer: str) -> tuple[dict, dict]:
+    """Pre-train rotation, fine-tune from it with `protocol` and `transfer`: (backbone state, classifier state)."""
+    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "protocol", protocol)
+    set_param(workdir, "finetune", "transfer", transfer)
+    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
+    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
+    return (load_checkpoint(workdir / "pre/backbone.pt")["state_dict"],
+            load_checkpoint(workdir / "ft/model.pt")["state_dict"])
+
+
 @pytest.mark.parametrize("protocol, trained", [("head", set()), ("fc", {"fc3", "fc4"}),
                                                ("full", {"conv", "fc3", "fc4"})])
 def test_protocols_train_exactly_their_layers(workdir, protocol, trained):
-    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
-    set_param(workdir, "finetune", "protocol", protocol)
-    set_param(workdir, "finetune", "transfer", "all")
-    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
-    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
-    before = load_checkpoint(workdir / "pre/backbone.pt")["state_dict"]
-    after = load_checkpoint(workdir / "ft/model.pt")["state_dict"]
+    before, after = finetune_rotation(workdir, protocol, "all")
     changed = {key.split(".")[0] for key, value in before.items()
                if key.endswith("weight") and not torch.equal(after[f"backbone.{key}"], value)}
     assert changed == trained
 
 
 def test_transfer_conv_starts_fc3_and_fc4_afresh_in_the_stage(workdir):
-    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
-    set_param(workdir, "finetune", "protocol", "head")  # the backbone frozen: what it holds is what it was given
-    set_param(workdir, "finetune", "transfer", "conv")
-    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
-    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
-    before = load_checkpoint(workdir / "pre/backbone.pt")["state_dict"]
-    after = load_checkpoint(workdir / "ft/model.pt")["state_dict"]
+    # protocol head: the backbone frozen, so what it holds after fine-tuning is what it was given
+    before, after = finetune_rotation(workdir, "head", "conv")
     kept = {key.split(".")[0] for key, value in before.items()
             if key.endswith("weight") and torch.equal(after[f"backbone.{key}"], value)}
     assert kept == {"conv"}
