@@ -20,7 +20,7 @@ from torch import nn
 from selfsup import SelfSupError
 from selfsup.images import MODES
 from selfsup.io import atomic_path
-from selfsup.models import build_classifier
+from selfsup.models import load_classifier
 
 SPEC_FILE = "model.json"  # its name inside the .pt2 archive, and beside it
 
@@ -40,11 +40,8 @@ class DeliveredModel(nn.Module):
 
 
 def delivered_model(ckpt: dict) -> DeliveredModel:
-    """The fine-tuned model of a finetune checkpoint, in eval mode, with its normalisation."""
-    data = ckpt["data"]
-    classifier = build_classifier(ckpt["config"]["model"], data, len(ckpt["classes"]))
-    classifier.load_state_dict(ckpt["state_dict"])
-    return DeliveredModel(classifier, data["mean"], data["std"]).eval()
+    """The model of a finetune or distill checkpoint, in eval mode, with its normalisation."""
+    return DeliveredModel(load_classifier(ckpt), ckpt["data"]["mean"], ckpt["data"]["std"]).eval()
 
 
 def model_spec(ckpt: dict) -> dict:
@@ -57,6 +54,7 @@ def model_spec(ckpt: dict) -> dict:
                   "resize": "any image: converted to `mode`, squashed to height x width, bilinear (PIL), as selfsup.predict does"},
         "output": "class probabilities, N x classes, in the order of `classes`",
         "pretext": ckpt.get("pretext"),
+        "distilled": "distill" in ckpt["config"],
         "dataset": data["dataset"],
         "model": ckpt["config"]["model"],
     }

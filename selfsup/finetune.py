@@ -85,20 +85,33 @@ def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val:
     return result
 
 
+def initial_classifier(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, seed: int,
+                       transfer: str) -> Classifier:
+    """A classifier seeded by `seed` on the backbone: all of it, or (transfer: conv) only its convolutions."""
+    torch.manual_seed(seed)
+    model = build_classifier(model_cfg, meta, num_classes)
+    load_backbone_into(model, backbone_state)
+    if transfer == "conv":  # the layers the pretext specialised left behind: fc3 and fc4 start afresh
+        for layer in (model.backbone.fc3, model.backbone.fc4):
+            layer.reset_parameters()
+    return model
+
+
+def budget(train: Split, val: Split, cfg: FinetuneParams) -> tuple[torch.Tensor, Split]:
+    """The positions of the budget's labelled training images, and the val images that go with them: at most
+    as many per class (the honest protocol). Distillation draws the same ones from the same params."""
+    chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed, at_most=cfg.budget == "at_most")
+    return chosen, val.subset(val_subset(val.labels, cfg.labels_per_class, cfg.seed))
+
+
 def finetune_backbone(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, train: Split, val: Split,
                       cfg: FinetuneParams, pretrained: bool, compute: Compute, norm: Normalize,
                       live=None) -> tuple[Classifier, FitResult, int, Split]:
-    """The finetune stage's work: a classifier seeded by cfg.seed on the backbone (all of it, or with
-    transfer: conv only its convolutions), fine-tuned on the budget's labelled training images with at most as many val images per class (the honest protocol).
+    """The finetune stage's work: `initial_classifier`, fine-tuned on the budget's labelled training images
+    with at most as many val images per class (`budget`).
 
     Returns the model (the kept epoch loaded), the fit's result, the number of labelled images and the val images."""
-    torch.manual_seed(cfg.seed)
-    model = build_classifier(model_cfg, meta, num_classes)
-    load_backbone_into(model, backbone_state)
-    if cfg.transfer == "conv":  # the layers the pretext specialised left behind: fc3 and fc4 start afresh
-        for layer in (model.backbone.fc3, model.backbone.fc4):
-            layer.reset_parameters()
-    chosen = labelled_subset(train.labels, cfg.labels_per_class, cfg.seed, at_most=cfg.budget == "at_most")
-    val = val.subset(val_subset(val.labels, cfg.labels_per_class, cfg.seed))
+    model = initial_classifier(backbone_state, model_cfg, meta, num_classes, cfg.seed, cfg.transfer)
+    chosen, val = budget(train, val, cfg)
     result = finetune(model, train.images[chosen], train.labels[chosen], val, cfg, pretrained, compute, norm, live)
     return model, result, len(chosen), val

@@ -124,6 +124,13 @@ def build_classifier(model_cfg: dict, data: dict, num_classes: int) -> Classifie
     return Classifier(build_backbone(model_cfg, data["channels"], data["image_size"]), num_classes)
 
 
+def load_classifier(ckpt: dict) -> Classifier:
+    """The classifier of a finetune or distill checkpoint (as load_checkpoint returns it), weights loaded."""
+    model = build_classifier(ckpt["config"]["model"], ckpt["data"], len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> None:
     """Write a state dict with plain-data metadata (config, pretext, ...), atomically."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

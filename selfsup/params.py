@@ -144,7 +144,7 @@ class AugmentParams:
 @dataclass(frozen=True)
 class FinetuneParams(OptimParams):
     protocol: Literal["full", "fc", "head", "lp-ft"] = "full"
-    transfer: Literal["all", "conv"] = "all"
+    transfer: Literal["all", "conv"] = "conv"
     pretrained_lr: float = field(default=1.0, metadata=check(fraction, "a fraction of lr in (0, 1]"))
     labels_per_class: Union[int, Literal["all"]] = field(
         default="all", metadata=check(lambda n: n == "all" or n > 0, "a positive integer or `all`")
@@ -154,6 +154,20 @@ class FinetuneParams(OptimParams):
     epochs: int = field(default=7, metadata=check(positive, "a positive integer"))
     keep: Literal["last", "best"] = "last"
     label_smoothing: float = field(default=0.0, metadata=check(lambda e: 0 <= e < 1, "a number in [0, 1)"))
+
+
+@dataclass(frozen=True)
+class DistillParams(OptimParams):
+    """A student trained on every training image with the fine-tuned model's predictions as targets."""
+
+    when: Literal["auto", "always", "never"] = "auto"
+    init: Literal["teacher", "backbone"] = "teacher"
+    epochs: int = field(default=3, metadata=check(positive, "a positive integer"))
+    rounds: int = field(default=2, metadata=check(positive, "a positive integer"))
+    temperature: float = field(default=1.0, metadata=check(positive, "a positive number, e.g. 1"))
+    threshold: float = field(default=0.9, metadata=check(lambda t: 0 <= t < 1, "a number in [0, 1): 0 for soft targets"))
+    label_weight: float = field(default=1.0, metadata=check(lambda w: 0 <= w <= 1, "a number in [0, 1]"))
+    augment: AugmentParams = AugmentParams()
 
 
 @dataclass(frozen=True)
@@ -184,6 +198,7 @@ class Params:
     pretrain: PretrainParams = PretrainParams()
     compute: ComputeParams = ComputeParams()
     finetune: FinetuneParams = FinetuneParams()
+    distill: DistillParams = DistillParams()
     probe: ProbeParams = ProbeParams()
     evaluate: EvaluateParams = EvaluateParams()
 

@@ -1,6 +1,7 @@
 """Classify image files with a trained model: `python -m selfsup.predict MODEL IMAGE_OR_FOLDER... [--csv FILE]`.
 
-MODEL is the fine-tuned checkpoint (models/finetune/model.pt: runs where `compute.device: auto` would, in the
+MODEL is the delivered checkpoint (models/distill/model.pt, the distilled student or, with distillation off, the
+fine-tuned model; models/finetune/model.pt works too: runs where `compute.device: auto` would, in the
 precision evaluate used) or the exported file (models/export/model.pt2: runs on the CPU in fp32, with torch
 alone). Every image is prepared as the model's training images were: the channels and size the model records,
 through the same decoder as preprocess. Folders are walked to any depth; files without an image suffix there
@@ -45,7 +46,7 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
         return run, spec
     ckpt = load_checkpoint(path)
     if "classes" not in ckpt or "data" not in ckpt:
-        raise SelfSupError(f"{path} is a backbone, not a classifier; give models/finetune/model.pt "
+        raise SelfSupError(f"{path} is a backbone, not a classifier; give models/distill/model.pt "
                            "or models/export/model.pt2")
     model = delivered_model(ckpt).classifier  # without the wrapper: normalised as evaluate normalises
     compute, norm = setup(ComputeParams(device=device), ckpt["data"])
@@ -101,7 +102,7 @@ def classify(predictor, spec: dict, files: list[Path], top_k: int):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m selfsup.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="models/finetune/model.pt or models/export/model.pt2")
+    parser.add_argument("model", help="models/distill/model.pt (or models/finetune/model.pt) or models/export/model.pt2")
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ... of any size or mode) or folders")
     parser.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")
     parser.add_argument("--csv", help="write one row per image to this file instead of printing")

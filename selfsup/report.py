@@ -5,7 +5,9 @@ label-efficiency sweep) and docs/results.md (the default run, the frozen-feature
 and draws their pictures from the stages' data: metrics/label_efficiency.svg and
 metrics/probe/<pretext>/embedding.svg
 (restyling a chart reruns no stage); `python -m selfsup.report --experiments [--rev COMMIT]` first collects
-every DVC experiment of HEAD (or of the commit they were queued from) into metrics/comparison.tsv. Tests check that both pages agree with the
+every DVC experiment of HEAD (or of the commit they were queued from) into metrics/comparison.tsv (the fine-tuned
+models) and metrics/distilled.tsv (the distilled ones, beside their teachers); `--add` adds them to the tables
+instead of replacing them. Tests check that both pages agree with the
 files committed beside them.
 """
 
@@ -24,10 +26,15 @@ from selfsup.svg import line_chart, scatter
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
+DISTILL_START, DISTILL_END = "<!-- distill:start -->", "<!-- distill:end -->"
 PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
 RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
 RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
-COMPARISON = Path("metrics/comparison.tsv")
+DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
+DISTILL_RECIPE_START, DISTILL_RECIPE_END = "<!-- distill-recipe:start -->", "<!-- distill-recipe:end -->"
+COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
+DISTILLED = Path("metrics/distilled.tsv")  # the experiments whose delivered model was distilled, with their teacher's
+DISTILLED_PLOT = Path("metrics/distillation.svg")
 RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes; the sweep's answer is on the README
 PLOT = Path("metrics/label_efficiency.svg")
 # AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on its own subset of the benchmark).
@@ -80,17 +87,45 @@ def experiment_rows(show: list) -> pd.DataFrame:
             metrics = data.get("metrics", {}).get("metrics/evaluate/metrics.json", {}).get("data")
             if entry.get("rev") == "workspace" or not params or not metrics:
                 continue
-            ft = params["finetune"]
+            ft, distill = params["finetune"], params.get("distill") or {}
+            finetuned = metrics.get("finetuned", metrics["test"])  # before distillation (the same model when off)
             rows.append({
                 "experiment": entry.get("name") or entry["rev"][:7], "timestamp": data.get("timestamp"),
-                "dataset": params["data"]["dataset"], "pretext": params["pretext"], "protocol": ft["protocol"],
-                "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"], "seed": ft["seed"],
+                "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
+                "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
+                "seed": ft["seed"], "distilled": bool(metrics.get("distilled", False)),
+                "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
+                "distill_threshold": distill.get("threshold"),
                 "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
+                "finetuned_accuracy": finetuned["accuracy"], "finetuned_macro_f1": finetuned["macro_f1"],
             })
-    keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed"]
-    table = pd.DataFrame(rows, columns=["experiment", "timestamp", *keys, "test_accuracy", "macro_f1"])
+    table = pd.DataFrame(rows, columns=["experiment", "timestamp", "commit", *EXPERIMENT_KEYS, *DISTILL_KEYS,
+                                        "test_accuracy", "macro_f1", "finetuned_accuracy", "finetuned_macro_f1"])
     # the same settings run twice (a commit and its experiment): keep the newest
-    return table.sort_values("timestamp").drop_duplicates(keys, keep="last").drop(columns="timestamp")
+    return (table.sort_values("timestamp").drop_duplicates([*EXPERIMENT_KEYS, *DISTILL_KEYS], keep="last")
+            .drop(columns="timestamp"))
+
+
+EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed"]
+DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold"]
+
+
+def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(comparison, distilled) of experiment_rows: the fine-tuned model of every experiment (a distilled one's
+    teacher), and the distilled experiments with their teacher's accuracy beside the student's."""
+    finetuned = rows.assign(test_accuracy=rows.finetuned_accuracy, macro_f1=rows.finetuned_macro_f1)
+    comparison = finetuned[["experiment", "commit", *EXPERIMENT_KEYS, "test_accuracy", "macro_f1"]]
+    comparison = comparison.drop_duplicates(EXPERIMENT_KEYS, keep="last")
+    distilled = rows[rows.distilled].drop(columns=["distilled", "finetuned_macro_f1"])
+    return comparison, distilled
+
+
+def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one."""
+    if not path.is_file():
+        return new
+    old = pd.read_csv(path, sep="\t", dtype={"labels_per_class": str})
+    return pd.concat([old, new.astype({"labels_per_class": str})]).drop_duplicates(keys, keep="last")
 
 
 def _budget_order(budgets) -> list[str]:
@@ -224,6 +259,80 @@ def comparison_block(table: pd.DataFrame, order=()) -> str:
             f"{targets_markdown(table)}\n{CMP_END}")
 
 
+def distilled_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pretext and budget: mean and std over seeds of the fine-tuned (teacher) and distilled test accuracy."""
+    def std(a):
+        return a.std(ddof=1) if len(a) > 1 else 0.0
+
+    grouped = table.groupby(["pretext", "labels_per_class"])
+    return grouped.agg(finetuned=("finetuned_accuracy", "mean"), finetuned_std=("finetuned_accuracy", std),
+                       distilled=("test_accuracy", "mean"), distilled_std=("test_accuracy", std),
+                       runs=("test_accuracy", "count")).reset_index()
+
+
+def distilled_markdown(table: pd.DataFrame, order=()) -> str:
+    """Fine-tuned → distilled test accuracy per pretext and budget (mean ± std over seeds), the gain, and the
+    distillation targets, each met or missed."""
+    summary = distilled_summary(table)
+    budgets = _budget_order(summary.labels_per_class.unique())
+    cells = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
+    lines = ["| pretext | " + " | ".join(f"{b} labels per class: fine-tuned → distilled" for b in budgets) + " |",
+             "|---" * (len(budgets) + 1) + "|"]
+    for pretext in _pretext_order(summary.pretext.unique(), order):
+        row = []
+        for b in budgets:
+            r = cells.get((pretext, b))
+            row.append("—" if r is None else
+                       f"{100 * r.finetuned:.2f} ± {100 * r.finetuned_std:.2f} → **{100 * r.distilled:.2f}** ± "
+                       f"{100 * r.distilled_std:.2f} ({100 * (r.distilled - r.finetuned):+.2f}; {r.runs} runs)")
+        lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+    settings = table.iloc[0]
+    lines += ["", f"Distillation: {int(settings.distill_epochs)} epochs over every training image, the student "
+                  f"starting from the {settings.distill_init}"
+                  + (f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
+                     else ", the teacher's soft probabilities") + ".", "",
+              "| target | measured | |", "|---|---|---|"]
+    for b, floor in (("10", 0.80), ("100", 0.88)):
+        at = summary[summary.labels_per_class == b]
+        if len(at):
+            best = at.loc[at.distilled.idxmax()]
+            lines.append(f"| {b} per class: best pipeline ≥ {100 * floor:.1f}% | `{best.pretext}` {100 * best.distilled:.2f}% "
+                         f"| {'met' if best.distilled >= floor else '**missed**'} |")
+            others = at[at.pretext != "none"]
+            if (at.pretext == "none").any() and len(others):
+                base = at[at.pretext == "none"].distilled.iloc[0]
+                top = others.loc[others.distilled.idxmax()]
+                lines.append(f"| {b} per class, distilled: best pretext above `none` | `{top.pretext}` "
+                             f"{100 * (top.distilled - base):+.2f} | {'met' if top.distilled > base else '**missed**'} |")
+    return "\n".join(lines)
+
+
+def distillation_svg(table: pd.DataFrame, order=()) -> str:
+    """Test accuracy against labels per class: each pretext fine-tuned and distilled, one std over seeds."""
+    summary = distilled_summary(table)
+    budgets = _budget_order(summary.labels_per_class.unique())
+    position = {b: int(b) if b.isdigit() else 10 * max([int(c) for c in budgets if c.isdigit()] or [1]) for b in budgets}
+    series = {}
+    for pretext in _pretext_order(summary.pretext.unique(), order):
+        part = sorted(summary[summary.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
+        series[f"{pretext}, fine-tuned"] = [(position[r.labels_per_class], 100 * r.finetuned, 100 * r.finetuned_std)
+                                            for r in part]
+        series[f"{pretext}, distilled"] = [(position[r.labels_per_class], 100 * r.distilled, 100 * r.distilled_std)
+                                           for r in part]
+    return line_chart(series, [(position[b], b) for b in budgets],
+                      "Fashion-MNIST test accuracy, fine-tuned and distilled", "labels per class", "test accuracy (%)")
+
+
+def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(read(root / DISTILLED)), sep="\t", dtype={"labels_per_class": str})
+
+
+def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:
+    table = read_distilled(root, read)
+    return (f"{DISTILL_START}\n{distilled_markdown(table, _pretexts(root, read))}\n\n"
+            f"![fine-tuned and distilled]({DISTILLED_PLOT.as_posix()})\n{DISTILL_END}")
+
+
 def _pretexts(root: Path, read) -> list[str]:
     return yaml.safe_load(read(root / "params.yaml"))["pretexts"]
 
@@ -305,6 +414,28 @@ def recipe_markdown(table: pd.DataFrame) -> str:
                                f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s).")
 
 
+def distill_recipe_markdown(table: pd.DataFrame) -> str:
+    """The distillation variants (benchmarks/distill.py): per pretext, budget and variant, the teacher's and the
+    student's honest val accuracy (what decides) and test accuracy, means over seeds, and the minutes it took."""
+    table = table.astype({"labels_per_class": str})
+    lines = ["| pretext | labels per class | variant | val: teacher → student | test: teacher → student "
+             "| minutes | runs |", "|---|---|---|---|---|---|---|"]
+    for (pretext, budget, variant), runs in table.groupby(["pretext", "labels_per_class", "variant"], sort=False):
+        val, test = runs.val_accuracy.mean() - runs.teacher_val_accuracy.mean(), \
+            runs.test_accuracy.mean() - runs.teacher_test_accuracy.mean()
+        lines.append(f"| {pretext} | {budget} | {variant} | {100 * runs.teacher_val_accuracy.mean():.2f} → "
+                     f"{100 * runs.val_accuracy.mean():.2f} ({100 * val:+.2f}) | {100 * runs.teacher_test_accuracy.mean():.2f}"
+                     f" → {100 * runs.test_accuracy.mean():.2f} ({100 * test:+.2f}) | {runs.seconds.mean() / 60:.1f} "
+                     f"| {len(runs)} |")
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the distillation alone, wall time as measured (not always on an idle machine)."
+
+
+def render_distill_recipe(root: Path, read=lambda p: p.read_text()) -> str:
+    table = pd.read_csv(io.StringIO(read(root / DISTILL_RECIPE)), sep="\t")
+    return f"{DISTILL_RECIPE_START}\n{distill_recipe_markdown(table)}\n{DISTILL_RECIPE_END}"
+
+
 def render_recipe(root: Path, read=lambda p: p.read_text()) -> str:
     table = pd.read_csv(io.StringIO(read(root / RECIPE)), sep="\t")
     return f"{RECIPE_START}\n{recipe_markdown(table)}\n{RECIPE_END}"
@@ -327,7 +458,13 @@ def main(argv: list[str] | None = None) -> None:
         rev = argv[argv.index("--rev") + 1] if "--rev" in argv else "HEAD"
         show = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], check=True,
                                          capture_output=True, text=True, cwd=root).stdout)
-        experiment_rows(show).to_csv(root / COMPARISON, sep="\t", index=False, float_format="%.6f")
+        comparison, distilled = sweep_tables(experiment_rows(show))
+        if "--add" in argv:  # into the tables as they are (earlier commits' rows kept), not instead of them
+            comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
+            distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
+        comparison.to_csv(root / COMPARISON, sep="\t", index=False, float_format="%.6f")
+        if len(distilled):
+            distilled.to_csv(root / DISTILLED, sep="\t", index=False, float_format="%.6f")
     readme, details = root / "README.md", root / RESULTS_DOC
     details.write_text(replace_block(replace_block(details.read_text(), render(root)), render_probe(root),
                                      PROBE_START, PROBE_END))
@@ -338,8 +475,14 @@ def main(argv: list[str] | None = None) -> None:
         table = read_comparison(root)
         (root / PLOT).write_text(label_efficiency_svg(table, pretexts))
         readme.write_text(replace_block(readme.read_text(), comparison_block(table, pretexts), CMP_START, CMP_END))
+    if (root / DISTILLED).is_file():
+        (root / DISTILLED_PLOT).write_text(distillation_svg(read_distilled(root), pretexts))
+        readme.write_text(replace_block(readme.read_text(), render_distilled(root), DISTILL_START, DISTILL_END))
     if (root / RECIPE).is_file():
         readme.write_text(replace_block(readme.read_text(), render_recipe(root), RECIPE_START, RECIPE_END))
+    if (root / DISTILL_RECIPE).is_file():
+        readme.write_text(replace_block(readme.read_text(), render_distill_recipe(root), DISTILL_RECIPE_START,
+                                        DISTILL_RECIPE_END))
     print(f"updated the results in {readme} and {details}", file=sys.stderr)
 
 

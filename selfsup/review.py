@@ -20,7 +20,7 @@ from pathlib import Path
 from selfsup import SelfSupError
 
 # Metrics files in the order a reviewer reads them: the delivered model's test metrics first.
-ORDER = ("metrics/evaluate/", "metrics/finetune/", "metrics/probe/", "metrics/pretrain/")
+ORDER = ("metrics/evaluate/", "metrics/distill/", "metrics/finetune/", "metrics/probe/", "metrics/pretrain/")
 
 
 def _run(args: list[str], cwd: Path) -> str:

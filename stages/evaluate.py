@@ -1,5 +1,5 @@
 """Stage evaluate: test accuracy, balanced accuracy, per-class accuracy, macro-F1 and the confusion plot of the
-fine-tuned model."""
+delivered model (distill's), and the fine-tuned model's beside it: what distillation added."""
 
 import argparse
 from pathlib import Path
@@ -10,32 +10,40 @@ from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path, write_json
-from selfsup.models import build_classifier, load_checkpoint
+from selfsup.models import load_checkpoint, load_classifier
 from selfsup.params import load_params
 from selfsup.runtime import predict, setup
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="model.pt written by finetune")
+    parser.add_argument("--model", required=True, help="model.pt written by distill: the delivered model")
+    parser.add_argument("--finetuned", help="model.pt written by finetune (distill's teacher), evaluated beside it")
     parser.add_argument("--data", required=True, help="preprocess output folder")
     parser.add_argument("--metrics", required=True, help="folder for metrics.json and confusion.csv")
     args = parser.parse_args(argv)
     params = load_params()
     cfg = params.evaluate
     ckpt = load_checkpoint(args.model)
-    data = ckpt["data"]
     test = load_prepared(args.data, splits=("test",)).splits["test"]
     classes = ckpt["classes"]
-    model = build_classifier(ckpt["config"]["model"], data, len(classes))
-    model.load_state_dict(ckpt["state_dict"])
-    compute, norm = setup(params.compute, data)
-    predicted = predict(model.to(compute.device), test.images, norm, cfg.batch_size, compute).argmax(1)
+    compute, norm = setup(params.compute, ckpt["data"])
 
+    def test_predictions(checkpoint):
+        model = load_classifier(checkpoint).to(compute.device)
+        return predict(model, test.images, norm, cfg.batch_size, compute).argmax(1)
+
+    predicted = test_predictions(ckpt)
     metrics = classification_metrics(test.labels, predicted, classes)
     per_class = metrics.pop("per_class")
+    # the headline (the delivered model), whether it was distilled, and the fine-tuned model's beside it
+    summary = {"test": metrics, "distilled": "distill" in ckpt["config"]}
+    if args.finetuned:
+        summary["finetuned"] = classification_metrics(test.labels, test_predictions(load_checkpoint(args.finetuned)),
+                                                      classes)
+        summary["finetuned"].pop("per_class")
     out = Path(args.metrics)
-    write_json(out / "metrics.json", {"test": metrics})  # the headline; per class below, as plot data
+    write_json(out / "metrics.json", summary)
     with atomic_path(out / "per_class.csv") as tmp:
         pd.DataFrame([{"class": name, **values} for name, values in per_class.items()]).to_csv(
             tmp, index=False, float_format="%.6g")

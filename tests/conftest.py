@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from selfsup.data import make_splits, save_prepared
 from selfsup.download import MIRROR_ENV
+from selfsup.pretexts import names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,30 @@ def shrink_params(params: dict, batch_size: int, val_images: int) -> dict:
     params["finetune"]["epochs"] = 2
     params["probe"].update(select_labels_per_class=5, labels_per_class=[2, "all"], seeds=2, steps=20)
     return params
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A cwd with params.yaml (tiny settings, every pretext) and a prepared 8×8 dataset of 4 classes."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["pretexts"] = names()
+    shrink_params(params, batch_size=16, val_images=16)
+    params["finetune"]["batch_size"] = 16
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 4
+    images = (labels.view(-1, 1, 1, 1) * 60 + torch.randint(0, 30, (200, 1, 8, 8), generator=gen)).to(torch.uint8)
+    sets = {"train": (images[:160], labels[:160]), "test": (images[160:], labels[160:])}
+    save_prepared(tmp_path / "prepared", make_splits(sets, 0.2, 1.0, 0), ["w", "x", "y", "z"], "synthetic")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def set_param(workdir, section, key, value):
+    """Set params.yaml's `section.key` in the workdir."""
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params[section][key] = value
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 @pytest.fixture(scope="session")

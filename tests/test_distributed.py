@@ -21,7 +21,6 @@ from selfsup.pretexts.exemplar import Projection, multi_positive_loss
 from selfsup.runtime import Normalize
 from selfsup.train import Objective, Resume, fit
 from tests.conftest import REPO
-from tests.test_stages import workdir  # noqa: F401  the tiny prepared dataset and params.yaml
 from tests.test_train import CFG, keep_labels, toy_problem
 
 

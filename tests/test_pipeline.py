@@ -18,7 +18,7 @@ from selfsup.report import experiment_rows, render_probe
 from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore", ".dvc/plots", "metrics/comparison.tsv", "stages", "selfsup"]
+                 ".dvc/.gitignore", ".dvc/plots", "metrics/comparison.tsv", "metrics/distilled.tsv", "stages", "selfsup"]
 
 
 def run(cmd: list[str], cwd, env) -> str:
@@ -75,7 +75,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     out = run(["dvc", "repro"], repo, env)
     pretexts = yaml.safe_load((repo / "params.yaml").read_text())["pretexts"]
     assert set(pretexts) == {"none", "rotation", "exemplar", "autoencoder"}
-    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "evaluate", "export",
+    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "distill", "evaluate", "export",
                                *(f"pretrain@{p}" for p in pretexts), *(f"probe@{p}" for p in pretexts)}
     metrics = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
     assert set(metrics) == {"accuracy", "balanced_accuracy", "macro_f1"} and 0 <= metrics["macro_f1"] <= 1
@@ -97,7 +97,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     pngs.mkdir()
     for i, image in enumerate(test):
         Image.fromarray(image[0].numpy()).save(pngs / f"{i:04d}.png")
-    run([sys.executable, "-m", "selfsup.predict", "models/finetune/model.pt", str(pngs),
+    run([sys.executable, "-m", "selfsup.predict", "models/distill/model.pt", str(pngs),
          "--csv", str(repo.parent / "predicted.csv")], repo, env)
     predicted = pd.read_csv(repo.parent / "predicted.csv")
     evaluated = pd.read_csv(repo / "metrics/evaluate/confusion.csv")
@@ -145,7 +145,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert len(names) == 2
     run(["dvc", "exp", "run", "--run-all", "-j", "2"], repo, env)
     for name in names:
-        assert stages_run(run(["dvc", "queue", "logs", name], repo, env)) == {"select", "finetune", "evaluate", "export"}, name
+        assert stages_run(run(["dvc", "queue", "logs", name], repo, env)) == {"select", "finetune", "distill", "evaluate", "export"}, name
     table = experiment_rows(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
     swept = table[table.seed > 0]
     assert sorted(swept.seed) == [1, 2] and set(swept.pretext) == {"rotation"}
@@ -157,7 +157,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     for pretext in ("rotation", "exemplar", "autoencoder"):
         out = run(["dvc", "exp", "run", "-S", f"pretext={pretext}"], repo, env)
         # the backbones are cached; `select` (a check of the name) may come from the run cache too
-        assert stages_run(out) - {"select"} == {"finetune", "evaluate", "export"}, pretext
+        assert stages_run(out) - {"select"} == {"finetune", "distill", "evaluate", "export"}, pretext
         model = torch.load(repo / "models/finetune/model.pt", weights_only=True)
         assert model["pretext"] == pretext
 
@@ -167,7 +167,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     assert "unknown pretext 'rotaton'; valid pretexts: autoencoder, exemplar, none, rotation" in typo.stderr
 
     out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.epochs=1"], repo, env)
-    assert stages_run(out) - {"select"} == {"finetune", "evaluate", "export"}
+    assert stages_run(out) - {"select"} == {"finetune", "distill", "evaluate", "export"}
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], repo, env))
     accuracy = diff["metrics/evaluate/metrics.json"]["test.accuracy"]
@@ -203,6 +203,15 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     probe = json.loads((repo / "metrics/probe/exemplar/metrics.json").read_text())
     detail = json.loads((repo / "metrics/probe/exemplar/detail.json").read_text())
     assert probe["layer"] == detail["draws"]["all"][0]["layer"] and set(probe["test"]) == set(detail["test"]) == {"2", "all"}
+
+    # below every label the student is distilled; a distill param reruns it, evaluate and export, no finetune
+    out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.labels_per_class=5"], repo, env)
+    assert stages_run(out) - {"select"} == {"finetune", "distill", "evaluate", "export"}
+    evaluated = json.loads((repo / "metrics/evaluate/metrics.json").read_text())
+    assert evaluated["distilled"] and set(evaluated["finetuned"]) == set(evaluated["test"])
+    out = run(["dvc", "exp", "run", "-S", "finetune.labels_per_class=5", "-S", "distill.epochs=2"], repo, env)
+    assert stages_run(out) == {"distill", "evaluate", "export"}
+    assert json.loads((repo / "models/export/model.json").read_text())["distilled"]  # the student is delivered
 
 
 # The documented recipe for a new pretext (docs/pipeline.md), word for word: this module, its params section, its name in `pretexts`.
@@ -256,7 +265,7 @@ def test_a_new_pretext_is_a_module_a_params_section_and_its_name(tmp_path, fmnis
     (repo / "selfsup/pretexts/flip.py").write_text(FLIP_MODULE)
     out = run(["dvc", "repro"], repo, env)
     assert stages_run(out) == {"download", "preprocess", "pretrain@none", "pretrain@flip", "probe@none", "probe@flip",
-                               "select", "finetune", "evaluate", "export"}
+                               "select", "finetune", "distill", "evaluate", "export"}
     assert (repo / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text()  # not edited, by the test or a stage
     assert torch.load(repo / "models/finetune/model.pt", weights_only=True)["pretext"] == "flip"
     summary = json.loads((repo / "metrics/pretrain/flip/metrics.json").read_text())
@@ -294,13 +303,16 @@ def test_your_own_image_folder_runs_through_every_stage(tmp_path):
     repo, env = project_repo(tmp_path, edit)
     out = run(["dvc", "repro"], repo, env)
     pretexts = yaml.safe_load((repo / "params.yaml").read_text())["pretexts"]
-    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "evaluate", "export",
+    assert stages_run(out) == {"download", "preprocess", "select", "finetune", "distill", "evaluate", "export",
                                *(f"pretrain@{p}" for p in pretexts), *(f"probe@{p}" for p in pretexts)}
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert meta["classes"] == ["boot", "dress", "shirt"] and meta["sizes"]["unlabelled"] == 40
     finetune = json.loads((repo / "metrics/finetune/metrics.json").read_text())
     # dress: 18 labelled images, 4 to test, 1 to val, 13 to train: used whole; the others give 15 of their 17
     assert finetune["short_classes"] == {"dress": 13} and finetune["labelled_images"] == 15 + 13 + 15
+    # the unlabelled folder's 40 images are used twice: to pre-train, and with the unused labelled ones to distil
+    distilled = json.loads((repo / "metrics/distill/metrics.json").read_text())
+    assert distilled["distilled"] and distilled["images"] == meta["sizes"]["train"] + 40
     evaluated = json.loads((repo / "metrics/evaluate/metrics.json").read_text())["test"]
     per_class = pd.read_csv(repo / "metrics/evaluate/per_class.csv")
     assert per_class["class"].tolist() == ["boot", "dress", "shirt"] and evaluated["accuracy"] > 0.5  # colours: easy

@@ -101,4 +101,4 @@ def test_a_backbone_is_not_taken_for_a_classifier(project, tmp_path, capsys):
     save_checkpoint(tmp_path / "backbone.pt", CifarNet(), pretext="rotation", config={"model": {}})
     with pytest.raises(SystemExit):
         run_stage(main, [str(tmp_path / "backbone.pt"), str(project / "pngs/000.png")])
-    assert "is a backbone, not a classifier; give models/finetune/model.pt" in capsys.readouterr().err
+    assert "is a backbone, not a classifier; give models/distill/model.pt" in capsys.readouterr().err

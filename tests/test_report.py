@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (END, PLOT, RESULTS_DOC, START, answer_markdown, comparison_markdown, embedding_path, embedding_svg, experiment_rows,
-                            label_efficiency_svg, probe_markdown, read_comparison, render, render_comparison,
-                            render_probe, render_recipe, replace_block, recipe_markdown,
-                            results_markdown, targets_markdown)
+from selfsup.report import (DISTILLED_PLOT, END, PLOT, RESULTS_DOC, START, answer_markdown,
+                            comparison_markdown, distill_recipe_markdown, distillation_svg, distilled_markdown, embedding_path, embedding_svg,
+                            experiment_rows, label_efficiency_svg, merged, probe_markdown, read_comparison,
+                            read_distilled, render, render_comparison, render_distill_recipe, render_distilled, render_probe, render_recipe,
+                            replace_block, recipe_markdown, results_markdown, sweep_tables, targets_markdown)
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
@@ -29,11 +30,16 @@ def committed(path):
     return proc.stdout
 
 
-def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0):
+def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0, finetuned=None):
+    """One entry of `dvc exp show --json`; with `finetuned` (the teacher's accuracy), a distilled experiment."""
     params = {**PARAMS, "pretext": pretext, "finetune": {**PARAMS["finetune"], "labels_per_class": labels, "seed": seed}}
+    metrics = {"test": {"accuracy": accuracy, "macro_f1": 0.5}}
+    if finetuned is not None:
+        params["distill"] = {"epochs": 5, "init": "teacher", "threshold": 0.0}
+        metrics.update(distilled=True, finetuned={"accuracy": finetuned, "macro_f1": 0.4})
     return {"rev": name * 3, "name": name, "data": {
         "timestamp": timestamp, "params": {"params.yaml": {"data": params}},
-        "metrics": {"metrics/evaluate/metrics.json": {"data": {"test": {"accuracy": accuracy, "macro_f1": 0.5}}}}}}
+        "metrics": {"metrics/evaluate/metrics.json": {"data": metrics}}}}
 
 
 def test_results_markdown_reads_the_numbers():
@@ -72,6 +78,42 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
     assert "| rotation | 82.00 ± 1.41 (2 runs) | 91.00 ± 0.00 (1 runs, +0.00) |" in md
     svg = label_efficiency_svg(table)
     assert svg.count("<polyline") == 2 and ">all<" in svg and ">100<" in svg
+
+
+def test_distilled_experiments_are_tabled_beside_their_teachers(tmp_path):
+    baseline = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    baseline["experiments"] = [{"revs": [exp_entry(f"d{i}", p, 10, student, f"2026-01-02T00:00:0{i}", seed, teacher)]}
+                               for i, (p, seed, teacher, student) in enumerate([
+                                   ("none", 0, 0.60, 0.64), ("none", 1, 0.62, 0.66), ("rotation", 0, 0.70, 0.81)])]
+    comparison, distilled = sweep_tables(experiment_rows([baseline]))
+    # the comparison holds what fine-tuning gave, distilled or not; the distilled table both
+    assert sorted(comparison.test_accuracy) == [0.60, 0.62, 0.70, 0.9] and set(comparison.commit) == {"mainmai"}
+    assert sorted(distilled.experiment) == ["d0", "d1", "d2"]
+    md = distilled_markdown(distilled, ["none", "rotation"]).splitlines()
+    assert md[0] == "| pretext | 10 labels per class: fine-tuned → distilled |"
+    assert md[2] == "| none | 61.00 ± 1.41 → **65.00** ± 1.41 (+4.00; 2 runs) |"
+    assert md[3] == "| rotation | 70.00 ± 0.00 → **81.00** ± 0.00 (+11.00; 1 runs) |"
+    assert "| 10 per class: best pipeline ≥ 80.0% | `rotation` 81.00% | met |" in md
+    assert "| 10 per class, distilled: best pretext above `none` | `rotation` +16.00 | met |" in md
+    assert distillation_svg(distilled, ["none", "rotation"]).count("<polyline") == 4
+    # --add: a row of the same settings is replaced, the others kept
+    path = tmp_path / "distilled.tsv"
+    distilled.to_csv(path, sep="\t", index=False)
+    again = distilled[distilled.experiment == "d2"].assign(experiment="d9", test_accuracy=0.5)
+    keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed", "distill_epochs", "distill_init",
+            "distill_threshold"]
+    assert sorted(merged(path, again, keys).experiment) == ["d0", "d1", "d9"]
+
+
+def test_the_distillation_variants_show_teacher_and_student():
+    row = {"pretext": "rotation", "labels_per_class": 10, "seed": 0, "val_images": 100, "teacher_val_accuracy": 0.67,
+           "teacher_test_accuracy": 0.68, "epochs": 5, "targets": 40000, "threads": 2, "compute": "cpu bfloat16"}
+    table = pd.DataFrame([{**row, "variant": "soft", "val_accuracy": 0.67, "test_accuracy": 0.69, "seconds": 120},
+                          {**row, "variant": "hard", "val_accuracy": 0.70, "test_accuracy": 0.70, "seconds": 180}])
+    md = distill_recipe_markdown(table).splitlines()
+    assert md[2] == "| rotation | 10 | soft | 67.00 → 67.00 (+0.00) | 68.00 → 69.00 (+1.00) | 2.0 | 1 |"
+    assert md[3] == "| rotation | 10 | hard | 67.00 → 70.00 (+3.00) | 68.00 → 70.00 (+2.00) | 3.0 | 1 |"
+    assert md[-1].startswith("cpu bfloat16, 2 thread(s); minutes: the distillation alone, wall time")
 
 
 def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
@@ -124,6 +166,10 @@ def test_readme_results_match_the_committed_metrics():
     assert render(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     assert render_probe(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     assert render_recipe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert render_distilled(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert render_distill_recipe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert committed(REPO / DISTILLED_PLOT) == distillation_svg(read_distilled(REPO, read=committed),
+                                                                yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"])
     table = read_comparison(REPO, read=committed)
     pretexts = yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"]
     assert committed(REPO / PLOT) == label_efficiency_svg(table, pretexts), "the plot is stale: run `python -m selfsup.report`"

@@ -13,34 +13,11 @@ import selfsup.finetune
 import selfsup.params
 import selfsup.pretrain
 from selfsup import SelfSupError
-from selfsup.data import load_prepared, make_splits, save_prepared
+from selfsup.data import load_prepared
 from selfsup.models import load_checkpoint
 from selfsup.pretexts import get_pretext, names
 from stages import evaluate, finetune, pretrain, probe
-from tests.conftest import REPO, shrink_params
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A cwd with params.yaml (tiny settings, every pretext) and a prepared 8×8 dataset of 4 classes."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["pretexts"] = names()
-    shrink_params(params, batch_size=16, val_images=16)
-    params["finetune"]["batch_size"] = 16
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(200) % 4
-    images = (labels.view(-1, 1, 1, 1) * 60 + torch.randint(0, 30, (200, 1, 8, 8), generator=gen)).to(torch.uint8)
-    sets = {"train": (images[:160], labels[:160]), "test": (images[160:], labels[160:])}
-    save_prepared(tmp_path / "prepared", make_splits(sets, 0.2, 1.0, 0), ["w", "x", "y", "z"], "synthetic")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def set_param(workdir, section, key, value):
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params[section][key] = value
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+from tests.conftest import set_param
 
 
 @pytest.mark.parametrize("name", names())

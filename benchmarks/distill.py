@@ -1,0 +1,124 @@
+"""Distillation variants against their teacher: how a student trained on the fine-tuned model's predictions
+for every training image compares with the fine-tuned model itself.
+
+    python benchmarks/distill.py [--pretexts rotation] [--budgets 10 100] [--seeds 1] [--variants ...]
+        [--data data/prepared] [--backbones models/pretrain] [--out metrics/distill_recipe.tsv]
+
+For every pretext, budget and seed, the finetune stage's own code fine-tunes a teacher (params.yaml's finetune
+section at the sweep's epochs for the budget), then the distill stage's own code (selfsup.distill.distill_student)
+trains one student per variant (BASELINE changed by the variant). Rows: accuracy on the
+budget's honest val images (at most labels_per_class per class: what decides a default) and on the test set
+(reported, never used to choose), and wall seconds of the distillation as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from benchmarks.recipe import EPOCHS, parse_budget
+from selfsup.data import load_prepared
+from selfsup.distill import distill_student
+from selfsup.evaluate import top1_accuracy
+from selfsup.finetune import budget as labelled_budget
+from selfsup.finetune import finetune_backbone
+from selfsup.io import atomic_path
+from selfsup.models import load_backbone
+from selfsup.params import load_params, to_dict
+from selfsup.pretexts import get_pretext
+from selfsup.runtime import predict, setup
+
+# What every variant changes (written out, so that a later change of params.yaml's distill defaults does not
+# change what a row of metrics/distill_recipe.tsv means): soft targets, a copy of the teacher, one round.
+BASELINE = {"init": "teacher", "epochs": 5, "rounds": 1, "temperature": 1.0, "threshold": 0.0, "label_weight": 1.0,
+            "augment": {"flip": True, "translate": 2, "cutout": 0}}
+
+# name -> changes to the baseline
+VARIANTS = {
+    "soft, from the teacher": {"init": "teacher"},
+    "soft, from the backbone": {"init": "backbone"},
+    "pseudo-labels >= 0.9, from the teacher": {"init": "teacher", "threshold": 0.9},
+    "pseudo-labels >= 0.8, from the teacher": {"init": "teacher", "threshold": 0.8},
+    "pseudo-labels >= 0.95, from the teacher": {"init": "teacher", "threshold": 0.95},
+    "pseudo-labels >= 0.9, 2 rounds of 3 epochs": {"init": "teacher", "threshold": 0.9, "rounds": 2, "epochs": 3},
+    "pseudo-labels >= 0.9, noisier student (shift 4 px, cutout 8 px)":
+        {"init": "teacher", "threshold": 0.9, "augment": {"translate": 4, "cutout": 8}},
+    "pseudo-labels >= 0.9, 2 rounds of 3 epochs, noisier student":
+        {"init": "teacher", "threshold": 0.9, "rounds": 2, "epochs": 3, "augment": {"translate": 4, "cutout": 8}},
+}
+
+
+def variant_params(params, changes: dict, seed: int):
+    """The distill params of one run: the baseline with one variant's changes (augment: the named fields of it);
+    the optimiser (lr, batch, momentum, weight decay) from params.yaml."""
+    augment = dataclasses.replace(params.distill.augment, **{**BASELINE["augment"], **changes.get("augment", {})})
+    rest = {k: v for k, v in {**BASELINE, **changes}.items() if k != "augment"}
+    return dataclasses.replace(params.distill, **rest, augment=augment, seed=seed)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pretexts", nargs="+", default=["rotation"])
+    parser.add_argument("--budgets", nargs="+", type=parse_budget, default=[10, 100])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--data", default="data/prepared")
+    parser.add_argument("--backbones", default="models/pretrain")
+    parser.add_argument("--out", default="metrics/distill_recipe.tsv")
+    args = parser.parse_args(argv)
+    params = load_params()
+    prepared = load_prepared(args.data)
+    meta, splits = prepared.meta, prepared.splits
+    train = splits["train"]
+    compute, norm = setup(params.compute, meta)
+    rows = []
+    for pretext in args.pretexts:
+        backbone = load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext, to_dict(params.model))["state_dict"]
+        for budget in args.budgets:
+            for seed in range(args.seeds):
+                cfg = dataclasses.replace(params.finetune, labels_per_class=budget, seed=seed,
+                                          epochs=EPOCHS.get(budget, params.finetune.epochs))
+                teacher, _, _, val = finetune_backbone(backbone, to_dict(params.model), meta, len(prepared.classes),
+                                                       train, splits["val"], cfg, get_pretext(pretext).trains,
+                                                       compute, norm)
+                chosen, _ = labelled_budget(train, splits["val"], cfg)
+
+                def accuracy(model, split):
+                    return top1_accuracy(predict(model, split.images, norm, 1000, compute), split.labels).item()
+
+                row = {"pretext": pretext, "labels_per_class": budget, "seed": seed, "val_images": len(val),
+                       "teacher_val_accuracy": accuracy(teacher, val),
+                       "teacher_test_accuracy": accuracy(teacher, splits["test"])}
+                for name in tqdm(args.variants, desc=f"distill {pretext} {budget} seed {seed}"):
+                    dcfg = variant_params(params, VARIANTS[name], seed)
+                    started = time.perf_counter()
+                    student, _, targets = distill_student(teacher, backbone, to_dict(params.model), meta, train.images,
+                                                          chosen, train.labels[chosen], val, dcfg, cfg.transfer,
+                                                          compute, norm)
+                    seconds = time.perf_counter() - started
+                    rows.append({**row, "variant": name, "epochs": dcfg.epochs,
+                                 "val_accuracy": accuracy(student, val), "test_accuracy": accuracy(student, splits["test"]),
+                                 "targets": int((targets.sum(1) > 0).sum()), "seconds": round(seconds, 1),
+                                 "threads": torch.get_num_threads(), "compute": compute.describe()})
+                    tqdm.write(f"{pretext} {budget} seed {seed} {name}: val {row['teacher_val_accuracy']:.4f} -> "
+                               f"{rows[-1]['val_accuracy']:.4f}, test {row['teacher_test_accuracy']:.4f} -> "
+                               f"{rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
+    table = pd.DataFrame(rows)
+    if Path(args.out).is_file():  # earlier runs kept, a rerun of the same cell replaces its row
+        table = pd.concat([pd.read_csv(args.out, sep="\t", dtype={"labels_per_class": str}),
+                           table.astype({"labels_per_class": str})])
+        table = table.drop_duplicates(["pretext", "labels_per_class", "variant", "seed", "epochs"], keep="last")
+    with atomic_path(Path(args.out)) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+    print(f"{len(rows)} runs written to {args.out} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+
+
+if __name__ == "__main__":
+    main()

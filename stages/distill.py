@@ -1,0 +1,65 @@
+"""Stage distill: a student trained on every training image (and every unlabelled one, for a folder of your own
+images) with the fine-tuned model's predictions as targets (or, when distillation is off, the fine-tuned model
+passed on as it is): the model evaluate and export deliver."""
+
+import argparse
+import shutil
+from pathlib import Path
+
+from selfsup import SelfSupError
+from selfsup.cli import open_live, run_stage
+from selfsup.data import load_prepared, pretraining_images
+from selfsup.distill import distill_student, wanted
+from selfsup.finetune import budget
+from selfsup.io import atomic_path
+from selfsup.models import load_backbone, load_checkpoint, load_classifier, save_checkpoint
+from selfsup.params import load_params, to_dict
+from selfsup.runtime import setup
+from selfsup.train import write_curves
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--teacher", required=True, help="model.pt written by finetune")
+    parser.add_argument("--backbone", required=True, help="backbone.pt of the pretext that params.yaml names")
+    parser.add_argument("--data", required=True, help="preprocess output folder")
+    parser.add_argument("--out", required=True, help="folder for model.pt")
+    parser.add_argument("--metrics", required=True, help="dvclive folder")
+    args = parser.parse_args(argv)
+    params = load_params()
+    cfg, ft = params.distill, params.finetune
+    teacher_ckpt = load_checkpoint(args.teacher)
+    if teacher_ckpt["config"].get("finetune") != to_dict(ft):
+        raise SelfSupError(f"{args.teacher} was fine-tuned with other finetune params than params.yaml's; "
+                           "rerun `dvc repro distill` to fine-tune again first")
+    prepared = load_prepared(args.data, splits=("train", "val"))
+    meta, train = prepared.meta, prepared.splits["train"]
+    images = pretraining_images(prepared, args.data)  # the training split's first, then any unlabelled ones
+    chosen, val = budget(train, prepared.splits["val"], ft)
+    live = open_live(args.metrics)
+    out = Path(args.out) / "model.pt"
+    if not wanted(cfg, len(chosen), len(images)):
+        with atomic_path(out) as tmp:  # the fine-tuned model is the delivered one
+            shutil.copyfile(args.teacher, tmp)
+        live.summary.update({"distilled": False, "labelled_images": len(chosen), "images": len(images)})
+        write_curves(args.metrics, [])  # the declared plot: its header alone, nothing was trained
+        live.end()
+        print(f"distill: off (when: {cfg.when}, {len(chosen)} of {len(images)} training images labelled); "
+              "the fine-tuned model is delivered")
+        return
+    compute, norm = setup(params.compute, meta)
+    teacher = load_classifier(teacher_ckpt)
+    backbone = load_backbone(args.backbone, params.pretext, to_dict(params.model))["state_dict"]
+    # the labels of the labelled subset, and no other, leave this function
+    student, result, rows = distill_student(teacher, backbone, to_dict(params.model), meta, images, chosen,
+                                            train.labels[chosen], val, cfg, ft.transfer, compute, norm, live)
+    live.summary.update({"distilled": True, "labelled_images": len(chosen), "images": len(images),
+                         "targets": int((rows.sum(1) > 0).sum()), "val_images": len(val)})
+    save_checkpoint(out, student, pretext=params.pretext, classes=teacher_ckpt["classes"],
+                    config={**teacher_ckpt["config"], "distill": to_dict(cfg)}, data=teacher_ckpt["data"],
+                    best_epoch=result.best_epoch)
+    live.end()
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,175 @@
+"""Distillation: the targets (only the labelled subset's labels read), the stage's switch, determinism, and a
+student that beats its teacher where unlabelled images help."""
+
+import json
+
+import pytest
+import torch
+
+import selfsup.distill
+from selfsup import SelfSupError
+from selfsup.data import Split, load_prepared
+from selfsup.distill import distill_student, targets
+from selfsup.evaluate import top1_accuracy
+from selfsup.finetune import budget, finetune, initial_classifier
+from selfsup.models import build_backbone, load_checkpoint, load_classifier
+from selfsup.params import DistillParams, FinetuneParams, load_params
+from selfsup.runtime import Compute, Normalize, predict
+from stages import distill, evaluate, finetune as finetune_stage, pretrain
+from tests.conftest import set_param
+
+FINETUNE = ["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"]
+DISTILL = ["--teacher", "ft/model.pt", "--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "dist",
+           "--metrics", "m/dist"]
+
+
+def test_unlabelled_rows_are_the_teachers_and_labelled_rows_their_labels():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
+    rows = targets(logits, torch.tensor([1]), torch.tensor([2]),
+                   DistillParams(temperature=2.0, threshold=0.0, label_weight=0.75))
+    soft = (logits / 2).softmax(1)
+    assert torch.allclose(rows[[0, 2, 3]], soft[[0, 2, 3]])
+    assert torch.allclose(rows[1], 0.75 * torch.tensor([0.0, 0.0, 1.0]) + 0.25 * soft[1])
+    assert torch.allclose(rows.sum(1), torch.ones(4))
+
+
+def test_a_threshold_keeps_the_teachers_confident_guesses_only():
+    logits = torch.tensor([[4.0, 0.0], [0.2, 0.0], [0.0, 5.0]])
+    rows = targets(logits, torch.tensor([1]), torch.tensor([1]), DistillParams(threshold=0.9))
+    assert rows.tolist() == [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    rows = targets(logits, torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long),
+                   DistillParams(threshold=0.9))
+    assert rows[1].sum() == 0  # not confident, not labelled: no target, no loss
+
+
+def run_until_distill(workdir, per_class):
+    pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "labels_per_class", per_class)
+    set_param(workdir, "distill", "epochs", 2)
+    finetune_stage.main(FINETUNE)
+
+
+def test_only_the_labelled_subsets_labels_reach_the_loss(workdir, monkeypatch):
+    run_until_distill(workdir, 3)
+    set_param(workdir, "distill", "threshold", 0.0)  # soft targets: every unlabelled image's is the teacher's
+    set_param(workdir, "distill", "rounds", 1)
+    seen = {}
+    real_targets, real_loss = selfsup.distill.targets, selfsup.distill.soft_cross_entropy
+
+    def spy_targets(logits, labelled, labels, cfg):
+        seen.update(logits=logits, labelled=labelled, labels=labels)
+        seen["rows"] = real_targets(logits, labelled, labels, cfg)
+        return seen["rows"]
+
+    def spy_loss(temperature):
+        loss = real_loss(temperature)
+        return lambda outputs, rows: seen.setdefault("batches", []).append(rows.cpu()) or loss(outputs, rows)
+
+    monkeypatch.setattr(selfsup.distill, "targets", spy_targets)
+    monkeypatch.setattr(selfsup.distill, "soft_cross_entropy", spy_loss)
+    distill.main(DISTILL)
+    params = load_params()
+    prepared = load_prepared("prepared", splits=("train", "val"))
+    train = prepared.splits["train"]
+    chosen, _ = budget(train, prepared.splits["val"], params.finetune)
+    assert torch.equal(seen["labelled"], chosen) and len(chosen) == 12
+    assert torch.equal(seen["labels"], train.labels[chosen])  # the labels the function is given: these alone
+    rows = seen["rows"]
+    others = torch.ones(len(train), dtype=torch.bool)
+    others[chosen] = False
+    # an unlabelled image's target is the teacher's output and nothing else; a labelled one's is its label
+    assert torch.allclose(rows[others], seen["logits"][others].softmax(1))
+    assert torch.equal(rows[chosen], torch.nn.functional.one_hot(train.labels[chosen], 4).float())
+    # every row that reached the loss is one of those targets (training batches; validation has its own loss)
+    for batch in seen["batches"]:
+        assert all((rows == row).all(1).any() for row in batch)
+    summary = json.loads((workdir / "m/dist/metrics.json").read_text())
+    assert summary["distilled"] and summary["labelled_images"] == 12 and summary["val_images"] == 12
+
+
+def test_distillation_is_seeded(workdir):
+    run_until_distill(workdir, 3)
+    distill.main(DISTILL)
+    first = (workdir / "dist/model.pt").read_bytes()
+    distill.main(DISTILL)
+    assert (workdir / "dist/model.pt").read_bytes() == first
+    assert load_checkpoint(workdir / "dist/model.pt")["config"]["distill"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("per_class, when, distilled", [(3, "auto", True), ("all", "auto", False),
+                                                        (3, "never", False), ("all", "always", True)])
+def test_the_switch_delivers_the_student_or_the_teacher(workdir, per_class, when, distilled):
+    run_until_distill(workdir, per_class)
+    set_param(workdir, "distill", "when", when)
+    distill.main(DISTILL)
+    same = (workdir / "dist/model.pt").read_bytes() == (workdir / "ft/model.pt").read_bytes()
+    assert same != distilled
+    assert json.loads((workdir / "m/dist/metrics.json").read_text())["distilled"] == distilled
+    curves = (workdir / "m/dist/curves.csv").read_text().splitlines()  # dvc.yaml's plot, either way
+    assert len(curves) == (1 + 2 * 2 if distilled else 1)  # header, then train and val rows of 2 epochs
+    evaluate.main(["--model", "dist/model.pt", "--finetuned", "ft/model.pt", "--data", "prepared", "--metrics", "m/ev"])
+    metrics = json.loads((workdir / "m/ev/metrics.json").read_text())
+    assert metrics["distilled"] == distilled and set(metrics["finetuned"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    if not distilled:
+        assert metrics["finetuned"] == {k: metrics["test"][k] for k in metrics["finetuned"]}
+
+
+def test_a_teacher_of_other_finetune_params_is_refused(workdir):
+    run_until_distill(workdir, 3)
+    set_param(workdir, "finetune", "labels_per_class", 4)
+    with pytest.raises(SelfSupError, match="fine-tuned with other finetune params"):
+        distill.main(DISTILL)
+    assert not (workdir / "dist").exists() and not (workdir / "m/dist").exists()
+
+
+def bars(n: int, gen: torch.Generator, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy 8×8 images of a horizontal (class 0) or vertical (class 1) bright bar at a random place."""
+    labels = torch.arange(n) % 2
+    where = torch.randint(0, size, (n,), generator=gen)
+    images = torch.rand(n, 1, size, size, generator=gen) * 120
+    rows, cols = torch.arange(size).view(1, -1, 1), torch.arange(size).view(1, 1, -1)
+    bar = torch.where(labels.view(-1, 1, 1) == 0, rows == where.view(-1, 1, 1), cols == where.view(-1, 1, 1))
+    return (images + 135 * bar.unsqueeze(1)).to(torch.uint8), labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_student_beats_its_teacher_where_unlabelled_images_help(seed):
+    """3 labelled bars per class teach a teacher where bars of some places belong; distilled on 1,200 unlabelled
+    bars, shifted by the student's augmentation, the student sees every place and corrects the teacher."""
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(seed)
+    images, labels = bars(1200, gen)
+    test_images, test_labels = bars(400, gen)
+    norm, compute = Normalize([0.3], [0.2], torch.device("cpu")), Compute(torch.device("cpu"))
+    meta, model_cfg = {"channels": 1, "image_size": 8}, {"norm": "batch", "dropout": 0.5}
+    torch.manual_seed(0)
+    backbone = build_backbone(model_cfg, 1, 8).state_dict()
+    labelled = torch.arange(6)
+    val = Split(test_images[:20], test_labels[:20], "test", torch.arange(20))
+    teacher = initial_classifier(backbone, model_cfg, meta, 2, seed, "all")
+    finetune(teacher, images[labelled], labels[labelled], val,
+             FinetuneParams(labels_per_class=3, epochs=30, batch_size=6, seed=seed), False, compute, norm)
+    student, _, _ = distill_student(teacher, backbone, model_cfg, meta, images, labelled, labels[labelled], val,
+                                    DistillParams(epochs=3, rounds=1, threshold=0.0, batch_size=64, seed=seed), "all",
+                                    compute, norm)
+
+    def accuracy(model):
+        return top1_accuracy(predict(model, test_images, norm, 1000, compute), test_labels).item()
+
+    assert accuracy(student) > accuracy(teacher) + 0.01
+
+
+def test_each_round_is_taught_by_the_student_of_the_last(workdir, monkeypatch):
+    run_until_distill(workdir, 3)
+    set_param(workdir, "distill", "rounds", 2)
+    teachers = []
+    real = selfsup.distill.targets
+    monkeypatch.setattr(selfsup.distill, "targets", lambda logits, *a: teachers.append(logits) or real(logits, *a))
+    distill.main(DISTILL)
+    first, second = teachers
+    teacher = load_classifier(load_checkpoint(workdir / "ft/model.pt"))
+    train = load_prepared("prepared", splits=("train",)).splits["train"]
+    norm = Normalize(*(json.loads((workdir / "prepared/meta.json").read_text())[k] for k in ("mean", "std")),
+                     torch.device("cpu"))
+    assert torch.allclose(first, predict(teacher, train.images, norm, 1000, Compute.resolve(load_params().compute)))
+    assert not torch.allclose(first, second)  # the second round's teacher is the first round's student
