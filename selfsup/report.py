@@ -95,7 +95,7 @@ def experiment_rows(show: list) -> pd.DataFrame:
                 "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
                 "seed": ft["seed"], "distilled": bool(metrics.get("distilled", False)),
                 "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
-                "distill_threshold": distill.get("threshold"),
+                "distill_threshold": distill.get("threshold"), "distill_rounds": distill.get("rounds", 1),
                 "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
                 "finetuned_accuracy": finetuned["accuracy"], "finetuned_macro_f1": finetuned["macro_f1"],
             })
@@ -107,7 +107,7 @@ def experiment_rows(show: list) -> pd.DataFrame:
 
 
 EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed"]
-DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold"]
+DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_rounds"]
 
 
 def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -287,7 +287,8 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
                        f"{100 * r.distilled_std:.2f} ({100 * (r.distilled - r.finetuned):+.2f}; {r.runs} runs)")
         lines.append(f"| {pretext} | " + " | ".join(row) + " |")
     settings = table.iloc[0]
-    lines += ["", f"Distillation: {int(settings.distill_epochs)} epochs over every training image, the student "
+    lines += ["", f"Distillation: {int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs "
+                  "over every training image, the student "
                   f"starting from the {settings.distill_init}"
                   + (f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
                      else ", the teacher's soft probabilities") + ".", "",

@@ -35,7 +35,7 @@ def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0, finetuned=None
     params = {**PARAMS, "pretext": pretext, "finetune": {**PARAMS["finetune"], "labels_per_class": labels, "seed": seed}}
     metrics = {"test": {"accuracy": accuracy, "macro_f1": 0.5}}
     if finetuned is not None:
-        params["distill"] = {"epochs": 5, "init": "teacher", "threshold": 0.0}
+        params["distill"] = {"epochs": 5, "init": "teacher", "threshold": 0.0, "rounds": 2}
         metrics.update(distilled=True, finetuned={"accuracy": finetuned, "macro_f1": 0.4})
     return {"rev": name * 3, "name": name, "data": {
         "timestamp": timestamp, "params": {"params.yaml": {"data": params}},
@@ -94,6 +94,7 @@ def test_distilled_experiments_are_tabled_beside_their_teachers(tmp_path):
     assert md[2] == "| none | 61.00 ± 1.41 → **65.00** ± 1.41 (+4.00; 2 runs) |"
     assert md[3] == "| rotation | 70.00 ± 0.00 → **81.00** ± 0.00 (+11.00; 1 runs) |"
     assert "| 10 per class: best pipeline ≥ 80.0% | `rotation` 81.00% | met |" in md
+    assert "Distillation: 2 round(s) of 5 epochs over every training image" in "\n".join(md)
     assert "| 10 per class, distilled: best pretext above `none` | `rotation` +16.00 | met |" in md
     assert distillation_svg(distilled, ["none", "rotation"]).count("<polyline") == 4
     # --add: a row of the same settings is replaced, the others kept
@@ -101,7 +102,7 @@ def test_distilled_experiments_are_tabled_beside_their_teachers(tmp_path):
     distilled.to_csv(path, sep="\t", index=False)
     again = distilled[distilled.experiment == "d2"].assign(experiment="d9", test_accuracy=0.5)
     keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed", "distill_epochs", "distill_init",
-            "distill_threshold"]
+            "distill_threshold", "distill_rounds"]
     assert sorted(merged(path, again, keys).experiment) == ["d0", "d1", "d9"]
 
 
