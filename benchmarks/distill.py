@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.recipe import EPOCHS, parse_budget
+from benchmarks.recipe import EPOCHS, parse_budget, write_runs
 from selfsup.data import load_prepared
 from selfsup.distill import distill_student
 from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import budget as labelled_budget
 from selfsup.finetune import finetune_backbone
-from selfsup.io import atomic_path
 from selfsup.models import load_backbone
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
@@ -110,14 +107,7 @@ def main(argv=None):
                     tqdm.write(f"{pretext} {budget} seed {seed} {name}: val {row['teacher_val_accuracy']:.4f} -> "
                                f"{rows[-1]['val_accuracy']:.4f}, test {row['teacher_test_accuracy']:.4f} -> "
                                f"{rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
-    table = pd.DataFrame(rows)
-    if Path(args.out).is_file():  # earlier runs kept, a rerun of the same cell replaces its row
-        table = pd.concat([pd.read_csv(args.out, sep="\t", dtype={"labels_per_class": str}),
-                           table.astype({"labels_per_class": str})])
-        table = table.drop_duplicates(["pretext", "labels_per_class", "variant", "seed", "epochs"], keep="last")
-    with atomic_path(Path(args.out)) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    print(f"{len(rows)} runs written to {args.out} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed", "epochs"])
 
 
 if __name__ == "__main__":

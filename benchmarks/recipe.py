@@ -31,6 +31,7 @@ from selfsup.io import atomic_path
 from selfsup.models import load_backbone
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
+from selfsup.report import merged
 from selfsup.runtime import predict, setup
 
 EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budget (README: the sweep)
@@ -101,14 +102,16 @@ def main(argv=None):
                      "threads": torch.get_num_threads(), "compute": compute.describe()})
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "
                    f"test {rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
-    table = pd.DataFrame(rows)
-    if Path(args.out).is_file():  # earlier runs kept, a rerun of the same cell replaces its row
-        table = pd.concat([pd.read_csv(args.out, sep="\t", dtype={"labels_per_class": str}),
-                           table.astype({"labels_per_class": str})])
-        table = table.drop_duplicates(["pretext", "labels_per_class", "variant", "seed"], keep="last")
-    with atomic_path(Path(args.out)) as tmp:
+    write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed"])
+
+
+def write_runs(path: Path, rows: list[dict], keys: list[str]) -> None:
+    """Add a benchmark's rows to the table at `path` (earlier runs kept, a rerun of the same `keys` replaces its
+    row), written atomically."""
+    table = merged(path, pd.DataFrame(rows), keys)
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    print(f"{len(rows)} runs written to {args.out} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    print(f"{len(rows)} runs written to {path} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
 
 
 if __name__ == "__main__":
