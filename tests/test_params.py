@@ -56,6 +56,7 @@ def test_bad_values_name_the_key_and_the_fix(dotted, value, message):
     "dotted, value, message",
     [
         ("pretrain.rotation.epochs", 0, "pretrain.rotation.epochs is 0; expected a positive integer"),
+        ("pretrain.rotation.views", 5, "pretrain.rotation.views is 5; expected 1 to 4 rotations per image"),
         ("pretrain.exemplar.views", 1, "pretrain.exemplar.views is 1; expected 2 or more views per image"),
         ("pretrain.exemplar.view", 6, "unknown key 'pretrain.exemplar.view' (a typo?); valid keys here: epochs, views"),
         ("pretrain.autoencoder", [1], "pretrain.autoencoder must be a mapping"),

@@ -1,12 +1,14 @@
 """Rotation prediction (Gidaris, Singh & Komodakis, "Unsupervised representation learning by predicting
-image rotations", ICLR 2018): each image is shown in all four rotations (0, 90, 180, 270 degrees) and a
-4-way head on the backbone's features predicts which one was applied. A light random flip and
+image rotations", ICLR 2018): each image is shown in all four rotations (0, 90, 180, 270 degrees), as in
+the paper, or in `views` < 4 of them drawn at random (more distinct images per step, for the same compute),
+and a 4-way head on the backbone's features predicts which one was applied. A light random flip and
 translation come first, so the rotation cannot be read off the border."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -22,13 +24,27 @@ class RotationParams:
     epochs: int = field(default=4, metadata=check(positive, "a positive integer"))
     flip: bool = True
     translate: int = field(default=2, metadata=check(non_negative, "0 or more pixels"))
+    views: int = field(default=4, metadata=check(lambda v: 1 <= v <= 4, "1 to 4 rotations per image"))
+
+
+def random_rotate90(x: torch.Tensor, views: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image in `views` (< 4) distinct rotations drawn at random, and the rotation index of each;
+    view-major like rotate90 (the first view of every image, then the second...)."""
+    ks = torch.rand(len(x), 4, generator=generator, device=x.device).argsort(1)[:, :views].T.reshape(-1)
+    source = x.repeat(views, 1, 1, 1)
+    rotated = torch.empty_like(source)
+    for k in range(4):
+        chosen = ks == k
+        rotated[chosen] = torch.rot90(source[chosen], k, dims=(-2, -1))
+    return rotated, ks
 
 
 def make_batch(cfg: RotationParams):
-    """Images → (their four rotations, the rotation index of each): 4 network inputs per image."""
+    """Images → (`views` of their rotations, the rotation index of each): `views` network inputs per image."""
 
     def make(x, ids, gen):
-        return rotate90(flip_translate(x, cfg.flip, cfg.translate, gen))
+        x = flip_translate(x, cfg.flip, cfg.translate, gen)
+        return rotate90(x) if cfg.views == 4 else random_rotate90(x, cfg.views, gen)
 
     return make
 
@@ -39,5 +55,5 @@ SPEC = PretextSpec(
     make_batch=make_batch,
     loss=F.cross_entropy,
     accuracy=top1_accuracy,
-    views=lambda cfg: 4,
+    views=lambda cfg: cfg.views,
 )

@@ -29,3 +29,24 @@ def test_the_flip_and_shift_come_before_the_rotation():
 def test_four_views_per_image_halve_nothing_but_the_source_batch():
     cfg = dataclasses.replace(RotationParams())
     assert SPEC.views(cfg) == 4 and SPEC.source_batch_size(cfg, 128) == 32
+
+
+def test_fewer_views_are_distinct_random_rotations_whose_targets_match_the_input():
+    cfg = RotationParams(flip=False, translate=0, views=2)
+    x, ids = garments(n=6)
+    inputs, targets = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(3))
+    assert inputs.shape == (12, 1, 28, 28) and targets.shape == (12,)
+    for view, k, i in zip(inputs, targets, list(range(6)) * 2):
+        assert torch.equal(view, torch.rot90(x[i], int(k), dims=(-2, -1)))
+    assert all(targets[i] != targets[6 + i] for i in range(6))  # an image's two rotations differ
+    again, same = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(3))
+    assert torch.equal(again, inputs) and torch.equal(same, targets)  # drawn from the generator alone
+
+
+def test_one_view_per_image_draws_every_rotation_and_feeds_four_times_the_sources():
+    cfg = RotationParams(flip=False, translate=0, views=1)
+    x, ids = garments(n=64)
+    _, targets = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(0))
+    assert len(targets) == 64 and set(targets.tolist()) == {0, 1, 2, 3}
+    assert SPEC.source_batch_size(cfg, 128) == 128
+
