@@ -1,7 +1,7 @@
 """Distillation variants against their teacher: how a student trained on the fine-tuned model's predictions
 for every training image compares with the fine-tuned model itself.
 
-    python benchmarks/distill.py [--pretexts rotation] [--budgets 10 100] [--seeds 1] [--variants ...]
+    python -m benchmarks.distill [--pretexts rotation] [--budgets 10 100] [--seeds 1] [--variants ...]
         [--data data/prepared] [--backbones models/pretrain] [--out metrics/distill_recipe.tsv]
 
 For every pretext, budget and seed, the finetune stage's own code fine-tunes a teacher (params.yaml's finetune

@@ -1,6 +1,6 @@
 """The fine-tuning recipe, one ingredient at a time: each variant against a plain baseline (BASELINE).
 
-    python benchmarks/recipe.py [--pretexts none rotation autoencoder] [--budgets 10 100] [--seeds 3]
+    python -m benchmarks.recipe [--pretexts none rotation autoencoder] [--budgets 10 100] [--seeds 3]
         [--data data/prepared] [--backbones models/pretrain] [--out metrics/recipe.tsv]
 
 Every row is one run of the finetune stage's own code (selfsup.finetune.finetune_backbone) on the prepared data

@@ -1,6 +1,6 @@
 """Training throughput on this machine: a plain supervised step, each pretext's step, and the exemplar batch.
 
-    python benchmarks/throughput.py [--steps 20] [--batch-size 128] [--channels 3 --size 32 --steps-only]
+    python -m benchmarks.throughput [--steps 20] [--batch-size 128] [--channels 3 --size 32 --steps-only]
 
 Every number comes from the code the pipeline runs (the registry's objectives through `fit`), on random
 1×28×28 images (the cost does not depend on their content; --channels and --size give another shape, e.g.

@@ -32,6 +32,8 @@ RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
 RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
 DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
 DISTILL_RECIPE_START, DISTILL_RECIPE_END = "<!-- distill-recipe:start -->", "<!-- distill-recipe:end -->"
+PRETEXT_COMPUTE = Path("metrics/pretext_compute.tsv")  # written by benchmarks/pretext.py
+PRETEXT_COMPUTE_START, PRETEXT_COMPUTE_END = "<!-- pretext-compute:start -->", "<!-- pretext-compute:end -->"
 COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
 DISTILLED = Path("metrics/distilled.tsv")  # the experiments whose delivered model was distilled, with their teacher's
 DISTILLED_PLOT = Path("metrics/distillation.svg")
@@ -124,8 +126,9 @@ def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one."""
     if not path.is_file():
         return new
-    old = pd.read_csv(path, sep="\t", dtype={"labels_per_class": str})
-    return pd.concat([old, new.astype({"labels_per_class": str})]).drop_duplicates(keys, keep="last")
+    budget = {"labels_per_class": str} if "labels_per_class" in new else {}  # "all" among integers: text
+    old = pd.read_csv(path, sep="\t", dtype=budget)
+    return pd.concat([old, new.astype(budget)]).drop_duplicates(keys, keep="last")
 
 
 def _budget_order(budgets) -> list[str]:
@@ -224,8 +227,8 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
         below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
         add("100 per class: every pretext above `none`", "all above" if not below else
             ", ".join(f"`{p}` {100 * (mean[p, '100'] - mean['none', '100']):+.2f}" for p in below), not below)
-    if ("none", "10") in mean and best("10")[0] is not None:
-        name, value = best("10")
+    name, value = best("10")
+    if ("none", "10") in mean and name is not None:
         gain = 100 * (value - mean["none", "10"])
         add("10 per class: best pretext ≥ `none` + 6 points", f"`{name}` {gain:+.2f}", gain >= 6)
     return "\n".join(lines)
@@ -432,14 +435,42 @@ def distill_recipe_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the distillation alone, wall time as measured (not always on an idle machine)."
 
 
-def render_distill_recipe(root: Path, read=lambda p: p.read_text()) -> str:
-    table = pd.read_csv(io.StringIO(read(root / DISTILL_RECIPE)), sep="\t")
-    return f"{DISTILL_RECIPE_START}\n{distill_recipe_markdown(table)}\n{DISTILL_RECIPE_END}"
+def pretext_compute_markdown(table: pd.DataFrame) -> str:
+    """The pretext variants (benchmarks/pretext.py): per variant, the minutes of pre-training and the frozen-feature
+    probe's honest val accuracy (what decides; with its change against the pretext's default) and test accuracy at
+    each label budget measured."""
+    budgets = [c.removeprefix("val_") for c in table.columns if c.startswith("val_")]
+    lines = ["| pretext | pre-training | minutes | inputs seen | " + " | ".join(
+        f"probe val, {b} per class | probe test, {b} per class" for b in budgets) + " |",
+        "|---" * (4 + 2 * len(budgets)) + "|"]
+    for pretext, part in table.groupby("pretext", sort=False):
+        part = part.sort_values("default", ascending=False, kind="stable")  # the default first, the others as run
+        first = part.iloc[0]
+        for _, row in part.iterrows():
+            cells = []
+            for b in budgets:
+                change = "" if row.default else f" ({100 * (row[f'val_{b}'] - first[f'val_{b}']):+.2f})"
+                cells += [f"{100 * row[f'val_{b}']:.2f}{change}", f"{100 * row[f'test_{b}']:.2f}"]
+            name = row.variant.split(": ", 1)[-1] + (" (default)" if row.default else "")
+            lines.append(f"| {pretext} | {name} | {row.seconds / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
+                         + " | ".join(cells) + " |")
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + (f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the pre-training alone, "
+                               "wall time as measured; probe: 3 label draws per budget, the layer chosen per draw on "
+                               "its val images (at most k per class), linear probe.")
 
 
-def render_recipe(root: Path, read=lambda p: p.read_text()) -> str:
-    table = pd.read_csv(io.StringIO(read(root / RECIPE)), sep="\t")
-    return f"{RECIPE_START}\n{recipe_markdown(table)}\n{RECIPE_END}"
+def render_benchmark(root: Path, path: Path, read=lambda p: p.read_text()) -> str:
+    """The README block of the benchmark table at `path` (one of BENCHMARKS)."""
+    markdown, start, end = BENCHMARKS[path]
+    table = pd.read_csv(io.StringIO(read(root / path)), sep="\t")
+    return f"{start}\n{markdown(table)}\n{end}"
+
+
+# benchmark tables (benchmarks/*.py) -> how the README shows them, and where
+BENCHMARKS = {RECIPE: (recipe_markdown, RECIPE_START, RECIPE_END),
+              DISTILL_RECIPE: (distill_recipe_markdown, DISTILL_RECIPE_START, DISTILL_RECIPE_END),
+              PRETEXT_COMPUTE: (pretext_compute_markdown, PRETEXT_COMPUTE_START, PRETEXT_COMPUTE_END)}
 
 
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
@@ -479,11 +510,9 @@ def main(argv: list[str] | None = None) -> None:
     if (root / DISTILLED).is_file():
         (root / DISTILLED_PLOT).write_text(distillation_svg(read_distilled(root), pretexts))
         readme.write_text(replace_block(readme.read_text(), render_distilled(root), DISTILL_START, DISTILL_END))
-    if (root / RECIPE).is_file():
-        readme.write_text(replace_block(readme.read_text(), render_recipe(root), RECIPE_START, RECIPE_END))
-    if (root / DISTILL_RECIPE).is_file():
-        readme.write_text(replace_block(readme.read_text(), render_distill_recipe(root), DISTILL_RECIPE_START,
-                                        DISTILL_RECIPE_END))
+    for path, (_, start, end) in BENCHMARKS.items():
+        if (root / path).is_file():
+            readme.write_text(replace_block(readme.read_text(), render_benchmark(root, path), start, end))
     print(f"updated the results in {readme} and {details}", file=sys.stderr)
 
 

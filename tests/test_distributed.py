@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -163,9 +164,8 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
                "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
         assert not list((workdir / run).glob("state*"))  # every rank removed its training state
         assert (workdir / f"{run}/m/pre/curves.csv").read_text().count(",val,") == 2  # logged once
-        curves = (workdir / f"{run}/m/ft/curves.csv").read_text().splitlines()
-        header = curves[0].split(",")
-        results[processes] = max(float(line.split(",")[header.index("accuracy")]) for line in curves if ",val," in line)
+        curves = pd.read_csv(workdir / f"{run}/m/ft/curves.csv")
+        results[processes] = curves[curves.split == "val"].accuracy.max()
         load_checkpoint(workdir / f"{run}/ft/model.pt")
     pre = json.loads((workdir / "p2/m/pre/metrics.json").read_text())
     assert pre["compute"].endswith("x2 processes")

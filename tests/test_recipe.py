@@ -1,6 +1,11 @@
-"""benchmarks/recipe.py: every variant is the written-out baseline with one change, at the sweep's epochs."""
+"""The benchmarks: each variant is the written-out baseline with its changes, and each runs as documented."""
 
 import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
 
 from selfsup.params import Params
 from tests.conftest import REPO
@@ -47,3 +52,44 @@ def test_each_distillation_variant_is_the_written_out_baseline_with_its_changes(
         assert changed == set(changes) - {"init"} | ({"init"} if changes.get("init", "teacher") != "teacher" else set()), name
     noisy = distill.variant_params(moved, distill.VARIANTS["pseudo-labels >= 0.9, noisier student (shift 4 px, cutout 8 px)"], 0)
     assert (noisy.augment.flip, noisy.augment.translate, noisy.augment.cutout) == (True, 4, 8)
+
+
+pretext_spec = importlib.util.spec_from_file_location("pretext_benchmark", REPO / "benchmarks/pretext.py")
+pretext_benchmark = importlib.util.module_from_spec(pretext_spec)
+pretext_spec.loader.exec_module(pretext_benchmark)
+
+
+def test_each_pretext_variant_sets_views_and_epochs_and_keeps_the_rest_of_the_section():
+    import dataclasses
+
+    import yaml
+
+    from selfsup.params import load_params, parse_params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["pretrain"]["rotation"] = {"epochs": 9, "views": 2, "translate": 3}
+    raw["pretrain"]["exemplar"] = {"epochs": 1, "views": 4, "temperature": 0.5}
+    params = parse_params(raw)
+    first = {}
+    for name, (pretext, changes) in pretext_benchmark.VARIANTS.items():
+        spec, cfg = pretext_benchmark.variant_config(params, pretext, changes)
+        section = params.pretrain.section(pretext, spec.params)
+        assert (cfg.views, cfg.epochs, spec.views(cfg)) == (changes["views"], changes["epochs"], changes["views"]), name
+        assert dataclasses.replace(cfg, views=section.views, epochs=section.epochs) == section, name
+        first.setdefault(pretext, changes)
+    # each pretext's first variant is the pipeline's default, as params.yaml sets it
+    committed = load_params(REPO / "params.yaml")
+    for pretext, changes in first.items():
+        section = committed.pretrain.section(pretext, pretext_benchmark.get_pretext(pretext).params)
+        assert (section.views, section.epochs) == (changes["views"], changes["epochs"]), pretext
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")))
+def test_every_benchmark_runs_as_its_docstring_says(name):
+    """`python -m benchmarks.<name>` from the repository root, as documented (its --help: imports and arguments)."""
+    doc = (REPO / "benchmarks" / f"{name}.py").read_text()
+    assert f"python -m benchmarks.{name}" in doc
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout

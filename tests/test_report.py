@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (DISTILLED_PLOT, END, PLOT, RESULTS_DOC, START, answer_markdown,
+from selfsup.report import (BENCHMARKS, DISTILLED_PLOT, END, PLOT, RESULTS_DOC, START, answer_markdown,
                             comparison_markdown, distill_recipe_markdown, distillation_svg, distilled_markdown, embedding_path, embedding_svg,
-                            experiment_rows, label_efficiency_svg, merged, probe_markdown, read_comparison,
-                            read_distilled, render, render_comparison, render_distill_recipe, render_distilled, render_probe, render_recipe,
+                            experiment_rows, label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
+                            read_distilled, render, render_comparison, render_benchmark, render_distilled, render_probe,
                             replace_block, recipe_markdown, results_markdown, sweep_tables, targets_markdown)
 from tests.conftest import REPO
 
@@ -117,6 +117,29 @@ def test_the_distillation_variants_show_teacher_and_student():
     assert md[-1].startswith("cpu bfloat16, 2 thread(s); minutes: the distillation alone, wall time")
 
 
+def test_the_pretext_variants_show_minutes_and_the_probe_against_the_default():
+    row = {"pretext": "rotation", "threads": 2, "compute": "cpu bfloat16", "test_100": 0.84, "layers_100": "conv2"}
+    table = pd.DataFrame([  # the default need not come first (a rerun of it lands at the end of the file)
+        {**row, "variant": "rotation: 1 random rotation, 4 epochs", "default": False, "views": 1, "epochs": 4,
+         "inputs_seen": 216000, "seconds": 120, "val_100": 0.83},
+        {**row, "variant": "rotation: all 4 rotations, 4 epochs", "default": True, "views": 4, "epochs": 4,
+         "inputs_seen": 864000, "seconds": 480, "val_100": 0.85}])
+    md = pretext_compute_markdown(table).splitlines()
+    assert md[0] == ("| pretext | pre-training | minutes | inputs seen | probe val, 100 per class "
+                     "| probe test, 100 per class |")
+    assert md[2] == "| rotation | all 4 rotations, 4 epochs (default) | 8.0 | 0.86 M | 85.00 | 84.00 |"
+    assert md[3] == "| rotation | 1 random rotation, 4 epochs | 2.0 | 0.22 M | 83.00 (-2.00) | 84.00 |"
+    assert md[-1].startswith("cpu bfloat16, 2 thread(s); minutes: the pre-training alone")
+
+
+def test_a_benchmark_table_without_budgets_merges_too(tmp_path):
+    """A table keyed by other columns (the pretext benchmark's variants): a rerun replaces its row, others stay."""
+    path = tmp_path / "pretext_compute.tsv"
+    pd.DataFrame([{"variant": "a", "seconds": 1.0}, {"variant": "b", "seconds": 2.0}]).to_csv(path, sep="\t", index=False)
+    table = merged(path, pd.DataFrame([{"variant": "a", "seconds": 3.0}]), ["variant"])
+    assert table.set_index("variant").seconds.to_dict() == {"b": 2.0, "a": 3.0}
+
+
 def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
     rows = [("none", "10", 0.60), ("none", "100", 0.70), ("none", "1000", 0.85), ("rotation", "10", 0.65),
             ("rotation", "100", 0.80), ("rotation", "1000", 0.86), ("autoencoder", "10", 0.55),
@@ -166,9 +189,9 @@ def test_readme_results_match_the_committed_metrics():
     assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     assert render_probe(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
-    assert render_recipe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert render_distilled(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    assert render_distill_recipe(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    for path in BENCHMARKS:  # every benchmark's table, as committed
+        assert render_benchmark(REPO, path, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert committed(REPO / DISTILLED_PLOT) == distillation_svg(read_distilled(REPO, read=committed),
                                                                 yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"])
     table = read_comparison(REPO, read=committed)
