@@ -455,9 +455,10 @@ def pretext_compute_markdown(table: pd.DataFrame) -> str:
             lines.append(f"| {pretext} | {name} | {row.seconds / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
                          + " | ".join(cells) + " |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
+    draws = str(table[f"layers_{budgets[0]}"].iloc[0]).count(",") + 1  # one chosen layer per label draw
     return "\n".join(lines) + (f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the pre-training alone, "
-                               "wall time as measured; probe: 3 label draws per budget, the layer chosen per draw on "
-                               "its val images (at most k per class), linear probe.")
+                               f"wall time as measured; probe: {draws} label draw(s) per budget, the layer chosen per "
+                               "draw on its val images (at most k per class), linear probe.")
 
 
 def render_benchmark(root: Path, path: Path, read=lambda p: p.read_text()) -> str:

@@ -130,6 +130,7 @@ def test_the_pretext_variants_show_minutes_and_the_probe_against_the_default():
     assert md[2] == "| rotation | all 4 rotations, 4 epochs (default) | 8.0 | 0.86 M | 85.00 | 84.00 |"
     assert md[3] == "| rotation | 1 random rotation, 4 epochs | 2.0 | 0.22 M | 83.00 (-2.00) | 84.00 |"
     assert md[-1].startswith("cpu bfloat16, 2 thread(s); minutes: the pre-training alone")
+    assert "probe: 1 label draw(s) per budget" in md[-1]  # counted from the layers the draws chose
 
 
 def test_a_benchmark_table_without_budgets_merges_too(tmp_path):
