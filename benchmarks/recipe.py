@@ -1,6 +1,6 @@
 """The fine-tuning recipe, one ingredient at a time: each variant against a plain baseline (BASELINE).
 
-    python -m benchmarks.recipe [--pretexts none rotation autoencoder] [--budgets 10 100] [--seeds 3]
+    python -m benchmarks.recipe [--pretexts none rotation autoencoder] [--budgets 10 100] [--seeds 3] [--first-seed 0]
         [--data data/prepared] [--backbones models/pretrain] [--out metrics/recipe.tsv]
 
 Every row is one run of the finetune stage's own code (selfsup.finetune.finetune_backbone) on the prepared data
@@ -8,7 +8,8 @@ and a pretrained backbone, with the baseline's finetune params (the rest from pa
 variant, at the sweep's epochs for the budget: its accuracy on the budget's honest val images (at most labels_per_class per class; what a user with
 that budget could measure, and what decides whether an ingredient is kept) and on the test set (reported,
 never used to choose). `python -m selfsup.report` turns the file into the README's ablation table. Its
-`seconds` are wall time as measured, on whatever else the machine was running. Not a test: a run takes
+`seconds` are wall time of the fine-tuning as measured, on whatever else the machine was running (a variant
+that only classifies differently, flip TTA, reuses the baseline's fine-tuning of the same run and its seconds). Not a test: a run takes
 seconds at 10 labels per class and about a minute at 100 on one core.
 """
 
@@ -28,7 +29,7 @@ from selfsup.data import load_prepared
 from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import finetune_backbone
 from selfsup.io import atomic_path
-from selfsup.models import load_backbone
+from selfsup.models import TTA, load_backbone
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
 from selfsup.report import merged
@@ -39,7 +40,7 @@ EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budge
 # The recipe each variant changes one thing of: the plain fine-tuning every pretext started from (written out,
 # so that a later change of params.yaml's defaults does not change what a row of metrics/recipe.tsv means).
 BASELINE = {"protocol": "full", "transfer": "all", "pretrained_lr": 1.0, "label_smoothing": 0.0, "keep": "last",
-            "augment": {"flip": True, "translate": 2, "cutout": 0}}
+            "ema": 0.0, "augment": {"flip": True, "translate": 2, "cutout": 0}, "tta": "none"}
 
 # name -> (changes to the baseline's finetune params, changes to the compute params)
 VARIANTS = {
@@ -50,6 +51,9 @@ VARIANTS = {
     "fp32 (not bf16)": ({}, {"precision": "fp32"}),
     "fc3, fc4 afresh (transfer: conv)": ({"transfer": "conv"}, {}),
     "epochs ×2": ({"epochs_scale": 2}, {}),
+    "epochs ×4": ({"epochs_scale": 4}, {}),
+    "EMA of the weights, decay 0.999": ({"ema": 0.999}, {}),
+    "flip TTA": ({"tta": "flip"}, {}),  # evaluation only: trains as the baseline, whose model it reuses in one run
 }
 
 
@@ -58,13 +62,13 @@ def parse_budget(text: str) -> int | str:
 
 
 def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int):
-    """(finetune params, compute params) of one run."""
+    """(finetune params, compute params, test-time augmentation) of one run."""
     augment = dataclasses.replace(params.finetune.augment, **{**BASELINE["augment"], **changes.get("augment", {})})
-    rest = {k: v for k, v in {**BASELINE, **changes}.items() if k not in ("augment", "epochs_scale")}
+    rest = {k: v for k, v in {**BASELINE, **changes}.items() if k not in ("augment", "epochs_scale", "tta")}
     epochs = EPOCHS.get(budget, params.finetune.epochs) * changes.get("epochs_scale", 1)
     cfg = dataclasses.replace(params.finetune, **rest, augment=augment, labels_per_class=budget, epochs=epochs,
                               seed=seed)
-    return cfg, dataclasses.replace(params.compute, **compute_changes)
+    return cfg, dataclasses.replace(params.compute, **compute_changes), changes.get("tta", BASELINE["tta"])
 
 
 def main(argv=None):
@@ -72,6 +76,7 @@ def main(argv=None):
     parser.add_argument("--pretexts", nargs="+", default=["none", "rotation", "autoencoder"])
     parser.add_argument("--budgets", nargs="+", type=parse_budget, default=[10, 100])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", default="data/prepared")
     parser.add_argument("--backbones", default="models/pretrain")
@@ -80,21 +85,26 @@ def main(argv=None):
     params = load_params()
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
-    runs = [(p, b, s, v) for p in args.pretexts for b in args.budgets for v in args.variants for s in range(args.seeds)]
+    runs = [(p, b, s, v) for p in args.pretexts for b in args.budgets for v in args.variants
+            for s in range(args.first_seed, args.first_seed + args.seeds)]
     backbones = {pretext: load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext,
                                         to_dict(params.model))["state_dict"] for pretext in args.pretexts}
-    rows = []
+    rows, trained = [], {}  # variants that train alike (flip TTA and the baseline) share one fine-tuning
     for pretext, budget, seed, name in tqdm(runs, desc="recipe"):
-        cfg, compute_cfg = variant_params(params, *VARIANTS[name], budget, seed)
+        cfg, compute_cfg, tta = variant_params(params, *VARIANTS[name], budget, seed)
         compute, norm = setup(compute_cfg, meta)
-        started = time.perf_counter()
-        model, _, _, val = finetune_backbone(backbones[pretext], to_dict(params.model), meta,
-                                                    len(prepared.classes), splits["train"], splits["val"], cfg,
-                                                    get_pretext(pretext).trains, compute, norm)
-        seconds = time.perf_counter() - started
+        key = (pretext, cfg, compute_cfg)
+        if key not in trained:
+            started = time.perf_counter()
+            model, _, _, val = finetune_backbone(backbones[pretext], to_dict(params.model), meta,
+                                                 len(prepared.classes), splits["train"], splits["val"], cfg,
+                                                 get_pretext(pretext).trains, compute, norm)
+            trained[key] = model, val, time.perf_counter() - started
+        model, val, seconds = trained[key]
+        classify = TTA[tta](model)
 
         def accuracy(split):
-            return top1_accuracy(predict(model, split.images, norm, 1000, compute), split.labels).item()
+            return top1_accuracy(predict(classify, split.images, norm, 1000, compute), split.labels).item()
 
         rows.append({"pretext": pretext, "labels_per_class": budget, "variant": name, "seed": seed,
                      "epochs": cfg.epochs, "val_images": len(val), "val_accuracy": accuracy(val),

@@ -20,7 +20,7 @@ from torch import nn
 from selfsup import SelfSupError
 from selfsup.images import MODES
 from selfsup.io import atomic_path
-from selfsup.models import load_classifier
+from selfsup.models import TTA, load_classifier
 
 SPEC_FILE = "model.json"  # its name inside the .pt2 archive, and beside it
 
@@ -39,12 +39,13 @@ class DeliveredModel(nn.Module):
         return self.classifier(x).softmax(1)
 
 
-def delivered_model(ckpt: dict) -> DeliveredModel:
-    """The model of a finetune or distill checkpoint, in eval mode, with its normalisation."""
-    return DeliveredModel(load_classifier(ckpt), ckpt["data"]["mean"], ckpt["data"]["std"]).eval()
+def delivered_model(ckpt: dict, tta: str = "none") -> DeliveredModel:
+    """The model of a finetune or distill checkpoint, in eval mode, with its normalisation, classifying with the
+    test-time augmentation `tta` (models.TTA)."""
+    return DeliveredModel(TTA[tta](load_classifier(ckpt)), ckpt["data"]["mean"], ckpt["data"]["std"]).eval()
 
 
-def model_spec(ckpt: dict) -> dict:
+def model_spec(ckpt: dict, tta: str = "none") -> dict:
     """What a user of the exported file needs to know: the classes in output order and how to prepare images."""
     data = ckpt["data"]
     return {
@@ -53,6 +54,7 @@ def model_spec(ckpt: dict) -> dict:
                   "width": data["image_size"], "mode": MODES[data["channels"]],
                   "resize": "any image: converted to `mode`, squashed to height x width, bilinear (PIL), as selfsup.predict does"},
         "output": "class probabilities, N x classes, in the order of `classes`",
+        "tta": tta,
         "pretext": ckpt.get("pretext"),
         "distilled": "distill" in ckpt["config"],
         "dataset": data["dataset"],

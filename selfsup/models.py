@@ -114,6 +114,21 @@ class Classifier(nn.Module):
         return self.logits(self.backbone(x))
 
 
+class FlipAverage(nn.Module):
+    """Test-time augmentation: the mean of a classifier's logits on the images and on their mirror images, as
+    airbench classifies. For models trained with horizontal flips (`augment.flip`)."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.classifier(x) + self.classifier(x.flip(-1)))
+
+
+TTA = {"none": lambda classifier: classifier, "flip": FlipAverage}  # evaluate.tta -> the model that classifies
+
+
 def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarNet:
     """The backbone `model_cfg` (the params.yaml `model` section as a dict) describes."""
     return CifarNet(in_channels, image_size, norm=model_cfg["norm"], dropout=model_cfg["dropout"])

@@ -154,6 +154,7 @@ class FinetuneParams(OptimParams):
     epochs: int = field(default=7, metadata=check(positive, "a positive integer"))
     keep: Literal["last", "best"] = "last"
     label_smoothing: float = field(default=0.0, metadata=check(lambda e: 0 <= e < 1, "a number in [0, 1)"))
+    ema: float = field(default=0.0, metadata=check(lambda d: 0 <= d < 1, "0 (off) or a decay in (0, 1), e.g. 0.999"))
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class ProbeParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     batch_size: int = field(default=1000, metadata=check(positive, "a positive integer"))
+    tta: Literal["none", "flip"] = "none"
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,23 @@ from selfsup.cli import run_stage
 from selfsup.export import delivered_model, load_exported, model_spec
 from selfsup.images import IMAGE_SUFFIXES, decode_files, walk_images
 from selfsup.io import atomic_path
-from selfsup.models import load_checkpoint
-from selfsup.params import ComputeParams
+from selfsup.models import TTA, load_checkpoint
+from selfsup.params import ComputeParams, EvaluateParams
 from selfsup.runtime import predict, setup
 
 CHUNK = 1024  # images decoded and classified at a time: memory stays flat for any number of files
 
 
-def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256):
+def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256, tta: str | None = None):
     """(a function from uint8 images N×C×H×W to (class probabilities, the scores that rank them) on the CPU,
     the model's spec). A checkpoint ranks by its logits, as evaluate does: probabilities can tie in fp32 where the
-    logits do not."""
+    logits do not. `tta` (models.TTA) applies to a checkpoint, default evaluate.tta's default; an exported
+    program has its own built in (its spec says which)."""
     path = Path(path)
     if path.suffix == ".pt2":
+        if tta is not None:
+            raise SelfSupError(f"{path} has its test-time augmentation built in (model.json: tta); "
+                               "leave out --tta, or give the checkpoint models/distill/model.pt")
         module, spec = load_exported(path)
 
         @torch.inference_mode()
@@ -48,7 +52,8 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
     if "classes" not in ckpt or "data" not in ckpt:
         raise SelfSupError(f"{path} is a backbone, not a classifier; give models/distill/model.pt "
                            "or models/export/model.pt2")
-    model = delivered_model(ckpt).classifier  # without the wrapper: normalised as evaluate normalises
+    tta = EvaluateParams().tta if tta is None else tta
+    model = delivered_model(ckpt, tta).classifier  # without the wrapper: normalised as evaluate normalises
     compute, norm = setup(ComputeParams(device=device), ckpt["data"])
     model.to(compute.device)
 
@@ -56,7 +61,7 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
         logits = predict(model, images, norm, batch_size, compute)
         return logits.softmax(1), logits
 
-    return run_checkpoint, model_spec(ckpt)
+    return run_checkpoint, model_spec(ckpt, tta)
 
 
 def gather(inputs: list[str]) -> tuple[list[Path], int]:
@@ -109,11 +114,14 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="for a checkpoint (default auto); an exported .pt2 runs on the CPU")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--tta", choices=list(TTA),
+                        help=f"test-time augmentation of a checkpoint (default {EvaluateParams().tta}, as evaluate's "
+                             "default; flip: the mean of each image and its mirror image); a .pt2 has its own")
     args = parser.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1:
         raise SelfSupError("--top-k and --batch-size must be positive integers")
     files, others = gather(args.images)
-    predictor, spec = load_predictor(args.model, args.device, args.batch_size)
+    predictor, spec = load_predictor(args.model, args.device, args.batch_size, args.tta)
     results = list(classify(predictor, spec, files, args.top_k))
     bad = [(path, why) for path, top, why in results if top is None]
     if len(bad) == len(results):

@@ -29,6 +29,7 @@ CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 DISTILL_START, DISTILL_END = "<!-- distill:start -->", "<!-- distill:end -->"
 PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
 RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
+EPOCHS_START, EPOCHS_END = "<!-- epochs:start -->", "<!-- epochs:end -->"
 RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
 DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
 DISTILL_RECIPE_START, DISTILL_RECIPE_END = "<!-- distill-recipe:start -->", "<!-- distill-recipe:end -->"
@@ -394,6 +395,7 @@ def recipe_markdown(table: pd.DataFrame) -> str:
              + " | better on val at every budget |", "|---" * (2 * len(budgets) + 3) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
         default = part[part.variant == "baseline"].groupby("labels_per_class").val_accuracy.mean()
+        part = part.sort_values("variant", key=lambda v: v != "baseline", kind="stable")  # the baseline first
         for variant, runs in part.groupby("variant", sort=False):
             cells, better = [], []
             for b in budgets:
@@ -461,17 +463,38 @@ def pretext_compute_markdown(table: pd.DataFrame) -> str:
                                "draw on its val images (at most k per class), linear probe.")
 
 
-def render_benchmark(root: Path, path: Path, read=lambda p: p.read_text()) -> str:
-    """The README block of the benchmark table at `path` (one of BENCHMARKS)."""
-    markdown, start, end = BENCHMARKS[path]
+def epochs_markdown(table: pd.DataFrame) -> str:
+    """The fine-tuning schedule's trade-off with all labels, from the recipe ablation's baseline and `epochs ×N`
+    rows: per pretext and number of epochs, the honest val and the test accuracy (mean ± std over seeds) and the
+    minutes of fine-tuning (mean wall time of a run, as measured)."""
+    rows = table[(table.labels_per_class.astype(str) == "all")
+                 & ((table.variant == "baseline") | table.variant.str.startswith("epochs ×"))]
+    lines = ["| pretext | fine-tuning epochs | val accuracy | test accuracy | minutes of fine-tuning | runs |",
+             "|---|---|---|---|---|---|"]
+    rows = rows.sort_values("epochs", kind="stable")
+    for (pretext, epochs), runs in rows.groupby(["pretext", "epochs"], sort=False):
+        spread = lambda v: 100 * (v.std(ddof=1) if len(v) > 1 else 0.0)  # noqa: E731
+        lines.append(f"| {pretext} | {epochs} | {100 * runs.val_accuracy.mean():.2f} ± {spread(runs.val_accuracy):.2f} "
+                     f"| {100 * runs.test_accuracy.mean():.2f} ± {spread(runs.test_accuracy):.2f} "
+                     f"| {runs.seconds.mean() / 60:.1f} | {len(runs)} |")
+    threads = ", ".join(map(str, sorted(rows.threads.unique())))
+    return "\n".join(lines) + (f"\n\nAll {rows.val_images.iloc[0]} val images; {rows.compute.iloc[0]}, {threads} "
+                               "thread(s); minutes: wall time as measured, on whatever else the machine ran.")
+
+
+def render_benchmark(root: Path, name: str, read=lambda p: p.read_text()) -> str:
+    """The README block `name` of BENCHMARKS, from its benchmark's table."""
+    path, markdown, start, end = BENCHMARKS[name]
     table = pd.read_csv(io.StringIO(read(root / path)), sep="\t")
     return f"{start}\n{markdown(table)}\n{end}"
 
 
-# benchmark tables (benchmarks/*.py) -> how the README shows them, and where
-BENCHMARKS = {RECIPE: (recipe_markdown, RECIPE_START, RECIPE_END),
-              DISTILL_RECIPE: (distill_recipe_markdown, DISTILL_RECIPE_START, DISTILL_RECIPE_END),
-              PRETEXT_COMPUTE: (pretext_compute_markdown, PRETEXT_COMPUTE_START, PRETEXT_COMPUTE_END)}
+# README blocks drawn from benchmark tables (benchmarks/*.py): name -> (table, how it is shown, where)
+BENCHMARKS = {"recipe": (RECIPE, recipe_markdown, RECIPE_START, RECIPE_END),
+              "epochs": (RECIPE, epochs_markdown, EPOCHS_START, EPOCHS_END),
+              "distill-recipe": (DISTILL_RECIPE, distill_recipe_markdown, DISTILL_RECIPE_START, DISTILL_RECIPE_END),
+              "pretext-compute": (PRETEXT_COMPUTE, pretext_compute_markdown, PRETEXT_COMPUTE_START,
+                                  PRETEXT_COMPUTE_END)}
 
 
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
@@ -511,9 +534,9 @@ def main(argv: list[str] | None = None) -> None:
     if (root / DISTILLED).is_file():
         (root / DISTILLED_PLOT).write_text(distillation_svg(read_distilled(root), pretexts))
         readme.write_text(replace_block(readme.read_text(), render_distilled(root), DISTILL_START, DISTILL_END))
-    for path, (_, start, end) in BENCHMARKS.items():
+    for name, (path, _, start, end) in BENCHMARKS.items():
         if (root / path).is_file():
-            readme.write_text(replace_block(readme.read_text(), render_benchmark(root, path), start, end))
+            readme.write_text(replace_block(readme.read_text(), render_benchmark(root, name), start, end))
     print(f"updated the results in {readme} and {details}", file=sys.stderr)
 
 

@@ -1,12 +1,13 @@
 """The one training loop, used by every pretext and by fine-tuning; they differ only by Objective.
 
 `fit` reads top to bottom as: the optimiser and its schedule (`_optimizer`), the batches of an epoch
-(`_batch_plan`, `shard`), the training state a resumed run restores (`_Trainer.state`/`restore`), one
-epoch (`_Trainer.train_epoch`) and the best epoch kept (`_keep_best`).
+(`_batch_plan`, `shard`), the average of the weights (`WeightAverage`), the training state a resumed run
+restores (`_Trainer.state`/`restore`), one epoch (`_Trainer.train_epoch`) and the best epoch kept (`_keep_best`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -97,6 +98,27 @@ def shard(perm: torch.Tensor, step: int, batch_size: int, world: int, rank: int)
     is dropped."""
     batch = perm[step * batch_size : (step + 1) * batch_size]
     return batch[: batch_size - batch_size % world][rank::world]
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and batch-norm statistics (Polyak averaging, as timm's
+    ModelEmaV3): after step t, average ← d·average + (1 − d)·weights, d = min(decay, (1 + t) / (10 + t)). The
+    warm-up makes a short run (60 steps at 10 labels per class) average its last steps, not its random start;
+    `decay` caps how far back a long one reaches. Integer buffers (batch norm's counter) are copied."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for average, current in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if average.is_floating_point():
+                average.lerp_(current.detach(), 1 - d)
+            else:
+                average.copy_(current)
 
 
 def _keep_best(result: FitResult, epoch: int, score: float | None, select: str | None, snapshot) -> FitResult:
@@ -274,7 +296,7 @@ class _Trainer:
     generators, the best epoch so far and the logged history: everything a resumed run restores."""
 
     def __init__(self, objective: Objective, n: int, cfg: OptimParams, epochs: int, norm: Normalize,
-                 compute: Compute, desc: str):
+                 compute: Compute, desc: str, average: float = 0.0):
         self.objective, self.norm, self.compute, self.desc, self.epochs = objective, norm, compute, desc, epochs
         device = self.device = norm.mean.device
         self.scaler = torch.amp.GradScaler(device.type, enabled=compute.dtype == torch.float16)
@@ -297,19 +319,28 @@ class _Trainer:
         if self.world > 1:
             # dropout: masks of its own on each rank (the weights are already equal: DDP sent rank 0's)
             torch.manual_seed(cfg.seed * 1_000_003 + 500_000 + self.rank)
+        # the weights that are validated and kept: the model's, or (average > 0) their moving average
+        self.average = WeightAverage(self.model, average) if average > 0 else None
         self.result = FitResult(self.snapshot(), 0, None)
         self.history: list[dict] = []
         self.epoch = 0  # epochs finished
 
+    @property
+    def kept_model(self) -> nn.Module:
+        """The model whose weights are validated and kept: the trained one, or their moving average."""
+        return self.average.module if self.average is not None else self.model
+
     def snapshot(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return {k: v.detach().clone() for k, v in self.kept_model.state_dict().items()}
 
     def state(self, key: str) -> dict:
         return {"fingerprint": key, "epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "generators": [self.gen.get_state(), self.aug_gen.get_state()],
                 "rng": _rng_states(self.device), "best_state": self.result.best_state,
-                "best_epoch": self.result.best_epoch, "best_score": self.result.best_score, "history": self.history}
+                "best_epoch": self.result.best_epoch, "best_score": self.result.best_score, "history": self.history,
+                **({"average": self.average.module.state_dict(), "average_steps": self.average.steps}
+                   if self.average is not None else {})}
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -321,6 +352,9 @@ class _Trainer:
         _set_rng_states(state["rng"], self.device)
         self.result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
         self.history, self.epoch = state["history"], state["epoch"]
+        if self.average is not None:
+            self.average.module.load_state_dict(state["average"])
+            self.average.steps = state["average_steps"]
 
     def check_finite(self, losses: torch.Tensor, epoch: int) -> None:
         """DivergedError naming the first step whose loss (in `losses`, this epoch's so far) is not finite."""
@@ -359,6 +393,8 @@ class _Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.average is not None:
+                self.average.update(self.model)
             losses[step] = loss.detach()
             if objective.accuracy is not None:
                 accuracies[step] = objective.accuracy(outputs.detach(), targets)
@@ -387,6 +423,7 @@ def fit(
     desc: str = "train",
     compute: Compute | None = None,
     resume: Resume | None = None,
+    average: float = 0.0,
 ) -> FitResult:
     """Train `objective.model` for `epochs` on uint8 `images` (and `labels`); keep the best epoch.
 
@@ -395,9 +432,11 @@ def fit(
     the highest `select` metric is kept (a copy of its weights), or the last epoch when `select` is None.
     Metrics go to the dvclive `live` per epoch. The forward pass runs under `compute`'s autocast; the
     whole image set sits on the device, so a step moves no data between host and device. With `resume`,
-    the full training state is saved after every epoch and an interrupted run continues from it.
+    the full training state is saved after every epoch and an interrupted run continues from it. With
+    `average` (a decay in (0, 1)), what is validated and kept is an exponential moving average of the weights
+    (`WeightAverage`), updated after every step; `objective.model` itself ends with the last step's weights.
     """
-    trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc)
+    trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc, average)
     images = images.to(trainer.device)
     labels = labels.to(trainer.device) if labels is not None else None
     saved = resume.load(desc, trainer.device) if resume is not None else None
@@ -414,7 +453,7 @@ def fit(
         trainer.epoch += 1
         if distributed.is_main():  # one process validates, selects, logs and writes
             if validate is not None:
-                metrics.update(validate(trainer.model))
+                metrics.update(validate(trainer.kept_model))
             trainer.result = _keep_best(trainer.result, trainer.epoch, metrics[select] if select else None, select,
                                         trainer.snapshot)
             metrics = _storable(metrics)

@@ -1,5 +1,6 @@
 """Stage evaluate: test accuracy, balanced accuracy, per-class accuracy, macro-F1 and the confusion plot of the
-delivered model (distill's), and the fine-tuned model's beside it: what distillation added."""
+delivered model (distill's), and the fine-tuned model's beside it: what distillation added. Both classify as the
+exported model does (`evaluate.tta`: flip averages the logits of each image and its mirror image)."""
 
 import argparse
 from pathlib import Path
@@ -10,7 +11,7 @@ from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path, write_json
-from selfsup.models import load_checkpoint, load_classifier
+from selfsup.models import TTA, load_checkpoint, load_classifier
 from selfsup.params import load_params
 from selfsup.runtime import predict, setup
 
@@ -30,7 +31,7 @@ def main(argv=None):
     compute, norm = setup(params.compute, ckpt["data"])
 
     def test_predictions(checkpoint):
-        model = load_classifier(checkpoint).to(compute.device)
+        model = TTA[cfg.tta](load_classifier(checkpoint)).to(compute.device)
         return predict(model, test.images, norm, cfg.batch_size, compute).argmax(1)
 
     predicted = test_predictions(ckpt)

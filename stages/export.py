@@ -9,7 +9,7 @@ from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.export import delivered_model, export_program, model_spec, save_exported
-from selfsup.models import load_checkpoint
+from selfsup.models import TTA, load_checkpoint
 
 CHECK_IMAGES = 512  # test images on which the exported program must agree with the eager model
 TOLERANCE = 1e-5    # largest difference in any class probability (both fp32 on the CPU)
@@ -20,9 +20,11 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="model.pt written by distill: the delivered model")
     parser.add_argument("--data", required=True, help="preprocess output folder (test images for the check)")
     parser.add_argument("--out", required=True, help="folder for model.pt2 and model.json")
+    parser.add_argument("--tta", default="none", choices=list(TTA),
+                        help="test-time augmentation built into the program (dvc.yaml passes evaluate.tta)")
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.model)
-    model = delivered_model(ckpt)
+    model = delivered_model(ckpt, args.tta)
     images = load_prepared(args.data, splits=("test",)).splits["test"].images[:CHECK_IMAGES].clone()
     program = export_program(model, images[:2])
     with torch.inference_mode():
@@ -30,7 +32,7 @@ def main(argv=None):
     if not difference <= TOLERANCE:
         raise SelfSupError(f"the exported model differs from the eager one by {difference:.2e} in a class probability "
                            f"on test images (tolerance {TOLERANCE}); nothing written")
-    spec = model_spec(ckpt) | {"check": {"test_images": len(images), "max_probability_difference": difference}}
+    spec = model_spec(ckpt, args.tta) | {"check": {"test_images": len(images), "max_probability_difference": difference}}
     path = save_exported(program, spec, args.out)
     print(f"exported {path}: {len(spec['classes'])} classes, {tuple(images.shape[1:])} uint8 images in; "
           f"agrees with the eager model within {difference:.1e} on {len(images)} test images")

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from selfsup import SelfSupError
-from selfsup.models import (FEATURE_DIM, CifarNet, Classifier, FastLRN, load_backbone_into, load_checkpoint,
+from selfsup.models import (FEATURE_DIM, TTA, CifarNet, Classifier, FastLRN, load_backbone_into, load_checkpoint,
                             save_checkpoint)
 
 
@@ -118,3 +118,15 @@ def test_lrn_in_half_precision_matches_fp32_at_large_activations(autocast):
     assert out.dtype == torch.float16 and torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), expected, rtol=2e-3, atol=0)
     assert expected[0, 32, 0, 0].item() == pytest.approx(17.2, abs=0.1)  # the example: 90 -> 17.2
+
+
+def test_flip_average_is_the_mean_of_both_mirror_images_and_blind_to_mirroring():
+    torch.manual_seed(0)
+    model = Classifier(CifarNet(1, 28), 10).eval()
+    x = torch.randn(4, 1, 28, 28)
+    averaged = TTA["flip"](model)
+    with torch.no_grad():
+        assert torch.allclose(averaged(x), (model(x) + model(x.flip(-1))) / 2)
+        assert torch.allclose(averaged(x.flip(-1)), averaged(x), atol=1e-6)
+        assert not torch.allclose(model(x.flip(-1)), model(x), atol=1e-3)  # the plain model is not
+    assert TTA["none"](model) is model

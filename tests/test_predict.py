@@ -102,3 +102,28 @@ def test_a_backbone_is_not_taken_for_a_classifier(project, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_stage(main, [str(tmp_path / "backbone.pt"), str(project / "pngs/000.png")])
     assert "is a backbone, not a classifier; give models/distill/model.pt" in capsys.readouterr().err
+
+
+def test_flip_tta_is_what_evaluate_measured_export_ships_and_predict_applies(project, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    shutil.copytree(project / "prepared", tmp_path / "prepared")
+    shutil.copy(project / "model.pt", tmp_path / "model.pt")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["tta"] = "flip"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    evaluate.main(["--model", "model.pt", "--data", "prepared", "--metrics", "evaluate"])
+    export.main(["--model", "model.pt", "--data", "prepared", "--out", "export", "--tta", "flip"])
+    classes = {name: pd.read_csv(root / "evaluate/confusion.csv")["predicted"].str.split(" ", n=1).str[1].tolist()
+               for name, root in (("flip", tmp_path), ("none", project))}
+    assert classes["flip"] != classes["none"]  # the mirror images change some answers: the checks below mean something
+    main(["model.pt", str(project / "pngs"), "--csv", "checkpoint.csv", "--tta", "flip"])
+    assert [row["class1"] for row in read_rows("checkpoint.csv")] == classes["flip"]
+    main(["export/model.pt2", str(project / "pngs"), "--csv", "exported.csv"])
+    exported = [row["class1"] for row in read_rows("exported.csv")]
+    assert sum(p == e for p, e in zip(exported, classes["flip"])) >= 0.97 * len(exported)  # fp32 against autocast
+    assert '"tta": "flip"' in (tmp_path / "export/model.json").read_text()
+    with pytest.raises(SystemExit):
+        run_stage(main, ["export/model.pt2", str(project / "pngs/000.png"), "--tta", "none"])
+    assert "has its test-time augmentation built in (model.json: tta); leave out --tta" in capsys.readouterr().err

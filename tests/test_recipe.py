@@ -20,18 +20,26 @@ def test_each_variant_changes_one_thing_of_the_baseline_whatever_params_yaml_def
 
     params = Params()
     # a params.yaml whose defaults moved away from the baseline: the rows must still mean the same runs
-    moved = dataclasses.replace(params, finetune=dataclasses.replace(params.finetune, transfer="conv", label_smoothing=0.3))
-    base, _ = recipe.variant_params(moved, *recipe.VARIANTS["baseline"], 10, 2)
-    assert (base.transfer, base.label_smoothing, base.protocol, base.augment.cutout) == ("all", 0.0, "full", 0)
+    moved = dataclasses.replace(params, finetune=dataclasses.replace(params.finetune, transfer="conv", label_smoothing=0.3,
+                                                                     ema=0.99))
+    base, _, base_tta = recipe.variant_params(moved, *recipe.VARIANTS["baseline"], 10, 2)
+    assert (base.transfer, base.label_smoothing, base.protocol, base.augment.cutout, base.ema, base_tta) == (
+        "all", 0.0, "full", 0, 0.0, "none")
     assert (base.labels_per_class, base.epochs, base.seed) == (10, 60, 2)
-    conv, _ = recipe.variant_params(moved, *recipe.VARIANTS["fc3, fc4 afresh (transfer: conv)"], 100, 0)
+    conv, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["fc3, fc4 afresh (transfer: conv)"], 100, 0)
     assert dataclasses.replace(conv, transfer="all") == dataclasses.replace(base, labels_per_class=100, epochs=40, seed=0)
-    longer, _ = recipe.variant_params(moved, *recipe.VARIANTS["epochs ×2"], "all", 0)
+    longer, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["epochs ×2"], "all", 0)
     assert longer.epochs == 2 * params.finetune.epochs and longer.labels_per_class == "all"
-    cut, _ = recipe.variant_params(moved, *recipe.VARIANTS["cutout 8 px"], 10, 0)
+    cut, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["cutout 8 px"], 10, 0)
     assert cut.augment.cutout == 8 and cut.augment.flip and cut.augment.translate == 2
-    _, compute = recipe.variant_params(moved, *recipe.VARIANTS["fp32 (not bf16)"], 10, 0)
+    _, compute, _ = recipe.variant_params(moved, *recipe.VARIANTS["fp32 (not bf16)"], 10, 0)
     assert compute.precision == "fp32"
+    averaged, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["EMA of the weights, decay 0.999"], 10, 2)
+    assert dataclasses.replace(averaged, ema=0.0) == base and averaged.ema == 0.999
+    # flip TTA trains exactly as the baseline (so one run fine-tunes once for both) and only classifies differently
+    flipped, flipped_compute, tta = recipe.variant_params(moved, *recipe.VARIANTS["flip TTA"], 10, 2)
+    assert (flipped, flipped_compute, tta) == (base, recipe.variant_params(moved, *recipe.VARIANTS["baseline"], 10, 2)[1],
+                                               "flip")
 
 
 distill_spec = importlib.util.spec_from_file_location("distill_benchmark", REPO / "benchmarks/distill.py")

@@ -10,7 +10,8 @@ from selfsup.evaluate import top1_accuracy
 from selfsup.models import CifarNet, Classifier
 from selfsup.params import OptimParams
 from selfsup.runtime import Compute, Normalize, predict
-from selfsup.train import DivergedError, Objective, Resume, _batch_plan, fit, param_groups, shard, write_curves
+from selfsup.train import (DivergedError, Objective, Resume, WeightAverage, _batch_plan, fit, param_groups, shard,
+                           write_curves)
 
 
 def toy_problem(n=256, size=8):
@@ -121,7 +122,8 @@ def test_lr_scales_give_pretrained_layers_their_own_learning_rate():
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in fc}  # the frozen convs are in neither
 
 
-def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path):
+@pytest.mark.parametrize("average", [0.0, 0.99])
+def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path, average):
     images, labels = toy_problem()
     dropout_model = lambda: Classifier(CifarNet(1, 8, norm="batch", dropout=0.5), 2)  # noqa: E731  global RNG too
     resume = Resume(tmp_path / "state.pt", {"run": 1})
@@ -138,7 +140,8 @@ def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path):
 
         live = RecordingLive()
         result = fit(Objective(dropout_model(), keep_labels, accuracy=top1_accuracy), images, labels,
-                     dataclasses.replace(CFG, lr=0.005), EPOCHS, NORM, live, validate=validate, resume=resume)
+                     dataclasses.replace(CFG, lr=0.005), EPOCHS, NORM, live, validate=validate, resume=resume,
+                     average=average)
         return result, live.logged
 
     expected, expected_log = run()
@@ -264,3 +267,37 @@ def test_curves_leave_a_metric_a_split_lacks_empty(tmp_path):
     assert (tmp_path / "curves.csv").read_text() == "epoch,split,loss,accuracy\n1,train,0.25,\n1,val,0.5,0.75\n"
     write_curves(tmp_path, [])
     assert (tmp_path / "curves.csv").read_text() == "epoch,split\n"
+
+
+def test_weight_average_warms_up_then_caps_at_its_decay_and_copies_counters():
+    model = torch.nn.BatchNorm1d(1)
+    average = WeightAverage(model, decay=0.5)
+    expected = model.weight.detach().clone()
+    for step in range(1, 4):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        model.num_batches_tracked.fill_(step)
+        average.update(model)
+        d = min(0.5, (1 + step) / (10 + step))  # 2/11, 3/12, then the cap
+        expected = d * expected + (1 - d) * step
+        assert torch.allclose(average.module.weight, expected)
+        assert average.module.num_batches_tracked.item() == step
+    assert not average.module.weight.requires_grad
+
+
+def test_fit_with_an_average_keeps_the_averaged_weights_and_validates_them():
+    images, labels = toy_problem()
+    model = make_model()
+    validated = []
+
+    def validate(net):
+        validated.append({k: v.clone() for k, v in net.state_dict().items()})
+        return {"val/accuracy": accuracy_on(net, images, labels)}
+
+    result = fit(Objective(model, keep_labels), images, labels, CFG, EPOCHS, NORM, validate=validate, average=0.9)
+    last = model.state_dict()
+    weight = next(iter(last))
+    assert not torch.equal(result.best_state[weight], last[weight])  # the average, not the last step's weights
+    assert all(torch.equal(result.best_state[k], v) for k, v in validated[-1].items())  # what was validated is kept
+    model.load_state_dict(result.best_state)
+    assert accuracy_on(model, images, labels) > 0.95
