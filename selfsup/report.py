@@ -141,10 +141,20 @@ def _pretext_order(names, order) -> list[str]:
     return [p for p in order if p in names] + sorted(p for p in names if p not in order)
 
 
+def seed_std(values) -> float:
+    """The spread over seeds: the sample std, 0 for a single run."""
+    return values.std(ddof=1) if len(values) > 1 else 0.0
+
+
+def mean_std(values) -> str:
+    """Fractions as "mean ± std" in percent, over seeds."""
+    return f"{100 * values.mean():.2f} ± {100 * seed_std(values):.2f}"
+
+
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (over seeds) and runs of test accuracy per protocol, pretext and label budget."""
     grouped = table.groupby(["protocol", "pretext", "labels_per_class", "epochs"]).test_accuracy
-    summary = grouped.agg(mean="mean", std=lambda a: a.std(ddof=1) if len(a) > 1 else 0.0, runs="count")
+    summary = grouped.agg(mean="mean", std=seed_std, runs="count")
     return summary.reset_index()
 
 
@@ -265,12 +275,9 @@ def comparison_block(table: pd.DataFrame, order=()) -> str:
 
 def distilled_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per pretext and budget: mean and std over seeds of the fine-tuned (teacher) and distilled test accuracy."""
-    def std(a):
-        return a.std(ddof=1) if len(a) > 1 else 0.0
-
     grouped = table.groupby(["pretext", "labels_per_class"])
-    return grouped.agg(finetuned=("finetuned_accuracy", "mean"), finetuned_std=("finetuned_accuracy", std),
-                       distilled=("test_accuracy", "mean"), distilled_std=("test_accuracy", std),
+    return grouped.agg(finetuned=("finetuned_accuracy", "mean"), finetuned_std=("finetuned_accuracy", seed_std),
+                       distilled=("test_accuracy", "mean"), distilled_std=("test_accuracy", seed_std),
                        runs=("test_accuracy", "count")).reset_index()
 
 
@@ -386,9 +393,6 @@ def recipe_markdown(table: pd.DataFrame) -> str:
     """The recipe ablation (benchmarks/recipe.py): per pretext, variant and budget, the honest val accuracy (what
     decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against the baseline,
     and whether the variant's val mean beats the baseline's at every budget it ran at."""
-    def stats(values):
-        return f"{100 * values.mean():.2f} ± {100 * (values.std(ddof=1) if len(values) > 1 else 0.0):.2f}"
-
     table = table.astype({"labels_per_class": str})
     budgets = _budget_order(table.labels_per_class.unique())
     lines = ["| pretext | variant | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
@@ -408,7 +412,7 @@ def recipe_markdown(table: pd.DataFrame) -> str:
                     change = at.val_accuracy.mean() - default[b]
                     better.append(change > 0)
                     delta = f" ({100 * change:+.2f})"
-                cells += [stats(at.val_accuracy) + delta, stats(at.test_accuracy)]
+                cells += [mean_std(at.val_accuracy) + delta, mean_std(at.test_accuracy)]
             kept = "—" if variant == "baseline" else ("yes" if better and all(better) else "no")
             lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {kept} |")
     defaults = table[table.variant == "baseline"]
@@ -473,9 +477,7 @@ def epochs_markdown(table: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|"]
     rows = rows.sort_values("epochs", kind="stable")
     for (pretext, epochs), runs in rows.groupby(["pretext", "epochs"], sort=False):
-        spread = lambda v: 100 * (v.std(ddof=1) if len(v) > 1 else 0.0)  # noqa: E731
-        lines.append(f"| {pretext} | {epochs} | {100 * runs.val_accuracy.mean():.2f} ± {spread(runs.val_accuracy):.2f} "
-                     f"| {100 * runs.test_accuracy.mean():.2f} ± {spread(runs.test_accuracy):.2f} "
+        lines.append(f"| {pretext} | {epochs} | {mean_std(runs.val_accuracy)} | {mean_std(runs.test_accuracy)} "
                      f"| {runs.seconds.mean() / 60:.1f} | {len(runs)} |")
     threads = ", ".join(map(str, sorted(rows.threads.unique())))
     return "\n".join(lines) + (f"\n\nAll {rows.val_images.iloc[0]} val images; {rows.compute.iloc[0]}, {threads} "
