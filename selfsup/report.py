@@ -441,23 +441,27 @@ def distill_recipe_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the distillation alone, wall time as measured (not always on an idle machine)."
 
 
-def pretext_compute_markdown(table: pd.DataFrame) -> str:
+def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
     """The pretext variants (benchmarks/pretext.py): per variant, the minutes of pre-training and the frozen-feature
-    probe's honest val accuracy (what decides; with its change against the pretext's default) and test accuracy at
-    each label budget measured."""
+    probe's honest val accuracy (what decides; with its change against the pretext's reference, the paper's setting)
+    and test accuracy at each label budget measured. The variant with params.yaml's views and epochs is marked as
+    the pipeline's default."""
     budgets = [c.removeprefix("val_") for c in table.columns if c.startswith("val_")]
     lines = ["| pretext | pre-training | minutes | inputs seen | " + " | ".join(
         f"probe val, {b} per class | probe test, {b} per class" for b in budgets) + " |",
         "|---" * (4 + 2 * len(budgets)) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
-        part = part.sort_values("default", ascending=False, kind="stable")  # the default first, the others as run
+        part = part.sort_values("reference", ascending=False, kind="stable")  # the reference first, others as run
         first = part.iloc[0]
+        default = params["pretrain"].get(pretext, {})
         for _, row in part.iterrows():
             cells = []
             for b in budgets:
-                change = "" if row.default else f" ({100 * (row[f'val_{b}'] - first[f'val_{b}']):+.2f})"
+                change = "" if row.reference else f" ({100 * (row[f'val_{b}'] - first[f'val_{b}']):+.2f})"
                 cells += [f"{100 * row[f'val_{b}']:.2f}{change}", f"{100 * row[f'test_{b}']:.2f}"]
-            name = row.variant.split(": ", 1)[-1] + (" (default)" if row.default else "")
+            marks = ["reference"] * bool(row.reference) + ["default"] * (
+                (row.views, row.epochs) == (default.get("views"), default.get("epochs")))
+            name = row.variant.split(": ", 1)[-1] + (f" ({', '.join(marks)})" if marks else "")
             lines.append(f"| {pretext} | {name} | {row.seconds / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
                          + " | ".join(cells) + " |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
@@ -488,13 +492,14 @@ def render_benchmark(root: Path, name: str, read=lambda p: p.read_text()) -> str
     """The README block `name` of BENCHMARKS, from its benchmark's table."""
     path, markdown, start, end = BENCHMARKS[name]
     table = pd.read_csv(io.StringIO(read(root / path)), sep="\t")
-    return f"{start}\n{markdown(table)}\n{end}"
+    return f"{start}\n{markdown(table, yaml.safe_load(read(root / 'params.yaml')))}\n{end}"
 
 
-# README blocks drawn from benchmark tables (benchmarks/*.py): name -> (table, how it is shown, where)
-BENCHMARKS = {"recipe": (RECIPE, recipe_markdown, RECIPE_START, RECIPE_END),
-              "epochs": (RECIPE, epochs_markdown, EPOCHS_START, EPOCHS_END),
-              "distill-recipe": (DISTILL_RECIPE, distill_recipe_markdown, DISTILL_RECIPE_START, DISTILL_RECIPE_END),
+# README blocks drawn from benchmark tables (benchmarks/*.py): name -> (table, how it is shown given params.yaml, where)
+BENCHMARKS = {"recipe": (RECIPE, lambda table, params: recipe_markdown(table), RECIPE_START, RECIPE_END),
+              "epochs": (RECIPE, lambda table, params: epochs_markdown(table), EPOCHS_START, EPOCHS_END),
+              "distill-recipe": (DISTILL_RECIPE, lambda table, params: distill_recipe_markdown(table),
+                                 DISTILL_RECIPE_START, DISTILL_RECIPE_END),
               "pretext-compute": (PRETEXT_COMPUTE, pretext_compute_markdown, PRETEXT_COMPUTE_START,
                                   PRETEXT_COMPUTE_END)}
 
