@@ -36,6 +36,10 @@ DISTILL_RECIPE_START, DISTILL_RECIPE_END = "<!-- distill-recipe:start -->", "<!-
 PRETEXT_COMPUTE = Path("metrics/pretext_compute.tsv")  # written by benchmarks/pretext.py
 PRETEXT_COMPUTE_START, PRETEXT_COMPUTE_END = "<!-- pretext-compute:start -->", "<!-- pretext-compute:end -->"
 COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
+# the sweep's rows of the pretexts whose default views changed, fine-tuned from backbones pre-trained with the
+# papers' views (rotation 4, exemplar 6), as collected before the change; comparison.tsv now holds the defaults'
+REFERENCE_VIEWS = Path("metrics/comparison_reference_views.tsv")
+VIEWS_START, VIEWS_END = "<!-- views:start -->", "<!-- views:end -->"
 DISTILLED = Path("metrics/distilled.tsv")  # the experiments whose delivered model was distilled, with their teacher's
 DISTILLED_PLOT = Path("metrics/distillation.svg")
 RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes; the sweep's answer is on the README
@@ -271,6 +275,35 @@ def comparison_block(table: pd.DataFrame, order=()) -> str:
     return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{comparison_markdown(table, order)}\n\n"
             f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
             f"{targets_markdown(table)}\n{CMP_END}")
+
+
+def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
+    """Per pretext and budget of `reference` (REFERENCE_VIEWS), the fine-tuned test accuracy (mean ± std over seeds)
+    from the backbone pre-trained with the reference's views and from the one with params.yaml's, and the change."""
+    keys = ["pretext", "labels_per_class", "epochs"]
+    ref = sweep_summary(reference[reference.protocol == protocol]).set_index(keys)
+    cur = sweep_summary(current[current.protocol == protocol]).set_index(keys)
+    views = reference.groupby("pretext").views.first()
+    lines = ["| pretext | labels per class | reference views | test accuracy | default views | test accuracy | change |",
+             "|---" * 7 + "|"]
+    for pretext in _pretext_order(views.index, params.get("pretexts", ())):
+        part = ref.loc[pretext]
+        for budget in _budget_order(part.index.get_level_values("labels_per_class").unique()):
+            for epochs, r in part.loc[budget].iterrows():
+                c = cur.loc[(pretext, budget, epochs)] if (pretext, budget, epochs) in cur.index else None
+                now = "—" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f} ({c['runs']})"
+                change = "—" if c is None else f"{round(100 * (c['mean'] - r['mean']), 2) or 0.0:+.2f}"  # no -0.00
+                lines.append(f"| {pretext} | {budget} | {views[pretext]} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
+                             f" ({r['runs']}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
+    return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the same seeds, "
+                               "hence the same labelled images; the same recipe and fine-tuning epochs.")
+
+
+def render_views(root: Path, read=lambda p: p.read_text()) -> str:
+    """The README block comparing the sweep on the reference's backbones with the sweep on the defaults'."""
+    reference = pd.read_csv(io.StringIO(read(root / REFERENCE_VIEWS)), sep="\t", dtype={"labels_per_class": str})
+    markdown = views_markdown(reference, read_comparison(root, read), yaml.safe_load(read(root / "params.yaml")))
+    return f"{VIEWS_START}\n{markdown}\n{VIEWS_END}"
 
 
 def distilled_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -538,6 +571,8 @@ def main(argv: list[str] | None = None) -> None:
         table = read_comparison(root)
         (root / PLOT).write_text(label_efficiency_svg(table, pretexts))
         readme.write_text(replace_block(readme.read_text(), comparison_block(table, pretexts), CMP_START, CMP_END))
+    if (root / REFERENCE_VIEWS).is_file() and (root / COMPARISON).is_file():
+        readme.write_text(replace_block(readme.read_text(), render_views(root), VIEWS_START, VIEWS_END))
     if (root / DISTILLED).is_file():
         (root / DISTILLED_PLOT).write_text(distillation_svg(read_distilled(root), pretexts))
         readme.write_text(replace_block(readme.read_text(), render_distilled(root), DISTILL_START, DISTILL_END))

@@ -9,7 +9,8 @@ import yaml
 from selfsup.report import (BENCHMARKS, DISTILLED_PLOT, END, PLOT, RESULTS_DOC, START, answer_markdown,
                             comparison_markdown, distill_recipe_markdown, distillation_svg, distilled_markdown, embedding_path, embedding_svg,
                             experiment_rows, label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
-                            read_distilled, render, render_comparison, render_benchmark, render_distilled, render_probe,
+                            read_distilled, render, render_comparison, render_benchmark, render_distilled, render_probe, render_views,
+                            views_markdown,
                             replace_block, recipe_markdown, results_markdown, sweep_tables, targets_markdown,
                             epochs_markdown)
 from tests.conftest import REPO
@@ -141,6 +142,20 @@ def test_the_pretext_variants_show_minutes_the_probe_against_the_reference_and_m
         "| rotation | all 4 rotations, 4 epochs (reference, default) |")
 
 
+def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults():
+    row = {"dataset": "fashion_mnist", "protocol": "full", "epochs": 60, "labels_per_class": "10"}
+    reference = pd.DataFrame([{**row, "pretext": "rotation", "views": 4, "seed": s, "test_accuracy": a}
+                              for s, a in enumerate([0.70, 0.72])])
+    current = pd.DataFrame([{**row, "pretext": p, "seed": s, "test_accuracy": a}
+                            for p, s, a in [("rotation", 0, 0.73), ("rotation", 1, 0.75), ("none", 0, 0.5)]])
+    params = {"pretexts": ["none", "rotation"], "pretrain": {"rotation": {"views": 1, "epochs": 4}}}
+    md = views_markdown(reference, current, params).splitlines()
+    assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | 74.00 ± 1.41 (2) | +3.00 |"
+    assert len(md) == 5  # none has no reference row
+    md = views_markdown(reference, current[current.pretext == "none"], params).splitlines()
+    assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | — | — |"  # not yet run on the new backbone
+
+
 def test_a_benchmark_table_without_budgets_merges_too(tmp_path):
     """A table keyed by other columns (the pretext benchmark's variants): a rerun replaces its row, others stay."""
     path = tmp_path / "pretext_compute.tsv"
@@ -199,6 +214,7 @@ def test_readme_results_match_the_committed_metrics():
     assert render(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     assert render_probe(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
     assert render_distilled(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
+    assert render_views(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     for name in BENCHMARKS:  # every benchmark's table, as committed
         assert render_benchmark(REPO, name, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
     assert committed(REPO / DISTILLED_PLOT) == distillation_svg(read_distilled(REPO, read=committed),
