@@ -150,6 +150,11 @@ def seed_std(values) -> float:
     return values.std(ddof=1) if len(values) > 1 else 0.0
 
 
+def signed(points: float) -> str:
+    """A difference in percentage points with its sign, two decimals; one that rounds to zero is +0.00, not -0.00."""
+    return f"{round(points, 2) or 0.0:+.2f}"
+
+
 def mean_std(values) -> str:
     """Fractions as "mean ± std" in percent, over seeds."""
     return f"{100 * values.mean():.2f} ± {100 * seed_std(values):.2f}"
@@ -182,7 +187,7 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
                 if r is None:
                     row.append("—")
                     continue
-                gain = f", {100 * (r.mean - base.mean):+.2f}" if base is not None and pretext != "none" else ""
+                gain = f", {signed(100 * (r.mean - base.mean))}" if base is not None and pretext != "none" else ""
                 row.append(f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs{gain})")
             lines.append(f"| {pretext} | " + " | ".join(row) + " |")
         if part.runs.nunique() > 1:
@@ -206,7 +211,7 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> st
         best, worst = max(rows, key=lambda r: r.mean), min(rows, key=lambda r: r.mean)
         gain = 100 * (best.mean - base.mean)
         line = (f"- **{b} labels per class**: `{best.pretext}` {100 * best.mean:.2f}% against `none` "
-                f"{100 * base.mean:.2f}% ({gain:+.2f} points; seeds spread by ± {100 * max(best.std, base.std):.2f})")
+                f"{100 * base.mean:.2f}% ({signed(gain)} points; seeds spread by ± {100 * max(best.std, base.std):.2f})")
         later = [c for c in budgets[budgets.index(b) + 1:] if ("none", c) in mean]
         matched = next((c for c in later if mean[("none", c)].mean >= best.mean), None)
         if gain > 0 and later:
@@ -241,11 +246,11 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
     if ("none", "100") in mean:
         below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
         add("100 per class: every pretext above `none`", "all above" if not below else
-            ", ".join(f"`{p}` {100 * (mean[p, '100'] - mean['none', '100']):+.2f}" for p in below), not below)
+            ", ".join(f"`{p}` {signed(100 * (mean[p, '100'] - mean['none', '100']))}" for p in below), not below)
     name, value = best("10")
     if ("none", "10") in mean and name is not None:
         gain = 100 * (value - mean["none", "10"])
-        add("10 per class: best pretext ≥ `none` + 6 points", f"`{name}` {gain:+.2f}", gain >= 6)
+        add("10 per class: best pretext ≥ `none` + 6 points", f"`{name}` {signed(gain)}", gain >= 6)
     return "\n".join(lines)
 
 
@@ -292,7 +297,7 @@ def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict,
             for epochs, r in part.loc[budget].iterrows():
                 c = cur.loc[(pretext, budget, epochs)] if (pretext, budget, epochs) in cur.index else None
                 now = "—" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f} ({c['runs']})"
-                change = "—" if c is None else f"{round(100 * (c['mean'] - r['mean']), 2) or 0.0:+.2f}"  # no -0.00
+                change = "—" if c is None else signed(100 * (c['mean'] - r['mean']))
                 lines.append(f"| {pretext} | {budget} | {views[pretext]} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
                              f" ({r['runs']}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
     return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the same seeds, "
@@ -328,7 +333,7 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
             r = cells.get((pretext, b))
             row.append("—" if r is None else
                        f"{100 * r.finetuned:.2f} ± {100 * r.finetuned_std:.2f} → **{100 * r.distilled:.2f}** ± "
-                       f"{100 * r.distilled_std:.2f} ({100 * (r.distilled - r.finetuned):+.2f}; {r.runs} runs)")
+                       f"{100 * r.distilled_std:.2f} ({signed(100 * (r.distilled - r.finetuned))}; {r.runs} runs)")
         lines.append(f"| {pretext} | " + " | ".join(row) + " |")
     settings = table.iloc[0]
     lines += ["", f"Distillation: {int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs "
@@ -348,7 +353,7 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
                 base = at[at.pretext == "none"].distilled.iloc[0]
                 top = others.loc[others.distilled.idxmax()]
                 lines.append(f"| {b} per class, distilled: best pretext above `none` | `{top.pretext}` "
-                             f"{100 * (top.distilled - base):+.2f} | {'met' if top.distilled > base else '**missed**'} |")
+                             f"{signed(100 * (top.distilled - base))} | {'met' if top.distilled > base else '**missed**'} |")
     return "\n".join(lines)
 
 
@@ -444,7 +449,7 @@ def recipe_markdown(table: pd.DataFrame) -> str:
                 if variant != "baseline" and b in default:
                     change = at.val_accuracy.mean() - default[b]
                     better.append(change > 0)
-                    delta = f" ({100 * change:+.2f})"
+                    delta = f" ({signed(100 * change)})"
                 cells += [mean_std(at.val_accuracy) + delta, mean_std(at.test_accuracy)]
             kept = "—" if variant == "baseline" else ("yes" if better and all(better) else "no")
             lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {kept} |")
@@ -467,8 +472,8 @@ def distill_recipe_markdown(table: pd.DataFrame) -> str:
         val, test = runs.val_accuracy.mean() - runs.teacher_val_accuracy.mean(), \
             runs.test_accuracy.mean() - runs.teacher_test_accuracy.mean()
         lines.append(f"| {pretext} | {budget} | {variant} | {100 * runs.teacher_val_accuracy.mean():.2f} → "
-                     f"{100 * runs.val_accuracy.mean():.2f} ({100 * val:+.2f}) | {100 * runs.teacher_test_accuracy.mean():.2f}"
-                     f" → {100 * runs.test_accuracy.mean():.2f} ({100 * test:+.2f}) | {runs.seconds.mean() / 60:.1f} "
+                     f"{100 * runs.val_accuracy.mean():.2f} ({signed(100 * val)}) | {100 * runs.teacher_test_accuracy.mean():.2f}"
+                     f" → {100 * runs.test_accuracy.mean():.2f} ({signed(100 * test)}) | {runs.seconds.mean() / 60:.1f} "
                      f"| {len(runs)} |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     return "\n".join(lines) + f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the distillation alone, wall time as measured (not always on an idle machine)."
@@ -490,7 +495,7 @@ def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
         for _, row in part.iterrows():
             cells = []
             for b in budgets:
-                change = "" if row.reference else f" ({100 * (row[f'val_{b}'] - first[f'val_{b}']):+.2f})"
+                change = "" if row.reference else f" ({signed(100 * (row[f'val_{b}'] - first[f'val_{b}']))})"
                 cells += [f"{100 * row[f'val_{b}']:.2f}{change}", f"{100 * row[f'test_{b}']:.2f}"]
             marks = ["reference"] * bool(row.reference) + ["default"] * (
                 (row.views, row.epochs) == (default.get("views"), default.get("epochs")))

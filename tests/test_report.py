@@ -10,7 +10,7 @@ from selfsup.report import (BENCHMARKS, DISTILLED_PLOT, END, PLOT, RESULTS_DOC, 
                             comparison_markdown, distill_recipe_markdown, distillation_svg, distilled_markdown, embedding_path, embedding_svg,
                             experiment_rows, label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
                             read_distilled, render, render_comparison, render_benchmark, render_distilled, render_probe, render_views,
-                            views_markdown,
+                            signed, views_markdown,
                             replace_block, recipe_markdown, results_markdown, sweep_tables, targets_markdown,
                             epochs_markdown)
 from tests.conftest import REPO
@@ -154,6 +154,7 @@ def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults(
     assert len(md) == 5  # none has no reference row
     md = views_markdown(reference, current[current.pretext == "none"], params).splitlines()
     assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | — | — |"  # not yet run on the new backbone
+    assert (signed(-0.004), signed(-0.006), signed(3)) == ("+0.00", "-0.01", "+3.00")  # no -0.00 in any table
 
 
 def test_a_benchmark_table_without_budgets_merges_too(tmp_path):
