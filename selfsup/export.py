@@ -11,6 +11,7 @@ Loading it needs torch alone, not this package:
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch import nn
 from selfsup import SelfSupError
 from selfsup.images import MODES
 from selfsup.io import atomic_path
-from selfsup.models import TTA, load_classifier
+from selfsup.models import EXPORTED, TTA, foreign_file, load_classifier, pointer_beside
 
 SPEC_FILE = "model.json"  # its name inside the .pt2 archive, and beside it
 
@@ -63,10 +64,20 @@ def model_spec(ckpt: dict, tta: str = "none") -> dict:
 
 
 def export_program(model: DeliveredModel, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """`model` traced by torch.export on `example` images, with a free batch dimension."""
+    """`model` traced by torch.export on `example` images, with a free batch dimension, as a pure function of its
+    weights: in inference form (no parameter requires a gradient), without the example images, and without the
+    source locations torch.export records for every node (absolute paths of this checkout and of the interpreter's
+    site-packages): the same checkpoint gives the same bytes on any machine, in any folder."""
     batch = torch.export.Dim("batch", min=1)
+    model = copy.deepcopy(model).eval().requires_grad_(False)
     with torch.no_grad():
-        return torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})
+        program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})
+    for module in program.graph_module.modules():
+        if isinstance(module, torch.fx.GraphModule):
+            for node in module.graph.nodes:
+                node.meta.pop("stack_trace", None)
+    program.example_inputs = None
+    return program
 
 
 def save_exported(program: torch.export.ExportedProgram, spec: dict, out_dir: str | Path) -> Path:
@@ -85,6 +96,10 @@ def load_exported(path: str | Path) -> tuple[nn.Module, dict]:
     path = Path(path)
     if not path.is_file():
         raise SelfSupError(f"exported model {path} not found; run `dvc repro export` to create it")
+    what = foreign_file(path)
+    if what not in (None, EXPORTED):
+        raise SelfSupError(f"{path} is {what}, not an exported model{pointer_beside(path, what)}; "
+                           "give models/export/model.pt2")
     extra = {SPEC_FILE: ""}
     try:
         program = torch.export.load(path, extra_files=extra)

@@ -1,8 +1,12 @@
 """The exported model: outputs equal to the eager model's on real test images, loadable with torch alone."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import warnings
+import zipfile
 
 import pytest
 import torch
@@ -13,6 +17,7 @@ from selfsup.download import CLASSES
 from selfsup.export import delivered_model, load_exported
 from selfsup.models import build_classifier, load_checkpoint, save_checkpoint
 from stages import export
+from tests.conftest import REPO
 
 TOLERANCE = 1e-5  # largest difference in a class probability, fp32 on the CPU both
 
@@ -100,3 +105,33 @@ def test_a_file_that_is_not_an_export_is_one_clear_error(tmp_path):
         load_exported(tmp_path / "model.pt2")
     with pytest.raises(SelfSupError, match=r"not found; run `dvc repro export`"):
         load_exported(tmp_path / "missing.pt2")
+
+
+def test_the_export_is_a_pure_function_of_the_checkpoint(tmp_path, prepared, real_test):
+    """The same checkpoint, exported by two copies of this package in different folders, gives the same bytes:
+    no path of the building machine, no sample inputs, inference form (no parameter requires a gradient), and it
+    loads without a warning."""
+    calibrated_checkpoint(tmp_path / "model.pt", real_test[0])
+    archives = []
+    for checkout in ("a", "a longer checkout path"):
+        code = tmp_path / checkout
+        for package in ("selfsup", "stages"):
+            shutil.copytree(REPO / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+        out = tmp_path / f"export {len(archives)}"
+        proc = subprocess.run([sys.executable, "-m", "stages.export", "--model", str(tmp_path / "model.pt"),
+                               "--data", str(prepared), "--out", str(out)], cwd=code, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(code)}, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        archives.append((out / "model.pt2").read_bytes())
+    assert archives[0] == archives[1]
+    with zipfile.ZipFile(tmp_path / "export 0/model.pt2") as archive:
+        contents = {info.filename: archive.read(info) for info in archive.infolist()}
+    text = b"".join(data for name, data in contents.items() if name.endswith(".json"))
+    for marker in (str(tmp_path).encode(), str(REPO).encode(), b"site-packages", b"stack_trace\": \"File"):
+        assert marker not in text, marker
+    assert b'"requires_grad": true' not in text and b'"requires_grad": false' in text
+    assert not any(data for name, data in contents.items() if "sample_inputs" in name)  # no test images inside
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module, _ = load_exported(tmp_path / "export 0/model.pt2")
+    assert all(not p.requires_grad for p in module.parameters())
