@@ -4,6 +4,8 @@ Pretext heads live with their pretext (selfsup/pretexts/)."""
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import torch
@@ -153,23 +155,78 @@ def save_checkpoint(path: str | Path, model: nn.Module, **meta) -> None:
         torch.save({"arch": ARCH, "state_dict": state, **meta}, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by save_checkpoint, refusing anything but plain tensors and data."""
+# The files a user may hand over where a model is expected, by what they are for.
+CLASSIFIER_FILES = "models/distill/model.pt (the delivered model) or models/finetune/model.pt"
+BACKBONE_FILES = "models/pretrain/<pretext>/backbone.pt (written by pretrain@<pretext>)"
+EXPORTED = "an exported model (torch.export .pt2)"
+SPEC_JSON = "the exported model's description (JSON)"
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def foreign_file(path: str | Path) -> str | None:
+    """What the file at `path` is when it is plainly not a checkpoint of this project (an image, JSON, an exported
+    program, an empty file), in words for an error message; None for anything else (a checkpoint, or a damaged
+    one: torch.load tells)."""
     path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "an empty file"
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "an image"
+    if head.lstrip()[:1] in (b"{", b"["):
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            return "a text file"
+        return SPEC_JSON if isinstance(data, dict) and {"classes", "input"} <= data.keys() else "a JSON file"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(name.endswith("/archive_format") for name in archive.namelist()):
+                return EXPORTED
+    return None
+
+
+def pointer_beside(path: Path, what: str) -> str:
+    """The model file next to a description or export the user gave, when there is one: a pointer to it."""
+    if what == SPEC_JSON and path.with_suffix(".pt2").is_file():
+        return f" (the model it describes is {path.with_suffix('.pt2')})"
+    return ""
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """Read a checkpoint written by save_checkpoint, refusing anything but plain tensors and data.
+
+    `kind`: "classifier" (finetune, distill) or "backbone" (pretrain), or None for either. A file of another kind
+    (an image, JSON, an exported program, a resume state, the other kind of checkpoint) is an error that says what
+    it is and which file to give; only a damaged checkpoint is one to delete and remake."""
+    path = Path(path)
+    right = BACKBONE_FILES if kind == "backbone" else CLASSIFIER_FILES
     if not path.is_file():
         raise SelfSupError(f"checkpoint {path} not found; run `dvc repro` to create it")
+    what = foreign_file(path)
+    if what is not None:
+        raise SelfSupError(f"{path} is {what}, not a checkpoint{pointer_beside(path, what)}; give {right}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors have many types; all mean the same to the user
         raise SelfSupError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it and rerun `dvc repro`") from None
+    if isinstance(ckpt, dict) and {"fingerprint", "optimizer"} <= ckpt.keys():
+        raise SelfSupError(f"{path} is the training state kept to resume an interrupted run, not a model; give {right}")
     if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
-        raise SelfSupError(f"checkpoint {path} is not a {ARCH} checkpoint of this project; rerun `dvc repro`")
+        raise SelfSupError(f"{path} is not a {ARCH} checkpoint of this project; give {right}, or rerun `dvc repro` "
+                           "if it is one of those")
+    actual = "classifier" if "classes" in ckpt else "backbone"
+    if kind is not None and actual != kind:
+        held = f"a pre-trained backbone (pretext {ckpt.get('pretext')!r})" if actual == "backbone" else \
+            "a classifier (finetune or distill)"
+        raise SelfSupError(f"{path} is {held}, not a {kind}; give {right}")
     return ckpt
 
 
 def load_backbone(path: str | Path, pretext: str, model_cfg: dict) -> dict:
     """The backbone checkpoint at `path`, which must hold `pretext` trained with the `model_cfg` params."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, "backbone")
     if ckpt.get("pretext") != pretext or ckpt.get("config", {}).get("model") != model_cfg:
         raise SelfSupError(
             f"{path} holds pretext {ckpt.get('pretext')!r} with model {ckpt.get('config', {}).get('model')}, but "

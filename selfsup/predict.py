@@ -23,10 +23,11 @@ from selfsup.cli import run_stage
 from selfsup.export import delivered_model, load_exported, model_spec
 from selfsup.images import IMAGE_SUFFIXES, decode_files, walk_images
 from selfsup.io import atomic_path
-from selfsup.models import TTA, load_checkpoint
+from selfsup.models import CLASSIFIER_FILES, EXPORTED, TTA, foreign_file, load_checkpoint, pointer_beside
 from selfsup.params import ComputeParams, EvaluateParams
 from selfsup.runtime import predict, setup
 
+PREDICT_FILES = f"{CLASSIFIER_FILES}, or the exported models/export/model.pt2"
 CHUNK = 1024  # images decoded and classified at a time: memory stays flat for any number of files
 
 
@@ -36,7 +37,13 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
     logits do not. `tta` (models.TTA) applies to a checkpoint, default evaluate.tta's default; an exported
     program has its own built in (its spec says which)."""
     path = Path(path)
-    if path.suffix == ".pt2":
+    if not path.is_file():
+        raise SelfSupError(f"model {path} not found; give {PREDICT_FILES}")
+    what = foreign_file(path)
+    if what is not None and what != EXPORTED:  # the description beside the export, an image given first, ...
+        raise SelfSupError(f"{path} is {what}, not a model{pointer_beside(path, what)}; give {PREDICT_FILES} "
+                           "first, then the images")
+    if what == EXPORTED:
         if tta is not None:
             raise SelfSupError(f"{path} has its test-time augmentation built in (model.json: tta); "
                                "leave out --tta, or give the checkpoint models/distill/model.pt")
@@ -48,10 +55,7 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
             return probs, probs
 
         return run, spec
-    ckpt = load_checkpoint(path)
-    if "classes" not in ckpt or "data" not in ckpt:
-        raise SelfSupError(f"{path} is a backbone, not a classifier; give models/distill/model.pt "
-                           "or models/export/model.pt2")
+    ckpt = load_checkpoint(path, "classifier")
     tta = EvaluateParams().tta if tta is None else tta
     model = delivered_model(ckpt, tta).classifier  # without the wrapper: normalised as evaluate normalises
     compute, norm = setup(ComputeParams(device=device), ckpt["data"])

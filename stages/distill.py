@@ -28,7 +28,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_params()
     cfg, ft = params.distill, params.finetune
-    teacher_ckpt = load_checkpoint(args.teacher)
+    teacher_ckpt = load_checkpoint(args.teacher, "classifier")
     if teacher_ckpt["config"].get("finetune") != to_dict(ft):
         raise SelfSupError(f"{args.teacher} was fine-tuned with other finetune params than params.yaml's; "
                            "rerun `dvc repro distill` to fine-tune again first")

@@ -25,7 +25,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_params()
     cfg = params.evaluate
-    ckpt = load_checkpoint(args.model)
+    ckpt = load_checkpoint(args.model, "classifier")
     test = load_prepared(args.data, splits=("test",)).splits["test"]
     classes = ckpt["classes"]
     compute, norm = setup(params.compute, ckpt["data"])
@@ -40,8 +40,8 @@ def main(argv=None):
     # the headline (the delivered model), whether it was distilled, and the fine-tuned model's beside it
     summary = {"test": metrics, "distilled": "distill" in ckpt["config"]}
     if args.finetuned:
-        summary["finetuned"] = classification_metrics(test.labels, test_predictions(load_checkpoint(args.finetuned)),
-                                                      classes)
+        finetuned = load_checkpoint(args.finetuned, "classifier")
+        summary["finetuned"] = classification_metrics(test.labels, test_predictions(finetuned), classes)
         summary["finetuned"].pop("per_class")
     out = Path(args.metrics)
     write_json(out / "metrics.json", summary)

@@ -23,7 +23,7 @@ def main(argv=None):
     parser.add_argument("--tta", default="none", choices=list(TTA),
                         help="test-time augmentation built into the program (dvc.yaml passes evaluate.tta)")
     args = parser.parse_args(argv)
-    ckpt = load_checkpoint(args.model)
+    ckpt = load_checkpoint(args.model, "classifier")
     model = delivered_model(ckpt, args.tta)
     images = load_prepared(args.data, splits=("test",)).splits["test"].images[:CHECK_IMAGES].clone()
     program = export_program(model, images[:2])

@@ -96,12 +96,42 @@ def test_unusable_input_is_one_line_naming_it(project, monkeypatch, capsys, args
     assert exit_.value.code == 1 and err.count("\n") == 1 and err.startswith(f"error: {message}")
 
 
-def test_a_backbone_is_not_taken_for_a_classifier(project, tmp_path, capsys):
+def resume_state(path):
+    torch.save({"fingerprint": "{}", "epoch": 1, "optimizer": {}, "model": {}}, path)
+    return path
+
+
+def backbone(path):
     from selfsup.models import CifarNet, save_checkpoint
-    save_checkpoint(tmp_path / "backbone.pt", CifarNet(), pretext="rotation", config={"model": {}})
+    save_checkpoint(path, CifarNet(), pretext="rotation", config={"model": {}})
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p, t: p / "export/model.json", "export/model.json is the exported model's description (JSON), not a model "
+                                           "(the model it describes is {project}/export/model.pt2); give "
+                                           "models/distill/model.pt (the delivered model)"),
+    (lambda p, t: p / "pngs/000.png", "pngs/000.png is an image, not a model; give models/distill/model.pt (the "
+                                      "delivered model) or models/finetune/model.pt, or the exported "
+                                      "models/export/model.pt2 first, then the images"),
+    (lambda p, t: backbone(t / "backbone.pt"), "backbone.pt is a pre-trained backbone (pretext 'rotation'), not a "
+                                               "classifier; give models/distill/model.pt"),
+    (lambda p, t: resume_state(t / "state.pt"), "state.pt is the training state kept to resume an interrupted run, not "
+                                                "a model; give models/distill/model.pt"),
+])
+def test_a_wrong_file_for_the_model_is_named_with_the_right_one(project, tmp_path, capsys, make, message):
+    """Not a stale checkpoint: nothing to delete, no `dvc repro` to rerun; what the file is and which to give."""
     with pytest.raises(SystemExit):
-        run_stage(main, [str(tmp_path / "backbone.pt"), str(project / "pngs/000.png")])
-    assert "is a backbone, not a classifier; give models/distill/model.pt" in capsys.readouterr().err
+        run_stage(main, [str(make(project, tmp_path)), str(project / "pngs/000.png")])
+    err = capsys.readouterr().err
+    assert message.format(project=project) in err and "dvc repro" not in err and err.count("\n") == 1
+
+
+def test_only_a_damaged_checkpoint_is_one_to_remake(project, tmp_path, capsys):
+    (tmp_path / "model.pt").write_bytes((project / "model.pt").read_bytes()[:5000])  # a truncated checkpoint
+    with pytest.raises(SystemExit):
+        run_stage(main, [str(tmp_path / "model.pt"), str(project / "pngs/000.png")])
+    assert "model.pt is unreadable (" in capsys.readouterr().err
 
 
 def test_flip_tta_is_what_evaluate_measured_export_ships_and_predict_applies(project, tmp_path, monkeypatch, capsys):
