@@ -95,7 +95,19 @@ def scan(root: Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _refuse_contradictions(frame: pd.DataFrame) -> None:
-    """The same image (equal bytes) in two class folders, or both a labelled and a test image, is an error."""
+    """The same image (equal bytes) in two class folders, both a labelled and a test image, or an unlabelled image
+    that is also a labelled or test one, is an error: a test image must reach neither training nor pre-training
+    (and with no test/ folder, labelled images become test images)."""
+    unlabelled = frame[frame.part == UNLABELLED]
+    known = frame[frame.part != UNLABELLED].drop_duplicates("md5").set_index("md5")
+    copies = unlabelled[unlabelled.md5.isin(known.index)]
+    if len(copies):
+        first = copies.iloc[0]
+        other = known.loc[first.md5]
+        where = "in test/" if other.part == TEST else "labelled"
+        more = f" ({len(copies) - 1} more unlabelled images are copies too)" if len(copies) > 1 else ""
+        raise DataError(f"{first.path} and {other.path} are the same image, unlabelled and {where}{more}; an image "
+                        "used for testing or training must not be pre-trained on as well: remove the unlabelled copy")
     labelled = frame[frame.part != UNLABELLED]
     for _, same in labelled[labelled.md5.duplicated(keep=False)].groupby("md5", sort=False):
         classes, parts = same["class"].unique(), same["part"].unique()

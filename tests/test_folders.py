@@ -66,6 +66,12 @@ def test_scan_lists_every_image_with_its_part_class_and_checksum(tmp_path):
     (lambda r: picture(r / "test/dress/x.png", (0, 0, 0), 99) and
                (r / "test/dress/x.png").write_bytes((r / "labelled/dress/1.png").read_bytes()),
      r"labelled/dress/1.png and test/dress/x.png are the same image, labelled and in test/"),
+    (lambda r: picture(r / "test/dress/x.png", (0, 0, 0), 95) and
+               (r / "unlabelled/deep/er/u1.png").write_bytes((r / "test/dress/x.png").read_bytes()),
+     r"unlabelled/deep/er/u1.png and test/dress/x.png are the same image, unlabelled and in test/; .*remove the "
+     r"unlabelled copy"),
+    (lambda r: (r / "unlabelled/u0.png").write_bytes((r / "labelled/shirt/2.png").read_bytes()),
+     r"unlabelled/u0.png and labelled/shirt/2.png are the same image, unlabelled and labelled;"),
     (lambda r: picture(r / "labelled/Dress/a.png", (1, 2, 3), 98),
      r"class folders labelled/Dress and labelled/dress differ only in case"),
     (lambda r: picture(r / "labelled/loose.png", (1, 2, 3), 97), r"labelled/loose.png is not in a class folder"),
