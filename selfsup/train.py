@@ -200,8 +200,11 @@ class Resume:
         Several processes continue only from an epoch that every rank saved: ranks save one after another,
         so a kill between their saves leaves them one epoch apart, and a rank that is ahead goes back to its
         previous state. If the ranks cannot agree, all start afresh (never a rank alone: it would wait
-        forever for the others in DDP)."""
+        forever for the others in DDP). A kill between a save's two steps (the newest state moved aside,
+        the next not yet written) leaves the previous state alone: it is the one to continue from."""
         state = self._read(self.local_path(), desc)
+        if state is None and self.local_path(previous=True).is_file():
+            state = self._read(self.local_path(previous=True), desc)
         if distributed.world_size() == 1:
             return state
         mine = state["epoch"] if state is not None else -1

@@ -301,3 +301,23 @@ def test_fit_with_an_average_keeps_the_averaged_weights_and_validates_them():
     assert all(torch.equal(result.best_state[k], v) for k, v in validated[-1].items())  # what was validated is kept
     model.load_state_dict(result.best_state)
     assert accuracy_on(model, images, labels) > 0.95
+
+
+def test_a_kill_between_the_two_writes_of_a_save_resumes_from_the_previous_state(tmp_path, monkeypatch):
+    """Several processes keep the state of the epoch before: a save moves the newest aside, then writes the next.
+    Killed in between, only the `.previous` file is left, and it is the one to continue from."""
+    import selfsup.train
+
+    monkeypatch.setattr(selfsup.train.distributed, "world_size", lambda: 2)  # rank 0 of two, agreeing with itself
+    resume = Resume(tmp_path / "state.pt", {"run": 1})
+    resume.save({"fingerprint": resume.key(), "epoch": 1})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(selfsup.train.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        resume.save({"fingerprint": resume.key(), "epoch": 2})
+    assert not resume.local_path().exists() and resume.local_path(previous=True).is_file()
+    state = resume.load("test", torch.device("cpu"))
+    assert state is not None and state["epoch"] == 1
