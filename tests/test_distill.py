@@ -1,6 +1,7 @@
 """Distillation: the targets (only the labelled subset's labels read), the stage's switch, determinism, and a
 student that beats its teacher where unlabelled images help."""
 
+import dataclasses
 import json
 
 import pytest
@@ -173,3 +174,50 @@ def test_each_round_is_taught_by_the_student_of_the_last(workdir, monkeypatch):
                      torch.device("cpu"))
     assert torch.allclose(first, predict(teacher, train.images, norm, 1000, Compute.resolve(load_params().compute)))
     assert not torch.allclose(first, second)  # the second round's teacher is the first round's student
+
+
+class BrightnessTeacher(torch.nn.Module):
+    """Class c for an image whose (normalised) pixels sit nearest `levels[c]`: a teacher whose answer for an
+    image can be read off the image itself."""
+
+    def __init__(self, levels: torch.Tensor):
+        super().__init__()
+        self.register_buffer("levels", levels)
+
+    def forward(self, x):
+        return -1e3 * (x.mean((1, 2, 3)).unsqueeze(1) - self.levels).abs()
+
+
+def test_each_target_row_is_its_own_images(monkeypatch):
+    """Row i of the targets belongs to image i, in every shuffled training batch: each image of 4 brightness
+    levels (class = level) meets the target the teacher gave that very image."""
+    norm = Normalize([0.0], [1.0], torch.device("cpu"))
+    levels = torch.tensor([20, 90, 160, 230], dtype=torch.uint8)
+    classes = torch.randint(0, 4, (96,), generator=torch.Generator().manual_seed(0))
+    images = levels[classes].view(-1, 1, 1, 1).expand(-1, 1, 8, 8).contiguous()
+    teacher = BrightnessTeacher(levels.float() / 255)
+    student = initial_classifier(build_backbone({"norm": "none", "dropout": 0.0}, 1, 8).state_dict(),
+                                 {"norm": "none", "dropout": 0.0}, {"channels": 1, "image_size": 8}, 4, 0, "all")
+    met = []
+    real_objective = selfsup.distill.objective
+
+    def spy_objective(model, rows, cfg):
+        spec = real_objective(model, rows, cfg)
+        make = spec.make_batch
+
+        def make_batch(x, positions, gen):
+            views, batch_rows = make(x, positions, gen)
+            # x: the batch's clean images in [0, 1]; each image's own class is its brightness level
+            own = (x.mean((1, 2, 3)).unsqueeze(1) - levels.float() / 255).abs().argmin(1)
+            met.append(torch.equal(batch_rows.argmax(1), own) and torch.equal(x, images[positions].float() / 255))
+            return views, batch_rows
+
+        return dataclasses.replace(spec, make_batch=make_batch)
+
+    monkeypatch.setattr(selfsup.distill, "objective", spy_objective)
+    val = Split(images[:8], classes[:8], "train", torch.arange(8))
+    cfg = DistillParams(epochs=2, rounds=1, threshold=0.0, batch_size=16, augment=DistillParams().augment)
+    _, rows = selfsup.distill.distill(teacher, student, images, torch.tensor([], dtype=torch.long),
+                                      torch.tensor([], dtype=torch.long), val, cfg, Compute(torch.device("cpu")), norm)
+    assert torch.equal(rows.argmax(1), classes)  # row i: image i's class, for all 96
+    assert len(met) == 2 * 96 // 16 and all(met)
