@@ -1,13 +1,15 @@
 import gzip
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
 import yaml
 
 from selfsup.data import make_splits, save_prepared
-from selfsup.download import MIRROR_ENV
+from selfsup.download import MIRROR_ENV, OFFICIAL_MIRRORS
 from selfsup.pretexts import names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,10 +58,33 @@ def set_param(workdir, section, key, value):
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
+def official_mirror_reachable(timeout: float = 5.0) -> bool:
+    """Whether any official Fashion-MNIST mirror accepts a connection."""
+    for mirror in OFFICIAL_MIRRORS:
+        url = urlparse(mirror)
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def fashion_mnist_source(env=os.environ, reachable=official_mirror_reachable) -> str | None:
+    """Where the tests fetch Fashion-MNIST from: $FASHION_MNIST_MIRROR, or None (the official mirrors) when one
+    answers. With neither, a test that needs the data is skipped, with the reason and the fix."""
+    if env.get(MIRROR_ENV):
+        return env[MIRROR_ENV]
+    if reachable():
+        return None
+    pytest.skip(f"needs Fashion-MNIST: {MIRROR_ENV} is not set and no official mirror answers; set {MIRROR_ENV} "
+                "to a folder holding the four .gz files (.ci/run does) or run where the internet is reachable")
+
+
 @pytest.fixture(scope="session")
 def fmnist_mirror() -> str | None:
     """The offline Fashion-MNIST mirror when one is configured; None means the official mirrors (internet)."""
-    return os.environ.get(MIRROR_ENV) or None
+    return fashion_mnist_source()
 
 
 @pytest.fixture(scope="session")

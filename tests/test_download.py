@@ -4,6 +4,7 @@ import pytest
 
 from selfsup import download as dl
 from selfsup.download import DownloadError, download_fashion_mnist, fetch_file
+from tests.conftest import fashion_mnist_source
 
 
 def make_mirror(folder, files: dict[str, bytes]):
@@ -86,3 +87,11 @@ def test_download_stage_fails_with_one_line_when_no_mirror_works(tmp_path, monke
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: could not fetch train-images-idx3-ubyte.gz")
     assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_without_the_data_a_test_that_needs_it_skips_with_the_reason_and_the_fix():
+    with pytest.raises(pytest.skip.Exception, match=r"needs Fashion-MNIST: FASHION_MNIST_MIRROR is not set and no "
+                                                    r"official mirror answers; set FASHION_MNIST_MIRROR"):
+        fashion_mnist_source({}, reachable=lambda: False)
+    assert fashion_mnist_source({"FASHION_MNIST_MIRROR": "/data/fmnist"}, reachable=lambda: False) == "/data/fmnist"
+    assert fashion_mnist_source({}, reachable=lambda: True) is None  # the official mirrors, over the internet
