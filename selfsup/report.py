@@ -5,14 +5,15 @@ label-efficiency sweep) and docs/results.md (the default run, the frozen-feature
 and draws their pictures from the stages' data: metrics/label_efficiency.svg and
 metrics/probe/<pretext>/embedding.svg
 (restyling a chart reruns no stage); `python -m selfsup.report --experiments [--rev COMMIT]` first collects
-every DVC experiment of HEAD (or of the commit they were queued from) into metrics/comparison.tsv (the fine-tuned
-models) and metrics/distilled.tsv (the distilled ones, beside their teachers); `--add` adds them to the tables
-instead of replacing them. Tests check that both pages agree with the
-files committed beside them.
+every finished DVC experiment of HEAD (or of the commit they were queued from) into metrics/comparison.tsv (the
+fine-tuned models) and metrics/distilled.tsv (the distilled ones, beside their teachers), keeping every committed
+row it does not replace (`--replace`: the collected ones alone). Everything is computed before anything is written.
+Tests check that both pages agree with the files committed beside them.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import subprocess
@@ -22,7 +23,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from selfsup.svg import line_chart, scatter
+from selfsup import SelfSupError
+from selfsup.cli import run_stage
+from selfsup.io import atomic_path
+from selfsup.svg import COLOURS, line_chart, scatter
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CMP_START, CMP_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
@@ -44,6 +48,7 @@ DISTILLED = Path("metrics/distilled.tsv")  # the experiments whose delivered mod
 DISTILLED_PLOT = Path("metrics/distillation.svg")
 RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes; the sweep's answer is on the README
 PLOT = Path("metrics/label_efficiency.svg")
+GAIN_PLOT = Path("metrics/label_gain.svg")  # the paired gains over `none`, with their intervals
 # AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on its own subset of the benchmark).
 SEED_SUPERVISED = {"fashion_mnist": 0.9033, "deepfashion": 0.4573}
 
@@ -160,6 +165,47 @@ def mean_std(values) -> str:
     return f"{100 * values.mean():.2f} ± {100 * seed_std(values):.2f}"
 
 
+# Student's t, two-sided 95%: the quantile by degrees of freedom (beyond 30, within 2% of these)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+        21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042}
+
+
+def t975(df: int) -> float:
+    """The two-sided 95% quantile of Student's t with `df` degrees of freedom."""
+    return T975.get(df) or (2.0 if df <= 60 else 1.98 if df <= 120 else 1.96)
+
+
+def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """Per pretext (not `none`), budget and epochs: the test accuracy's difference from `none` paired by seed (a
+    seed draws the same labelled images, head and batch order for every pretext), over the seeds both ran: seeds,
+    mean, and its 95% confidence interval (t over seeds; NaN for one seed)."""
+    keys = ["labels_per_class", "epochs", "seed"]
+    rows = table[table.protocol == protocol]
+    base = rows[rows.pretext == "none"][[*keys, "test_accuracy"]].rename(columns={"test_accuracy": "none"})
+    pairs = rows[rows.pretext != "none"].merge(base, on=keys)
+    out = []
+    for (pretext, budget, epochs), group in pairs.groupby(["pretext", "labels_per_class", "epochs"], sort=False):
+        gains = group.test_accuracy - group.none
+        n, mean = len(gains), gains.mean()
+        half = t975(n - 1) * gains.std(ddof=1) / n ** 0.5 if n > 1 else float("nan")
+        out.append({"pretext": pretext, "labels_per_class": budget, "epochs": epochs, "seeds": n, "gain": mean,
+                    "low": mean - half, "high": mean + half})
+    return pd.DataFrame(out, columns=["pretext", "labels_per_class", "epochs", "seeds", "gain", "low", "high"])
+
+
+def gain_text(r) -> str:
+    """A paired gain in points with its interval, in words: "+4.56 points (95% CI +2.91 to +6.21, 3 seeds)"."""
+    if r.seeds < 2:
+        return f"{signed(100 * r.gain)} points (one seed: no interval)"
+    return f"{signed(100 * r.gain)} points (95% CI {signed(100 * r.low)} to {signed(100 * r.high)}, {r.seeds} seeds)"
+
+
+def is_finding(r) -> bool:
+    """Whether a paired gain's 95% interval excludes 0 (one seed never is)."""
+    return r.seeds > 1 and (r.low > 0 or r.high < 0)
+
+
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (over seeds) and runs of test accuracy per protocol, pretext and label budget."""
     grouped = table.groupby(["protocol", "pretext", "labels_per_class", "epochs"]).test_accuracy
@@ -168,8 +214,7 @@ def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_markdown(table: pd.DataFrame, order=()) -> str:
-    """Test accuracy, mean ± std over seeds (runs), per pretext (rows, in `order`) and label budget (columns),
-    and each pretext's gain over `none` at the same budget."""
+    """Test accuracy, mean ± std over seeds (runs), per pretext (rows, in `order`) and label budget (columns)."""
     summary = sweep_summary(table)
     lines = []
     for protocol, part in summary.groupby("protocol"):
@@ -183,12 +228,8 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
         for pretext in _pretext_order(part.pretext.unique(), order):
             row = []
             for b in budgets:
-                r, base = cells.get((pretext, b)), cells.get(("none", b))
-                if r is None:
-                    row.append("—")
-                    continue
-                gain = f", {signed(100 * (r.mean - base.mean))}" if base is not None and pretext != "none" else ""
-                row.append(f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs{gain})")
+                r = cells.get((pretext, b))
+                row.append("—" if r is None else f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs)")
             lines.append(f"| {pretext} | " + " | ".join(row) + " |")
         if part.runs.nunique() > 1:
             lines += ["", f"Cells with fewer than {part.runs.max()} runs: those seeds were not run (one run's std is 0)."]
@@ -197,30 +238,77 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
 
 
 def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
-    """The answer in one line per budget: the best pretext against `none`, the labels `none` needs to match it,
-    and the worst pretext's loss."""
+    """The answer in one line per budget: every pretext's test accuracy and its gain over `none` paired by seed with
+    the 95% interval (bold where the interval excludes 0), and the labels `none` needs to match the best one."""
     summary = sweep_summary(table[table.protocol == protocol])
     budgets = _budget_order(summary.labels_per_class.unique())
     mean = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
+    gains = {(r.pretext, r.labels_per_class): r for r in paired_gains(table, protocol).itertuples()}
     lines = []
     for b in budgets:
-        rows = [mean[(p, b)] for p in _pretext_order(summary.pretext.unique(), order) if (p, b) in mean and p != "none"]
+        rows = [mean[(p, b)] for p in _pretext_order(summary.pretext.unique(), order)
+                if (p, b) in mean and (p, b) in gains and p != "none"]
         base = mean.get(("none", b))
         if not rows or base is None:
             continue
-        best, worst = max(rows, key=lambda r: r.mean), min(rows, key=lambda r: r.mean)
-        gain = 100 * (best.mean - base.mean)
-        line = (f"- **{b} labels per class**: `{best.pretext}` {100 * best.mean:.2f}% against `none` "
-                f"{100 * base.mean:.2f}% ({signed(gain)} points; seeds spread by ± {100 * max(best.std, base.std):.2f})")
+        parts = []
+        for r in rows:
+            gain = gains[(r.pretext, b)]
+            text = gain_text(gain)
+            verdict = f"**{text}**" if is_finding(gain) else text + (", too close to tell from `none`"
+                                                                    if gain.seeds > 1 else "")
+            parts.append(f"`{r.pretext}` {100 * r.mean:.2f}%, {verdict}")
+        line = f"- **{b} labels per class** (`none` {100 * base.mean:.2f}%): " + "; ".join(parts) + "."
+        best = max(rows, key=lambda r: r.mean)
         later = [c for c in budgets[budgets.index(b) + 1:] if ("none", c) in mean]
-        matched = next((c for c in later if mean[("none", c)].mean >= best.mean), None)
-        if gain > 0 and later:
-            line += (f"; `none` needs more than {b} labels per class to match it"
-                     + (f" (it does with {matched})" if matched else f" (it does not even with {later[-1]})"))
-        if worst.pretext != best.pretext and worst.mean < base.mean:
-            line += f"; `{worst.pretext}` is {100 * (base.mean - worst.mean):.2f} points below `none`"
-        lines.append(line + ".")
+        if best.mean > base.mean and later:
+            matched = next((c for c in later if mean[("none", c)].mean >= best.mean), None)
+            line += (f" `none` needs more than {b} labels per class to match `{best.pretext}`"
+                     + (f" (it does with {matched})." if matched else f" (it does not even with {later[-1]})."))
+        lines.append(line)
     return "\n".join(lines)
+
+
+def gains_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+    """The paired gains over `none` per pretext (rows) and budget (columns), points with their 95% interval, bold
+    where the interval excludes 0."""
+    gains = paired_gains(table, protocol)
+    budgets = _budget_order(gains.labels_per_class.unique())
+    cells = {(r.pretext, r.labels_per_class): r for r in gains.itertuples()}
+    lines = ["| gain over `none` | " + " | ".join(f"{b} labels per class" for b in budgets) + " |",
+             "|---" * (len(budgets) + 1) + "|"]
+    for pretext in _pretext_order(gains.pretext.unique(), order):
+        row = []
+        for b in budgets:
+            r = cells.get((pretext, b))
+            if r is None:
+                row.append("—")
+            elif r.seeds < 2:
+                row.append(f"{signed(100 * r.gain)} (1 seed)")
+            else:
+                value = f"**{signed(100 * r.gain)}**" if is_finding(r) else signed(100 * r.gain)
+                row.append(f"{value} ({signed(100 * r.low)} to {signed(100 * r.high)}; {r.seeds} seeds)")
+        lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+    """The paired gain over `none` against labels per class, one line per pretext, error bars its 95% interval;
+    each pretext in its colour of label_efficiency_svg."""
+    gains = paired_gains(table, protocol)
+    budgets = _budget_order(gains.labels_per_class.unique())
+    numeric = [int(b) for b in budgets if b.isdigit()]
+    position = {b: (int(b) if b.isdigit() else 10 * max(numeric or [1])) for b in budgets}
+    names = _pretext_order([*gains.pretext.unique(), "none"], order)
+    series, colours = {}, {}
+    for pretext in _pretext_order(gains.pretext.unique(), order):
+        part = sorted(gains[gains.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
+        series[pretext] = [(position[r.labels_per_class], 100 * r.gain,
+                            0.0 if r.seeds < 2 else 100 * (r.high - r.gain)) for r in part]
+        colours[pretext] = COLOURS[names.index(pretext) % len(COLOURS)]
+    return line_chart(series, [(position[b], b) for b in budgets],
+                      f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
+                      "test accuracy gain (points)", colours=colours, zero_line=True)
 
 
 def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
@@ -247,10 +335,11 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
         below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
         add("100 per class: every pretext above `none`", "all above" if not below else
             ", ".join(f"`{p}` {signed(100 * (mean[p, '100'] - mean['none', '100']))}" for p in below), not below)
-    name, value = best("10")
-    if ("none", "10") in mean and name is not None:
-        gain = 100 * (value - mean["none", "10"])
-        add("10 per class: best pretext ≥ `none` + 6 points", f"`{name}` {signed(gain)}", gain >= 6)
+    gains = {r.pretext: r for r in paired_gains(table, protocol).itertuples() if r.labels_per_class == "10"}
+    if gains:
+        top = max(gains.values(), key=lambda r: r.gain)
+        add("10 per class: best pretext ≥ `none` + 6 points, its 95% CI excluding 0",
+            f"`{top.pretext}` {gain_text(top)}", top.gain >= 0.06 and is_finding(top))
     return "\n".join(lines)
 
 
@@ -276,8 +365,17 @@ def read_comparison(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(read(root / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
 
 
+GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws the same labelled images, new head "
+              "and batch order for every pretext, so the luck of the draw cancels. Its 95% confidence interval (t over "
+              "the seeds) is where the gain over many more seeds would likely lie. **Bold**: the interval excludes 0, "
+              "a gain these seeds show; the others are too close to tell from `none` with these seeds.")
+
+
 def comparison_block(table: pd.DataFrame, order=()) -> str:
-    return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{comparison_markdown(table, order)}\n\n"
+    gains = (f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n![gain over none]({GAIN_PLOT.as_posix()})\n\n"
+             if len(paired_gains(table)) else "")
+    return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{gains}Test accuracy, mean ± std over seeds:\n\n"
+            f"{comparison_markdown(table, order)}\n\n"
             f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
             f"{targets_markdown(table)}\n{CMP_END}")
 
@@ -551,41 +649,111 @@ def replace_block(readme: str, block: str, start: str = START, end: str = END) -
     return head + block + tail
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    root = Path.cwd()
-    if "--experiments" in argv:
-        # the experiments of HEAD, or (--rev COMMIT) of the commit they were queued from
-        rev = argv[argv.index("--rev") + 1] if "--rev" in argv else "HEAD"
-        show = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], check=True,
-                                         capture_output=True, text=True, cwd=root).stdout)
-        comparison, distilled = sweep_tables(experiment_rows(show))
-        if "--add" in argv:  # into the tables as they are (earlier commits' rows kept), not instead of them
-            comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
-            distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
-        comparison.to_csv(root / COMPARISON, sep="\t", index=False, float_format="%.6f")
-        if len(distilled):
-            distilled.to_csv(root / DISTILLED, sep="\t", index=False, float_format="%.6f")
+def finished_experiments(show: list) -> int:
+    """How many finished experiments `dvc exp show --json` lists (its commits' own rows not counted)."""
+    return sum((exp.get("executor") or {}).get("state", "success") == "success"
+               for commit in show for exp in commit.get("experiments") or [])
+
+
+def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
+    """The sweep tables (COMPARISON, DISTILLED) with the finished DVC experiments of `rev` in them, as text: added to
+    the tables as committed (a row of the same settings replaced, every other row kept), or (`replace`) instead of
+    them. A SelfSupError when there is nothing to collect."""
+    try:
+        proc = subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], check=True, capture_output=True,
+                              text=True, cwd=root)
+    except (OSError, subprocess.CalledProcessError) as err:
+        why = (getattr(err, "stderr", None) or str(err)).strip().splitlines()
+        raise SelfSupError(f"`dvc exp show --rev {rev}` failed ({why[-1] if why else err}); run this in the "
+                           "project's git repository, with the revision the experiments were queued from") from None
+    show = json.loads(proc.stdout)
+    if not finished_experiments(show):
+        raise SelfSupError(
+            f"no finished DVC experiments of {rev} to collect, so nothing was written. Experiments live in the "
+            "repository that ran them (a fresh clone has none; `dvc exp pull <remote>` fetches shared ones) and "
+            "belong to the commit they were queued from: after a later commit, pass --rev <that commit>")
+    comparison, distilled = sweep_tables(experiment_rows(show))
+    if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
+        comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
+        distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
+    tables = {root / COMPARISON: comparison.to_csv(sep="\t", index=False, float_format="%.6f")}
+    if len(distilled):
+        tables[root / DISTILLED] = distilled.to_csv(sep="\t", index=False, float_format="%.6f")
+    return tables
+
+
+def rendered(root: Path, pending: dict[Path, str] | None = None,
+             read_file=lambda p: p.read_text(), exists_file=lambda p: p.is_file()) -> dict[Path, str]:
+    """Every file the report writes, as text: the `pending` tables, the README's and docs/results.md's blocks
+    and the pictures, all drawn from the files at `root` (read by `read_file`) as `pending` would leave them."""
+    out = dict(pending or {})
+
+    def read(path: Path) -> str:
+        return out[path] if path in out else read_file(path)
+
+    def exists(path: Path) -> bool:
+        return path in out or exists_file(path)
+
     readme, details = root / "README.md", root / RESULTS_DOC
-    details.write_text(replace_block(replace_block(details.read_text(), render(root)), render_probe(root),
-                                     PROBE_START, PROBE_END))
-    pretexts = _pretexts(root, lambda p: p.read_text())
+    out[details] = replace_block(replace_block(read(details), render(root, read)), render_probe(root, read),
+                                 PROBE_START, PROBE_END)
+    pretexts = _pretexts(root, read)
     for pretext in pretexts:
-        (root / embedding_path(pretext)).write_text(embedding_svg(root, pretext))
-    if (root / COMPARISON).is_file():
-        table = read_comparison(root)
-        (root / PLOT).write_text(label_efficiency_svg(table, pretexts))
-        readme.write_text(replace_block(readme.read_text(), comparison_block(table, pretexts), CMP_START, CMP_END))
-    if (root / REFERENCE_VIEWS).is_file() and (root / COMPARISON).is_file():
-        readme.write_text(replace_block(readme.read_text(), render_views(root), VIEWS_START, VIEWS_END))
-    if (root / DISTILLED).is_file():
-        (root / DISTILLED_PLOT).write_text(distillation_svg(read_distilled(root), pretexts))
-        readme.write_text(replace_block(readme.read_text(), render_distilled(root), DISTILL_START, DISTILL_END))
+        out[root / embedding_path(pretext)] = embedding_svg(root, pretext, read)
+    if exists(root / COMPARISON):
+        table = read_comparison(root, read)
+        out[root / PLOT] = label_efficiency_svg(table, pretexts)
+        if len(paired_gains(table)):
+            out[root / GAIN_PLOT] = gain_svg(table, pretexts)
+        out[readme] = replace_block(read(readme), comparison_block(table, pretexts), CMP_START, CMP_END)
+        if exists(root / REFERENCE_VIEWS):
+            out[readme] = replace_block(read(readme), render_views(root, read), VIEWS_START, VIEWS_END)
+    if exists(root / DISTILLED):
+        out[root / DISTILLED_PLOT] = distillation_svg(read_distilled(root, read), pretexts)
+        out[readme] = replace_block(read(readme), render_distilled(root, read), DISTILL_START, DISTILL_END)
     for name, (path, _, start, end) in BENCHMARKS.items():
-        if (root / path).is_file():
-            readme.write_text(replace_block(readme.read_text(), render_benchmark(root, name), start, end))
-    print(f"updated the results in {readme} and {details}", file=sys.stderr)
+        if exists(root / path):
+            out[readme] = replace_block(read(readme), render_benchmark(root, name, read), start, end)
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m selfsup.report", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        description="Render the results: README.md's and docs/results.md's tables and the charts, from metrics/ "
+                    "and params.yaml. Everything is computed before anything is written; a file whose text is "
+                    "unchanged is left alone.",
+        epilog="After a sweep (README: The label-efficiency sweep):\n"
+               "  python -m selfsup.report --experiments            # the experiments of HEAD\n"
+               "  python -m selfsup.report --experiments --rev abc1234  # ... of the commit they were queued from")
+    parser.add_argument("--experiments", action="store_true",
+                        help=f"first collect the finished DVC experiments into {COMPARISON} and {DISTILLED}: a row "
+                             "of the same settings is replaced, every other row kept; with none to collect, an "
+                             "error and nothing written")
+    parser.add_argument("--rev", metavar="COMMIT",
+                        help="with --experiments: the commit the experiments were queued from (default HEAD)")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --experiments: the tables hold the collected experiments alone, every other "
+                             "row dropped")
+    args = parser.parse_args(argv)
+    if (args.rev is not None or args.replace) and not args.experiments:
+        parser.error("--rev and --replace go with --experiments")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    root = Path.cwd()
+    pending = collect(root, args.rev or "HEAD", args.replace) if args.experiments else {}
+    changed = []
+    for path, text in rendered(root, pending).items():
+        if not path.is_file() or path.read_text() != text:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+            changed.append(path.relative_to(root).as_posix())
+    print(f"updated {', '.join(changed)}" if changed else "the results are up to date: nothing changed",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

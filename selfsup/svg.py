@@ -31,19 +31,23 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [i * step for i in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
 
 
-def _legend(names: list[str]) -> list[str]:
+def _legend(names: list[str], colours: list[str] | None = None) -> list[str]:
     x = WIDTH - RIGHT + 15
-    return [f'<rect x="{x}" y="{TOP + 18 * i}" width="12" height="12" fill="{COLOURS[i % len(COLOURS)]}"/>'
-            f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>' for i, n in enumerate(names)]
+    colours = colours or [COLOURS[i % len(COLOURS)] for i in range(len(names))]
+    return [f'<rect x="{x}" y="{TOP + 18 * i}" width="12" height="12" fill="{c}"/>'
+            f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>' for i, (n, c) in enumerate(zip(names, colours))]
 
 
 def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]], title: str,
-               x_label: str, y_label: str, log_x: bool = True) -> str:
-    """One line per series of (x, mean, std) points, the std as error bars; x_ticks are (x, label)."""
+               x_label: str, y_label: str, log_x: bool = True, colours: dict[str, str] | None = None,
+               zero_line: bool = False) -> str:
+    """One line per series of (x, mean, error) points, the error (a std, or an interval's half-width) as error bars;
+    x_ticks are (x, label); `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
+    draws y = 0 (and keeps it in view)."""
     fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
     xs = [fx(x) for x, _ in x_ticks]
-    lows = [m - s for pts in series.values() for _, m, s in pts]
-    highs = [m + s for pts in series.values() for _, m, s in pts]
+    lows = [m - s for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
+    highs = [m + s for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
     y_lo, y_hi = min(lows), max(highs)
     pad = (y_hi - y_lo) * 0.05 or 1
     y_lo, y_hi = y_lo - pad, y_hi + pad
@@ -60,10 +64,13 @@ def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: lis
     for y in _ticks(y_lo, y_hi):
         body.append(f'<line x1="{LEFT}" x2="{LEFT + w}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>'
                     f'<text x="{LEFT - 5}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+    if zero_line:
+        body.append(f'<line x1="{LEFT}" x2="{LEFT + w}" y1="{py(0):.1f}" y2="{py(0):.1f}" stroke="#444" '
+                    'stroke-dasharray="4 3"/>')
     for x, label in x_ticks:
         body.append(f'<text x="{px(x):.1f}" y="{TOP + h + 18}" text-anchor="middle">{escape(label)}</text>')
-    for i, (name, pts) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
+    palette = [(colours or {}).get(name, COLOURS[i % len(COLOURS)]) for i, name in enumerate(series)]
+    for (name, pts), colour in zip(series.items(), palette):
         path = " ".join(f"{px(x):.1f},{py(m):.1f}" for x, m, _ in pts)
         body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, m, s in pts:
@@ -71,7 +78,7 @@ def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: lis
             if s > 0:
                 body.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(m - s):.1f}" y2="{py(m + s):.1f}" '
                             f'stroke="{colour}"/>')
-    return _frame(title, x_label, y_label, body + _legend(list(series)))
+    return _frame(title, x_label, y_label, body + _legend(list(series), palette))
 
 
 def scatter(points: list[tuple[float, float]], groups: list[int], names: list[str], title: str) -> str:

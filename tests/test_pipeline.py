@@ -18,7 +18,8 @@ from selfsup.report import experiment_rows, render_probe
 from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore", ".dvc/plots", "metrics/comparison.tsv", "metrics/distilled.tsv", "stages", "selfsup"]
+                 ".dvc/.gitignore", ".dvc/plots", "metrics/comparison.tsv", "metrics/distilled.tsv", "stages", "selfsup",
+                 "README.md", "docs/results.md"]
 
 
 def run(cmd: list[str], cwd, env) -> str:
@@ -150,6 +151,15 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     swept = table[table.seed > 0]
     assert sorted(swept.seed) == [1, 2] and set(swept.pretext) == {"rotation"}
     assert swept.test_accuracy.between(0, 1).all()
+    # the README's command collects them into the committed table, every committed row kept
+    collect = re.search(r"^(python -m selfsup\.report --experiments)\s", (REPO / "README.md").read_text(), re.M)
+    before = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    run([sys.executable, *collect.group(1).split()[1:]], repo, env)
+    after = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    keys = ["pretext", "labels_per_class", "epochs", "seed"]
+    assert before[keys].merge(after, on=keys).test_accuracy.tolist() == before.test_accuracy.tolist()
+    new = after[(after.epochs == 2) & (after.pretext == "rotation")]
+    assert sorted(new.seed) == [1, 2] and set(new.experiment) == set(names)
 
     out = run(["dvc", "exp", "run", "-S", "pretrain.rotation.epochs=2"], repo, env)
     assert stages_run(out) == {"pretrain@rotation", "probe@rotation"}  # tuning one pretext redoes only that one

@@ -1,4 +1,6 @@
 import json
+import re
+import shutil
 import subprocess
 from xml.etree import ElementTree
 
@@ -6,13 +8,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (BENCHMARKS, DISTILLED_PLOT, END, PLOT, RESULTS_DOC, START, answer_markdown,
-                            comparison_markdown, distill_recipe_markdown, distillation_svg, distilled_markdown, embedding_path, embedding_svg,
-                            experiment_rows, label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
-                            read_distilled, render, render_comparison, render_benchmark, render_distilled, render_probe, render_views,
-                            signed, views_markdown,
-                            replace_block, recipe_markdown, results_markdown, sweep_tables, targets_markdown,
-                            epochs_markdown)
+from selfsup.report import (END, START, answer_markdown, gain_svg, gain_text, gains_markdown, is_finding,
+                            paired_gains, t975, comparison_markdown, distill_recipe_markdown,
+                            distillation_svg, distilled_markdown, embedding_svg, epochs_markdown, experiment_rows,
+                            label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
+                            recipe_markdown, replace_block, results_markdown, signed, sweep_tables, targets_markdown,
+                            views_markdown)
+import selfsup.report as report_module
+from selfsup.cli import run_stage
+from selfsup.svg import COLOURS
+from selfsup.report import main as report_main, rendered
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
@@ -77,7 +82,7 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
     assert md[0] == "Protocol `full`; fine-tuning epochs per budget: 100: 15, all: 15."
     assert md[2] == "| pretext | 100 labels per class | all labels per class |"
     assert "| none | — | 91.00 ± 1.41 (2 runs) |" in md  # sample std of 0.90 and 0.92
-    assert "| rotation | 82.00 ± 1.41 (2 runs) | 91.00 ± 0.00 (1 runs, +0.00) |" in md
+    assert "| rotation | 82.00 ± 1.41 (2 runs) | 91.00 ± 0.00 (1 runs) |" in md
     svg = label_efficiency_svg(table)
     assert svg.count("<polyline") == 2 and ">all<" in svg and ">100<" in svg
 
@@ -172,12 +177,45 @@ def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
     table = experiment_rows([exp_entry(f"e{i}", p, int(b), a, f"2026-01-01T00:00:{i:02d}")
                              for i, (p, b, a) in enumerate(rows)])
     lines = answer_markdown(table, ["none", "rotation", "autoencoder"]).splitlines()
-    assert lines[0] == ("- **10 labels per class**: `rotation` 65.00% against `none` 60.00% (+5.00 points; seeds "
-                        "spread by ± 0.00); `none` needs more than 10 labels per class to match it (it does with "
-                        "100); `autoencoder` is 5.00 points below `none`.")
-    assert lines[1].startswith("- **100 labels per class**: `rotation` 80.00%") and "(it does with 1000)" in lines[1]
-    assert "`autoencoder`" not in lines[1]  # above none there
-    assert lines[2].startswith("- **1000 labels per class**: `rotation` 86.00%") and "needs more" not in lines[2]
+    assert lines[0] == ("- **10 labels per class** (`none` 60.00%): `rotation` 65.00%, +5.00 points (one seed: no "
+                        "interval); `autoencoder` 55.00%, -5.00 points (one seed: no interval). `none` needs more than "
+                        "10 labels per class to match `rotation` (it does with 100).")
+    assert lines[1].startswith("- **100 labels per class** (`none` 70.00%): `rotation` 80.00%")
+    assert "(it does with 1000)" in lines[1]
+    assert lines[2].startswith("- **1000 labels per class** (`none` 85.00%): `rotation` 86.00%")
+    assert "needs more" not in lines[2]
+
+
+def paired_sweep():
+    """Three seeds of none, rotation (+5 points, spread 1) and autoencoder (+0, spread 1) at 10 per class, and a
+    fourth rotation seed with no `none` to pair it with."""
+    runs = {"none": [0.60, 0.64, 0.62], "rotation": [0.65, 0.70, 0.66, 0.99], "autoencoder": [0.61, 0.63, 0.62]}
+    return experiment_rows([exp_entry(f"{p}{s}", p, 10, a, f"2026-01-01T00:00:{i:02d}", seed=s)
+                            for i, (p, accs) in enumerate(runs.items()) for s, a in enumerate(accs)])
+
+
+def test_gains_are_paired_by_seed_with_a_t_interval():
+    gains = paired_gains(paired_sweep()).set_index("pretext")
+    rotation = gains.loc["rotation"]
+    assert rotation.seeds == 3 and rotation.gain == pytest.approx(0.05)  # the unpaired fourth seed left out
+    half = 4.303 * 0.01 / 3 ** 0.5  # t(0.975, 2 df) x sd of (0.05, 0.06, 0.04) / sqrt(3)
+    assert (rotation.low, rotation.high) == pytest.approx((0.05 - half, 0.05 + half))
+    assert is_finding(rotation) and not is_finding(gains.loc["autoencoder"])
+    assert t975(2) == 4.303 and t975(9) == 2.262 and t975(1000) == 1.96
+    assert gain_text(rotation) == "+5.00 points (95% CI +2.52 to +7.48, 3 seeds)"
+
+
+def test_the_answer_says_which_gains_the_seeds_show():
+    table = paired_sweep()
+    line = answer_markdown(table, ["none", "rotation", "autoencoder"])
+    assert "`rotation` 75.00%, **+5.00 points (95% CI +2.52 to +7.48, 3 seeds)**" in line  # its mean over 4 runs
+    assert "`autoencoder` 62.00%, +0.00 points (95% CI -2.48 to +2.48, 3 seeds), too close to tell from `none`" in line
+    md = gains_markdown(table, ["none", "rotation", "autoencoder"]).splitlines()
+    assert md[2:] == ["| rotation | **+5.00** (+2.52 to +7.48; 3 seeds) |", "| autoencoder | +0.00 (-2.48 to +2.48; 3 seeds) |"]
+    svg = gain_svg(table, ["none", "rotation", "autoencoder"])
+    assert svg.count("<polyline") == 2 and 'stroke-dasharray="4 3"' in svg  # the zero line
+    # each pretext keeps its colour of the accuracy chart, where `none` comes first
+    assert COLOURS[1] in svg and COLOURS[2] in svg and COLOURS[0] not in svg
 
 
 def test_probe_markdown_reads_every_budget():
@@ -206,26 +244,6 @@ def test_the_embedding_picture_is_drawn_from_the_probe_data(tmp_path):
     root = ElementTree.fromstring(svg)
     assert len(root.findall("{http://www.w3.org/2000/svg}circle")) >= 3 and "rotation: test features of conv2" in svg
     assert ">a<" in svg and ">c<" in svg and ">1<" in svg  # the legend names classes; an absent one by its index
-
-
-def test_readme_results_match_the_committed_metrics():
-    """No number in the README is typed by hand: it is what the committed metrics/ say."""
-    readme, details = (REPO / "README.md").read_text(), (REPO / RESULTS_DOC).read_text()
-    assert render_comparison(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    assert render(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
-    assert render_probe(REPO, read=committed) in details, f"{RESULTS_DOC} is stale: run `python -m selfsup.report`"
-    assert render_distilled(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    assert render_views(REPO, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    for name in BENCHMARKS:  # every benchmark's table, as committed
-        assert render_benchmark(REPO, name, read=committed) in readme, "README.md is stale: run `python -m selfsup.report`"
-    assert committed(REPO / DISTILLED_PLOT) == distillation_svg(read_distilled(REPO, read=committed),
-                                                                yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"])
-    table = read_comparison(REPO, read=committed)
-    pretexts = yaml.safe_load(committed(REPO / "params.yaml"))["pretexts"]
-    assert committed(REPO / PLOT) == label_efficiency_svg(table, pretexts), "the plot is stale: run `python -m selfsup.report`"
-    for pretext in pretexts:
-        assert committed(REPO / embedding_path(pretext)) == embedding_svg(REPO, pretext, read=committed), \
-            f"{embedding_path(pretext)} is stale: run `python -m selfsup.report`"
 
 
 def test_comparison_agrees_with_the_committed_default_run():
@@ -283,7 +301,8 @@ def test_targets_are_met_or_missed_by_the_means():
     assert "| all per class: best pretext ≥ 93.5% | `rotation` 94.00% | met |" in md
     assert "| 10 per class: best pretext ≥ 78.0% | `rotation` 77.00% | **missed** |" in md
     assert "| 100 per class: every pretext above `none` | `autoencoder` -2.00 | **missed** |" in md
-    assert "| 10 per class: best pretext ≥ `none` + 6 points | `rotation` +7.00 | met |" in md
+    assert ("| 10 per class: best pretext ≥ `none` + 6 points, its 95% CI excluding 0 | `rotation` +7.00 points (95% CI "
+            "+7.00 to +7.00, 2 seeds) | met |") in md
 
 
 def test_cells_with_fewer_runs_are_pointed_out():
@@ -292,3 +311,96 @@ def test_cells_with_fewer_runs_are_pointed_out():
     md = comparison_markdown(experiment_rows(rows))
     assert "Cells with fewer than 3 runs: those seeds were not run" in md
     assert "fewer than" not in comparison_markdown(experiment_rows(rows[:3]))
+
+
+def test_every_file_the_report_writes_is_as_committed():
+    """The report's whole output, computed from the committed files, is what is committed: README.md,
+    docs/results.md and every chart."""
+    def exists(path):
+        return subprocess.run(["git", "cat-file", "-e", f"HEAD:{path.relative_to(REPO)}"], cwd=REPO).returncode == 0
+
+    for path, text in rendered(REPO, read_file=committed, exists_file=exists).items():
+        assert committed(path) == text, f"{path.relative_to(REPO)} is stale: run `python -m selfsup.report`"
+
+
+REPORTED = ["README.md", "docs/results.md", "params.yaml", "metrics"]
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch):
+    """A cwd holding what the report reads and writes, as in the checkout."""
+    (tmp_path / "docs").mkdir()
+    for name in REPORTED:
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def snapshot(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--help"], 0, "usage: python -m selfsup.report"),
+    (["--experiment"], 2, "unrecognized arguments: --experiment"),
+    (["--experiments", "--rev"], 2, "argument --rev: expected one argument"),
+    (["--rev", "abc1234"], 2, "--rev and --replace go with --experiments"),
+    (["--replace"], 2, "--rev and --replace go with --experiments"),
+])
+def test_help_and_bad_arguments_write_nothing(project_copy, capsys, argv, code, message):
+    before = snapshot(project_copy)
+    with pytest.raises(SystemExit) as exit_:
+        report_main(argv)
+    assert exit_.value.code == code and message in "".join(capsys.readouterr())
+    assert snapshot(project_copy) == before
+
+
+def fake_dvc(monkeypatch, show):
+    """`dvc exp show --json` answering `show`."""
+    real = subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        if cmd[:3] == ["dvc", "exp", "show"]:
+            return subprocess.CompletedProcess(cmd, 0, json.dumps(show), "")
+        return real(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(report_module.subprocess, "run", run)
+
+
+def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_copy, monkeypatch):
+    committed_rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    head = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    head["experiments"] = [{"revs": [exp_entry("e1", "rotation", 5, 0.7, "2026-01-02T00:00:00", seed=7)]}]
+    fake_dvc(monkeypatch, [head])
+    report_main(["--experiments"])
+    rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    assert len(rows) == len(committed_rows) + 2  # the experiment and its commit's own row, both new settings
+    assert set(committed_rows.experiment) < set(rows.experiment) and "e1" in set(rows.experiment)
+    assert "| 5 labels per class" in (project_copy / "README.md").read_text()  # rendered from the merged table
+    report_main(["--experiments", "--replace"])
+    rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    assert sorted(rows.experiment) == ["e1", "main"]
+
+
+def test_nothing_to_collect_is_an_error_that_writes_nothing(project_copy, monkeypatch, capsys):
+    fake_dvc(monkeypatch, [exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")])  # a commit, no experiments
+    before = snapshot(project_copy)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(report_main, ["--experiments"])
+    assert exit_.value.code == 1 and "no finished DVC experiments of HEAD to collect" in capsys.readouterr().err
+    assert snapshot(project_copy) == before
+
+
+def test_the_readmes_collect_command_in_a_fresh_clone_keeps_every_committed_row(tmp_path, monkeypatch, capsys):
+    """A clone has no DVC experiments: the README's command says so and leaves the clone as it came."""
+    committed(REPO / "README.md")  # skips outside a git checkout
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    command = re.search(r"^(python -m selfsup\.report --experiments)\s", (REPO / "README.md").read_text(), re.M)
+    assert command, "the README's sweep section shows how to collect the experiments"
+    monkeypatch.chdir(clone)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(report_main, command.group(1).split()[3:])
+    assert exit_.value.code == 1 and "a fresh clone has none" in capsys.readouterr().err
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
+    assert status.stdout == ""
