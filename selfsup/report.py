@@ -150,6 +150,25 @@ def _pretext_order(names, order) -> list[str]:
     return [p for p in order if p in names] + sorted(p for p in names if p not in order)
 
 
+def budget_grid(frame: pd.DataFrame, corner: str, header: str, cell, order=()) -> list[str]:
+    """A Markdown table of `frame`'s rows, one line per pretext (in `order`) and one column per budget (named
+    by `header`, a format of the budget): `cell(row)` of the row of that pretext and budget, "—" where none."""
+    budgets = _budget_order(frame.labels_per_class.unique())
+    cells = {(r.pretext, r.labels_per_class): r for r in frame.itertuples()}
+    lines = [f"| {corner} | " + " | ".join(header.format(b) for b in budgets) + " |",
+             "|---" * (len(budgets) + 1) + "|"]
+    for pretext in _pretext_order(frame.pretext.unique(), order):
+        row = [cell(cells[(pretext, b)]) if (pretext, b) in cells else "—" for b in budgets]
+        lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+    return lines
+
+
+def budget_positions(budgets) -> dict[str, int]:
+    """Where a chart draws each budget on its log axis: `all` one decade right of the largest number."""
+    numeric = [int(b) for b in budgets if b.isdigit()]
+    return {b: int(b) if b.isdigit() else 10 * max(numeric or [1]) for b in budgets}
+
+
 def seed_std(values) -> float:
     """The spread over seeds: the sample std, 0 for a single run."""
     return values.std(ddof=1) if len(values) > 1 else 0.0
@@ -222,15 +241,8 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
         epochs = {b: ", ".join(map(str, sorted(part[part.labels_per_class == b].epochs.unique()))) for b in budgets}
         lines += [f"Protocol `{protocol}`; fine-tuning epochs per budget: "
                   + ", ".join(f"{b}: {epochs[b]}" for b in budgets) + ".", "",
-                  "| pretext | " + " | ".join(f"{b} labels per class" for b in budgets) + " |",
-                  "|---" * (len(budgets) + 1) + "|"]
-        cells = {(r.pretext, r.labels_per_class): r for r in part.itertuples()}
-        for pretext in _pretext_order(part.pretext.unique(), order):
-            row = []
-            for b in budgets:
-                r = cells.get((pretext, b))
-                row.append("—" if r is None else f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs)")
-            lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+                  *budget_grid(part, "pretext", "{} labels per class",
+                               lambda r: f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs)", order)]
         if part.runs.nunique() > 1:
             lines += ["", f"Cells with fewer than {part.runs.max()} runs: those seeds were not run (one run's std is 0)."]
         lines.append("")
@@ -272,24 +284,13 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> st
 def gains_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     """The paired gains over `none` per pretext (rows) and budget (columns), points with their 95% interval, bold
     where the interval excludes 0."""
-    gains = paired_gains(table, protocol)
-    budgets = _budget_order(gains.labels_per_class.unique())
-    cells = {(r.pretext, r.labels_per_class): r for r in gains.itertuples()}
-    lines = ["| gain over `none` | " + " | ".join(f"{b} labels per class" for b in budgets) + " |",
-             "|---" * (len(budgets) + 1) + "|"]
-    for pretext in _pretext_order(gains.pretext.unique(), order):
-        row = []
-        for b in budgets:
-            r = cells.get((pretext, b))
-            if r is None:
-                row.append("—")
-            elif r.seeds < 2:
-                row.append(f"{signed(100 * r.gain)} (1 seed)")
-            else:
-                value = f"**{signed(100 * r.gain)}**" if is_finding(r) else signed(100 * r.gain)
-                row.append(f"{value} ({signed(100 * r.low)} to {signed(100 * r.high)}; {r.seeds} seeds)")
-        lines.append(f"| {pretext} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    def cell(r) -> str:
+        if r.seeds < 2:
+            return f"{signed(100 * r.gain)} (1 seed)"
+        value = f"**{signed(100 * r.gain)}**" if is_finding(r) else signed(100 * r.gain)
+        return f"{value} ({signed(100 * r.low)} to {signed(100 * r.high)}; {r.seeds} seeds)"
+
+    return "\n".join(budget_grid(paired_gains(table, protocol), "gain over `none`", "{} labels per class", cell, order))
 
 
 def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
@@ -297,8 +298,7 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     each pretext in its colour of label_efficiency_svg."""
     gains = paired_gains(table, protocol)
     budgets = _budget_order(gains.labels_per_class.unique())
-    numeric = [int(b) for b in budgets if b.isdigit()]
-    position = {b: (int(b) if b.isdigit() else 10 * max(numeric or [1])) for b in budgets}
+    position = budget_positions(budgets)
     names = _pretext_order([*gains.pretext.unique(), "none"], order)
     series, colours = {}, {}
     for pretext in _pretext_order(gains.pretext.unique(), order):
@@ -347,9 +347,7 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
     """Test accuracy against labels per class, one line per pretext, error bars one std over seeds."""
     summary = sweep_summary(table[table.protocol == protocol])
     budgets = _budget_order(summary.labels_per_class.unique())
-    numeric = [int(b) for b in budgets if b.isdigit()]
-    # `all` is drawn one decade right of the largest budget
-    position = {b: (int(b) if b.isdigit() else 10 * max(numeric or [1])) for b in budgets}
+    position = budget_positions(budgets)
     series = {}
     for pretext in _pretext_order(summary.pretext.unique(), order):
         part = summary[summary.pretext == pretext]
@@ -421,18 +419,10 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
     """Fine-tuned → distilled test accuracy per pretext and budget (mean ± std over seeds), the gain, and the
     distillation targets, each met or missed."""
     summary = distilled_summary(table)
-    budgets = _budget_order(summary.labels_per_class.unique())
-    cells = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
-    lines = ["| pretext | " + " | ".join(f"{b} labels per class: fine-tuned → distilled" for b in budgets) + " |",
-             "|---" * (len(budgets) + 1) + "|"]
-    for pretext in _pretext_order(summary.pretext.unique(), order):
-        row = []
-        for b in budgets:
-            r = cells.get((pretext, b))
-            row.append("—" if r is None else
-                       f"{100 * r.finetuned:.2f} ± {100 * r.finetuned_std:.2f} → **{100 * r.distilled:.2f}** ± "
-                       f"{100 * r.distilled_std:.2f} ({signed(100 * (r.distilled - r.finetuned))}; {r.runs} runs)")
-        lines.append(f"| {pretext} | " + " | ".join(row) + " |")
+    lines = budget_grid(summary, "pretext", "{} labels per class: fine-tuned → distilled",
+                        lambda r: f"{100 * r.finetuned:.2f} ± {100 * r.finetuned_std:.2f} → **{100 * r.distilled:.2f}**"
+                                  f" ± {100 * r.distilled_std:.2f} ({signed(100 * (r.distilled - r.finetuned))}; "
+                                  f"{r.runs} runs)", order)
     settings = table.iloc[0]
     lines += ["", f"Distillation: {int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs "
                   "over every training image, the student "
@@ -459,7 +449,7 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
     """Test accuracy against labels per class: each pretext fine-tuned and distilled, one std over seeds."""
     summary = distilled_summary(table)
     budgets = _budget_order(summary.labels_per_class.unique())
-    position = {b: int(b) if b.isdigit() else 10 * max([int(c) for c in budgets if c.isdigit()] or [1]) for b in budgets}
+    position = budget_positions(budgets)
     series = {}
     for pretext in _pretext_order(summary.pretext.unique(), order):
         part = sorted(summary[summary.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
