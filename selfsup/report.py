@@ -308,7 +308,7 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
         colours[pretext] = COLOURS[names.index(pretext) % len(COLOURS)]
     return line_chart(series, [(position[b], b) for b in budgets],
                       f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
-                      "test accuracy gain (points)", colours=colours, zero_line=True)
+                      "test accuracy gain (points)", colours=colours, zero_line=True, dodge=6)
 
 
 def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:

@@ -40,10 +40,11 @@ def _legend(names: list[str], colours: list[str] | None = None) -> list[str]:
 
 def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]], title: str,
                x_label: str, y_label: str, log_x: bool = True, colours: dict[str, str] | None = None,
-               zero_line: bool = False) -> str:
+               zero_line: bool = False, dodge: float = 0.0) -> str:
     """One line per series of (x, mean, error) points, the error (a std, or an interval's half-width) as error bars;
     x_ticks are (x, label); `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
-    draws y = 0 (and keeps it in view)."""
+    draws y = 0 (and keeps it in view); `dodge` shifts series apart by that many pixels so that error bars at the
+    same x do not hide each other."""
     fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
     xs = [fx(x) for x, _ in x_ticks]
     lows = [m - s for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
@@ -70,14 +71,15 @@ def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: lis
     for x, label in x_ticks:
         body.append(f'<text x="{px(x):.1f}" y="{TOP + h + 18}" text-anchor="middle">{escape(label)}</text>')
     palette = [(colours or {}).get(name, COLOURS[i % len(COLOURS)]) for i, name in enumerate(series)]
-    for (name, pts), colour in zip(series.items(), palette):
-        path = " ".join(f"{px(x):.1f},{py(m):.1f}" for x, m, _ in pts)
+    for i, ((name, pts), colour) in enumerate(zip(series.items(), palette)):
+        shift = dodge * (i - (len(series) - 1) / 2)
+        path = " ".join(f"{px(x) + shift:.1f},{py(m):.1f}" for x, m, _ in pts)
         body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, m, s in pts:
-            body.append(f'<circle cx="{px(x):.1f}" cy="{py(m):.1f}" r="3" fill="{colour}"/>')
+            body.append(f'<circle cx="{px(x) + shift:.1f}" cy="{py(m):.1f}" r="3" fill="{colour}"/>')
             if s > 0:
-                body.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{py(m - s):.1f}" y2="{py(m + s):.1f}" '
-                            f'stroke="{colour}"/>')
+                body.append(f'<line x1="{px(x) + shift:.1f}" x2="{px(x) + shift:.1f}" y1="{py(m - s):.1f}" '
+                            f'y2="{py(m + s):.1f}" stroke="{colour}"/>')
     return _frame(title, x_label, y_label, body + _legend(list(series), palette))
 
 

@@ -1,4 +1,7 @@
+import re
 from xml.etree import ElementTree
+
+import pytest
 
 from selfsup.svg import line_chart, scatter
 
@@ -18,3 +21,13 @@ def test_scatter_draws_every_point_coloured_by_group():
     svg = scatter([(0.0, 1.0), (1.0, 0.0), (0.5, 0.5)], [0, 1, 1], ["a", "b"], "pca")
     circles = ElementTree.fromstring(svg).findall(f"{NS}circle")
     assert len(circles) == 3 and circles[1].get("fill") == circles[2].get("fill") != circles[0].get("fill")
+
+
+def test_dodge_sets_series_apart_and_the_zero_line_stays_in_view():
+    series = {"a": [(10, 1.0, 0.5), (100, 2.0, 0.5)], "b": [(10, 1.5, 0.5), (100, 2.5, 0.5)]}
+    plain = line_chart(series, [(10, "10"), (100, "100")], "t", "x", "y")
+    dodged = line_chart(series, [(10, "10"), (100, "100")], "t", "x", "y", zero_line=True, dodge=6)
+    xs = lambda svg: sorted({float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)})  # noqa: E731
+    assert len(xs(plain)) == 2 and len(xs(dodged)) == 4  # each series 3 px to its side of the budget
+    assert xs(dodged)[1] - xs(dodged)[0] == pytest.approx(6, abs=0.11)
+    assert 'stroke-dasharray="4 3"' in dodged and ">0<" in dodged  # y = 0 drawn, and its tick shown
