@@ -244,7 +244,7 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
                   *budget_grid(part, "pretext", "{} labels per class",
                                lambda r: f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs)", order)]
         if part.runs.nunique() > 1:
-            lines += ["", f"Cells with fewer than {part.runs.max()} runs: those seeds were not run (one run's std is 0)."]
+            lines += ["", f"Cells with fewer than {part.runs.max()} runs ran fewer seeds (one run's std is 0)."]
         lines.append("")
     return "\n".join(lines).strip()
 
