@@ -85,14 +85,18 @@ def render(root: Path, read=lambda p: p.read_text()) -> str:
     return f"{START}\n{results_markdown(params, finetune, evaluate, per_class)}\n{END}"
 
 
+def finished_experiments(commit: dict) -> list[dict]:
+    """The finished experiments of one commit of `dvc exp show --json` (queued and running ones carry their
+    baseline's metrics files: only finished ones count)."""
+    return [exp for exp in commit.get("experiments") or []
+            if (exp.get("executor") or {}).get("state", "success") == "success"]
+
+
 def experiment_rows(show: list) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics."""
     rows = []
     for commit in show:
-        # queued and running experiments carry their baseline's metrics files: only finished ones count
-        finished = [exp for exp in commit.get("experiments") or []
-                    if (exp.get("executor") or {}).get("state", "success") == "success"]
-        entries = [commit] + [rev for exp in finished for rev in exp.get("revs", [])]
+        entries = [commit] + [rev for exp in finished_experiments(commit) for rev in exp.get("revs", [])]
         for entry in entries:
             data = entry.get("data") or {}
             params = data.get("params", {}).get("params.yaml", {}).get("data")
@@ -639,12 +643,6 @@ def replace_block(readme: str, block: str, start: str = START, end: str = END) -
     return head + block + tail
 
 
-def finished_experiments(show: list) -> int:
-    """How many finished experiments `dvc exp show --json` lists (its commits' own rows not counted)."""
-    return sum((exp.get("executor") or {}).get("state", "success") == "success"
-               for commit in show for exp in commit.get("experiments") or [])
-
-
 def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
     """The sweep tables (COMPARISON, DISTILLED) with the finished DVC experiments of `rev` in them, as text: added to
     the tables as committed (a row of the same settings replaced, every other row kept), or (`replace`) instead of
@@ -657,7 +655,7 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
         raise SelfSupError(f"`dvc exp show --rev {rev}` failed ({why[-1] if why else err}); run this in the "
                            "project's git repository, with the revision the experiments were queued from") from None
     show = json.loads(proc.stdout)
-    if not finished_experiments(show):
+    if not any(finished_experiments(commit) for commit in show):
         raise SelfSupError(
             f"no finished DVC experiments of {rev} to collect, so nothing was written. Experiments live in the "
             "repository that ran them (a fresh clone has none; `dvc exp pull <remote>` fetches shared ones) and "

@@ -35,7 +35,8 @@ def _legend(names: list[str], colours: list[str] | None = None) -> list[str]:
     x = WIDTH - RIGHT + 15
     colours = colours or [COLOURS[i % len(COLOURS)] for i in range(len(names))]
     return [f'<rect x="{x}" y="{TOP + 18 * i}" width="12" height="12" fill="{c}"/>'
-            f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>' for i, (n, c) in enumerate(zip(names, colours))]
+            f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>'
+            for i, (n, c) in enumerate(zip(names, colours))]
 
 
 def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]], title: str,
