@@ -74,13 +74,14 @@ def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 
 
 def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val: Split, cfg: FinetuneParams,
              pretrained: bool, compute: Compute, norm: Normalize, live=None) -> FitResult:
-    """Train `model` on the labelled `images` for cfg.epochs and load the kept epoch into it: the last, or
+    """Train `model` on the labelled `images` for cfg.epochs (of at least cfg.min_steps steps in all: a few
+    labelled images are passed over many times) and load the kept epoch into it: the last, or
     (keep: best) the one with the best accuracy on `val`; with cfg.ema, of the moving average of the weights."""
     if cfg.protocol == "lp-ft":
         fit_head(model.to(norm.mean.device), images, labels.cpu(), cfg, norm, compute)
     result = fit(objective(model, cfg, pretrained), images, labels, cfg, cfg.epochs, norm, live,
                  validate=validation(val, norm, compute), select="val/accuracy" if cfg.keep == "best" else None,
-                 desc="finetune", compute=compute, average=cfg.ema)
+                 desc="finetune", compute=compute, average=cfg.ema, min_steps=cfg.min_steps)
     model.load_state_dict(result.best_state)
     return result
 

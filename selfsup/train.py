@@ -8,6 +8,7 @@ restores (`_Trainer.state`/`restore`), one epoch (`_Trainer.train_epoch`) and th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -61,6 +62,7 @@ class FitResult:
     best_state: dict
     best_epoch: int
     best_score: float | None
+    steps: int = 0  # optimizer steps of the whole schedule
 
 
 def param_groups(objective: Objective, lr: float) -> list[dict]:
@@ -82,14 +84,24 @@ def _optimizer(objective: Objective, cfg: OptimParams, total_steps: int):
     return optimizer, scheduler
 
 
-def _batch_plan(n: int, batch_size: int, world: int, desc: str) -> tuple[int, int]:
-    """(images per step, steps per epoch) for n training images; the ragged last batch is dropped (batch
-    norm dislikes tiny batches)."""
+def _batch_plan(n: int, batch_size: int, world: int, desc: str, min_steps: int = 0,
+                epochs: int = 1) -> tuple[int, int]:
+    """(images per step, steps per epoch) for n training images: one pass over them, the ragged last batch
+    dropped (batch norm dislikes tiny batches), or, where `epochs` passes would take fewer than `min_steps`
+    steps (a few labelled images), ceil(min_steps / epochs) steps, passing over the images several times."""
     batch_size = min(batch_size, n)
     if batch_size < world:
         raise SelfSupError(f"{desc}: a batch of {batch_size} images cannot be shared by {world} processes; "
                            "raise batch_size or lower compute.processes")
-    return batch_size, n // batch_size
+    return batch_size, max(n // batch_size, math.ceil(min_steps / epochs))
+
+
+def epoch_order(n: int, steps: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
+    """The positions an epoch of `steps` batches trains on: fresh permutations of the n images, one after
+    another, as many as the steps need (one, for an epoch that is one pass), so that every image is seen
+    equally often, give or take one."""
+    passes = max(1, math.ceil(steps * batch_size / n))
+    return torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)])
 
 
 def shard(perm: torch.Tensor, step: int, batch_size: int, world: int, rank: int) -> torch.Tensor:
@@ -299,7 +311,7 @@ class _Trainer:
     generators, the best epoch so far and the logged history: everything a resumed run restores."""
 
     def __init__(self, objective: Objective, n: int, cfg: OptimParams, epochs: int, norm: Normalize,
-                 compute: Compute, desc: str, average: float = 0.0):
+                 compute: Compute, desc: str, average: float = 0.0, min_steps: int = 0):
         self.objective, self.norm, self.compute, self.desc, self.epochs = objective, norm, compute, desc, epochs
         device = self.device = norm.mean.device
         self.scaler = torch.amp.GradScaler(device.type, enabled=compute.dtype == torch.float16)
@@ -311,7 +323,7 @@ class _Trainer:
         self.train_model = (DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
                             if self.world > 1 else self.model)
         self.n = n
-        self.batch_size, self.steps = _batch_plan(n, cfg.batch_size, self.world, desc)
+        self.batch_size, self.steps = _batch_plan(n, cfg.batch_size, self.world, desc, min_steps, epochs)
         self.optimizer, self.scheduler = _optimizer(objective, cfg, max(1, self.steps * epochs))
         # the batch order: drawn on the CPU, so every rank draws the same one whatever its GPU model
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -378,7 +390,7 @@ class _Trainer:
         self.train_model.train()
         for module in objective.frozen:
             module.eval()
-        perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+        perm = epoch_order(self.n, self.steps, self.batch_size, self.gen).to(self.device)
         losses = torch.zeros(self.steps, device=self.device)
         accuracies = torch.zeros(self.steps, device=self.device)
         bar = tqdm(range(self.steps), desc=f"{self.desc} epoch {epoch}/{self.epochs}", leave=False, mininterval=2,
@@ -427,6 +439,7 @@ def fit(
     compute: Compute | None = None,
     resume: Resume | None = None,
     average: float = 0.0,
+    min_steps: int = 0,
 ) -> FitResult:
     """Train `objective.model` for `epochs` on uint8 `images` (and `labels`); keep the best epoch.
 
@@ -438,8 +451,11 @@ def fit(
     the full training state is saved after every epoch and an interrupted run continues from it. With
     `average` (a decay in (0, 1)), what is validated and kept is an exponential moving average of the weights
     (`WeightAverage`), updated after every step; `objective.model` itself ends with the last step's weights.
+    With `min_steps`, an epoch of a small image set repeats it until the epochs add up to at least that many
+    steps (`_batch_plan`): the same schedule length whatever the number of labelled images.
     """
-    trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc, average)
+    trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc, average,
+                       min_steps)
     images = images.to(trainer.device)
     labels = labels.to(trainer.device) if labels is not None else None
     saved = resume.load(desc, trainer.device) if resume is not None else None
@@ -467,4 +483,4 @@ def fit(
                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not _is_image(k)))
         if resume is not None:
             resume.save(trainer.state(resume.key()))
-    return trainer.result
+    return dataclasses.replace(trainer.result, steps=trainer.steps * epochs)

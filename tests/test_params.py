@@ -43,6 +43,7 @@ def test_repo_params_are_valid():
         ("model.norm", "layer", "expected 'batch' or 'lrn' or 'none'"),
         ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
         ("finetune.augment.flip", "yes", "expected true or false"),
+        ("finetune.min_steps", -1, "finetune.min_steps is -1; expected 0 or more optimizer steps"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(dotted, value, message):

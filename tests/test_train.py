@@ -10,8 +10,8 @@ from selfsup.evaluate import top1_accuracy
 from selfsup.models import CifarNet, Classifier
 from selfsup.params import OptimParams
 from selfsup.runtime import Compute, Normalize, predict
-from selfsup.train import (DivergedError, Objective, Resume, WeightAverage, _batch_plan, fit, param_groups, shard,
-                           write_curves)
+from selfsup.train import (DivergedError, Objective, Resume, WeightAverage, _batch_plan, epoch_order, fit, param_groups,
+                           shard, write_curves)
 
 
 def toy_problem(n=256, size=8):
@@ -189,6 +189,49 @@ def test_a_batch_smaller_than_the_process_count_is_refused():
     images, labels = toy_problem(n=2)
     with pytest.raises(SelfSupError, match=r"a batch of 2 images cannot be shared by 3 processes"):
         _batch_plan(len(images), 32, 3, "finetune")
+
+
+@pytest.mark.parametrize("n, batch_size, epochs, min_steps, expected", [
+    (100, 128, 7, 0, (100, 1)),       # 10 labels per class: one step a pass
+    (100, 128, 7, 1000, (100, 143)),  # the same, at least 1000 steps: ceil(1000 / 7) per epoch
+    (54000, 128, 7, 1000, (128, 421)),  # every label: passes are long enough, min_steps changes nothing
+    (1000, 128, 40, 500, (128, 13)),
+])
+def test_min_steps_lengthens_the_epochs_of_a_small_image_set_only(n, batch_size, epochs, min_steps, expected):
+    assert _batch_plan(n, batch_size, 1, "finetune", min_steps, epochs) == expected
+
+
+@pytest.mark.parametrize("n, steps, batch_size", [(10, 7, 4), (100, 143, 100), (50, 3, 16), (9, 1, 9)])
+def test_an_epoch_of_many_passes_sees_every_image_equally_often(n, steps, batch_size):
+    order = epoch_order(n, steps, batch_size, torch.Generator().manual_seed(0))
+    used = order[: steps * batch_size]
+    assert len(used) == steps * batch_size
+    counts = torch.bincount(used, minlength=n)
+    assert counts.max() - counts.min() <= 1
+    # the passes are fresh permutations, not one repeated
+    if len(order) >= 2 * n:
+        assert not torch.equal(order[:n], order[n : 2 * n])
+
+
+def test_an_epoch_of_one_pass_draws_the_permutation_it_always_drew():
+    """A schedule min_steps does not lengthen trains exactly as before it existed (the committed runs stand)."""
+    assert torch.equal(epoch_order(300, 2, 128, torch.Generator().manual_seed(3)),
+                       torch.randperm(300, generator=torch.Generator().manual_seed(3)))
+
+
+def test_fit_with_min_steps_runs_them_and_reports_them():
+    images, labels = toy_problem(n=16)
+    calls = []
+
+    def counting(x, y, gen):
+        calls.append(len(x))
+        return x, y
+
+    result = fit(Objective(make_model(), counting), images, labels, CFG, 2, NORM, min_steps=9)
+    assert result.steps == 10 == len(calls)  # 2 epochs of ceil(9 / 2) = 5 steps
+    assert set(calls) == {16}
+    plain = fit(Objective(make_model(), keep_labels), images, labels, CFG, 2, NORM)
+    assert plain.steps == 2
 
 
 def test_a_saved_state_is_read_onto_the_cpu_whatever_the_device(tmp_path, monkeypatch):
