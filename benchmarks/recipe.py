@@ -40,7 +40,7 @@ EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budge
 # The recipe each variant changes one thing of: the plain fine-tuning every pretext started from (written out,
 # so that a later change of params.yaml's defaults does not change what a row of metrics/recipe.tsv means).
 BASELINE = {"protocol": "full", "transfer": "all", "pretrained_lr": 1.0, "label_smoothing": 0.0, "keep": "last",
-            "ema": 0.0, "augment": {"flip": True, "translate": 2, "cutout": 0}, "tta": "none"}
+            "ema": 0.0, "min_steps": 0, "augment": {"flip": True, "translate": 2, "cutout": 0}, "tta": "none"}
 
 # name -> (changes to the baseline's finetune params, changes to the compute params)
 VARIANTS = {
@@ -53,6 +53,8 @@ VARIANTS = {
     "epochs ×2": ({"epochs_scale": 2}, {}),
     "epochs ×4": ({"epochs_scale": 4}, {}),
     "EMA of the weights, decay 0.999": ({"ema": 0.999}, {}),
+    "at least 500 steps": ({"min_steps": 500}, {}),
+    "at least 1500 steps": ({"min_steps": 1500}, {}),
     "flip TTA": ({"tta": "flip"}, {}),  # evaluation only: trains as the baseline, whose model it reuses in one run
 }
 
@@ -61,14 +63,24 @@ def parse_budget(text: str) -> int | str:
     return text if text == "all" else int(text)
 
 
-def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int):
+def baseline(params, base: str) -> dict:
+    """The recipe the variants change one thing of: BASELINE (`plain`), or params.yaml's own finetune
+    recipe and test-time augmentation (`defaults`: what `dvc repro` gives at the budget, with the sweep's epochs)."""
+    if base == "plain":
+        return BASELINE
+    recipe = to_dict(params.finetune)
+    return {**{k: recipe[k] for k in BASELINE if k != "tta"}, "tta": params.evaluate.tta}
+
+
+def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int, base: str = "plain"):
     """(finetune params, compute params, test-time augmentation) of one run."""
-    augment = dataclasses.replace(params.finetune.augment, **{**BASELINE["augment"], **changes.get("augment", {})})
-    rest = {k: v for k, v in {**BASELINE, **changes}.items() if k not in ("augment", "epochs_scale", "tta")}
+    start = baseline(params, base)
+    augment = dataclasses.replace(params.finetune.augment, **{**start["augment"], **changes.get("augment", {})})
+    rest = {k: v for k, v in {**start, **changes}.items() if k not in ("augment", "epochs_scale", "tta")}
     epochs = EPOCHS.get(budget, params.finetune.epochs) * changes.get("epochs_scale", 1)
     cfg = dataclasses.replace(params.finetune, **rest, augment=augment, labels_per_class=budget, epochs=epochs,
                               seed=seed)
-    return cfg, dataclasses.replace(params.compute, **compute_changes), changes.get("tta", BASELINE["tta"])
+    return cfg, dataclasses.replace(params.compute, **compute_changes), changes.get("tta", start["tta"])
 
 
 def main(argv=None):
@@ -80,8 +92,11 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", default="data/prepared")
     parser.add_argument("--backbones", default="models/pretrain")
-    parser.add_argument("--out", default="metrics/recipe.tsv")
+    parser.add_argument("--base", choices=["plain", "defaults"], default="plain",
+                        help="what the variants change: the plain baseline (BASELINE) or params.yaml's finetune recipe")
+    parser.add_argument("--out", help="default: metrics/recipe.tsv (plain), metrics/schedule.tsv (defaults)")
     args = parser.parse_args(argv)
+    args.out = args.out or {"plain": "metrics/recipe.tsv", "defaults": "metrics/schedule.tsv"}[args.base]
     params = load_params()
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
@@ -91,23 +106,23 @@ def main(argv=None):
                                         to_dict(params.model))["state_dict"] for pretext in args.pretexts}
     rows, trained = [], {}  # variants that train alike (flip TTA and the baseline) share one fine-tuning
     for pretext, budget, seed, name in tqdm(runs, desc="recipe"):
-        cfg, compute_cfg, tta = variant_params(params, *VARIANTS[name], budget, seed)
+        cfg, compute_cfg, tta = variant_params(params, *VARIANTS[name], budget, seed, args.base)
         compute, norm = setup(compute_cfg, meta)
         key = (pretext, cfg, compute_cfg)
         if key not in trained:
             started = time.perf_counter()
-            model, _, _, val = finetune_backbone(backbones[pretext], to_dict(params.model), meta,
+            model, result, _, val = finetune_backbone(backbones[pretext], to_dict(params.model), meta,
                                                  len(prepared.classes), splits["train"], splits["val"], cfg,
                                                  get_pretext(pretext).trains, compute, norm)
-            trained[key] = model, val, time.perf_counter() - started
-        model, val, seconds = trained[key]
+            trained[key] = model, val, time.perf_counter() - started, result.steps
+        model, val, seconds, steps = trained[key]
         classify = TTA[tta](model)
 
         def accuracy(split):
             return top1_accuracy(predict(classify, split.images, norm, 1000, compute), split.labels).item()
 
         rows.append({"pretext": pretext, "labels_per_class": budget, "variant": name, "seed": seed,
-                     "epochs": cfg.epochs, "val_images": len(val), "val_accuracy": accuracy(val),
+                     "epochs": cfg.epochs, "min_steps": cfg.min_steps, "steps": steps, "val_images": len(val), "val_accuracy": accuracy(val),
                      "test_accuracy": accuracy(splits["test"]), "seconds": round(seconds, 1),
                      "threads": torch.get_num_threads(), "compute": compute.describe()})
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "

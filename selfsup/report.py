@@ -39,6 +39,8 @@ DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/dis
 DISTILL_RECIPE_START, DISTILL_RECIPE_END = "<!-- distill-recipe:start -->", "<!-- distill-recipe:end -->"
 PRETEXT_COMPUTE = Path("metrics/pretext_compute.tsv")  # written by benchmarks/pretext.py
 PRETEXT_COMPUTE_START, PRETEXT_COMPUTE_END = "<!-- pretext-compute:start -->", "<!-- pretext-compute:end -->"
+SCHEDULE = Path("metrics/schedule.tsv")  # written by benchmarks/recipe.py --base defaults
+SCHEDULE_START, SCHEDULE_END = "<!-- schedule:start -->", "<!-- schedule:end -->"
 COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
 # the sweep's rows of the pretexts whose default views changed, fine-tuned from backbones pre-trained with the
 # papers' views (rotation 4, exemplar 6), as collected before the change; comparison.tsv now holds the defaults'
@@ -199,6 +201,14 @@ def t975(df: int) -> float:
     return T975.get(df) or (2.0 if df <= 60 else 1.98 if df <= 120 else 1.96)
 
 
+def paired_interval(differences) -> tuple[int, float, float, float]:
+    """(pairs, mean, low, high) of paired differences: the mean and its 95% confidence interval (t over the
+    pairs; NaN bounds for one pair)."""
+    n, mean = len(differences), differences.mean()
+    half = t975(n - 1) * differences.std(ddof=1) / n ** 0.5 if n > 1 else float("nan")
+    return n, mean, mean - half, mean + half
+
+
 def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
     """Per pretext (not `none`), budget and epochs: the test accuracy's difference from `none` paired by seed (a
     seed draws the same labelled images, head and batch order for every pretext), over the seeds both ran: seeds,
@@ -209,11 +219,9 @@ def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
     pairs = rows[rows.pretext != "none"].merge(base, on=keys)
     out = []
     for (pretext, budget, epochs), group in pairs.groupby(["pretext", "labels_per_class", "epochs"], sort=False):
-        gains = group.test_accuracy - group.none
-        n, mean = len(gains), gains.mean()
-        half = t975(n - 1) * gains.std(ddof=1) / n ** 0.5 if n > 1 else float("nan")
+        n, mean, low, high = paired_interval(group.test_accuracy - group.none)
         out.append({"pretext": pretext, "labels_per_class": budget, "epochs": epochs, "seeds": n, "gain": mean,
-                    "low": mean - half, "high": mean + half})
+                    "low": low, "high": high})
     return pd.DataFrame(out, columns=["pretext", "labels_per_class", "epochs", "seeds", "gain", "low", "high"])
 
 
@@ -288,13 +296,8 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> st
 def gains_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     """The paired gains over `none` per pretext (rows) and budget (columns), points with their 95% interval, bold
     where the interval excludes 0."""
-    def cell(r) -> str:
-        if r.seeds < 2:
-            return f"{signed(100 * r.gain)} (1 seed)"
-        value = f"**{signed(100 * r.gain)}**" if is_finding(r) else signed(100 * r.gain)
-        return f"{value} ({signed(100 * r.low)} to {signed(100 * r.high)}; {r.seeds} seeds)"
-
-    return "\n".join(budget_grid(paired_gains(table, protocol), "gain over `none`", "{} labels per class", cell, order))
+    return "\n".join(budget_grid(paired_gains(table, protocol), "gain over `none`", "{} labels per class",
+                                 interval_cell, order))
 
 
 def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
@@ -315,8 +318,9 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
                       "test accuracy gain (points)", colours=colours, zero_line=True, dodge=6)
 
 
-def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
-    """The project's accuracy targets (mean over seeds, full test set), each met or missed, with the number."""
+def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataFrame | None = None) -> str:
+    """The project's accuracy targets (mean over seeds, full test set), each met or missed, with the number; with
+    `gaps` (`probe_gaps`), whether the fine-tuned model is at least as accurate as its backbone's linear probe."""
     summary = sweep_summary(table[table.protocol == protocol])
     mean = {(r.pretext, r.labels_per_class): r.mean for r in summary.itertuples()}
 
@@ -344,6 +348,13 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full") -> str:
         top = max(gains.values(), key=lambda r: r.gain)
         add("10 per class: best pretext ≥ `none` + 6 points, its 95% CI excluding 0",
             f"`{top.pretext}` {gain_text(top)}", top.gain >= 0.06 and is_finding(top))
+    if gaps is not None and len(gaps):
+        below = gaps[gaps.gain < 0]
+        worst = below.sort_values("gain").head(3)
+        add("every budget: fine-tuned ≥ the frozen linear probe of its backbone",
+            "always" if below.empty else f"below at {len(below)} of {len(gaps)} (pretext, budget): "
+            + ", ".join(f"`{r.pretext}` at {r.labels_per_class} {signed(100 * r.gain)}" for r in worst.itertuples())
+            + (", ..." if len(below) > 3 else ""), below.empty)
     return "\n".join(lines)
 
 
@@ -373,13 +384,13 @@ GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws t
               "a gain these seeds show; the others are too close to tell from `none` with these seeds.")
 
 
-def comparison_block(table: pd.DataFrame, order=()) -> str:
+def comparison_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None) -> str:
     gains = (f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n![gain over none]({GAIN_PLOT.as_posix()})\n\n"
              if len(paired_gains(table)) else "")
     return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{gains}Test accuracy, mean ± std over seeds:\n\n"
             f"{comparison_markdown(table, order)}\n\n"
             f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
-            f"{targets_markdown(table)}\n{CMP_END}")
+            f"{targets_markdown(table, gaps=gaps)}\n{CMP_END}")
 
 
 def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
@@ -480,7 +491,8 @@ def _pretexts(root: Path, read) -> list[str]:
 
 
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
-    return comparison_block(read_comparison(root, read), _pretexts(root, read))
+    table = read_comparison(root, read)
+    return comparison_block(table, _pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))))
 
 
 def probe_markdown(probes: dict[str, dict]) -> str:
@@ -498,9 +510,52 @@ def probe_markdown(probes: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def render_probe(root: Path, read=lambda p: p.read_text()) -> str:
-    probes = {p: json.loads(read(root / f"metrics/probe/{p}/detail.json")) for p in _pretexts(root, read)}
-    return f"{PROBE_START}\n{probe_markdown(probes)}\n{PROBE_END}"
+def probe_draws(probes: dict[str, dict]) -> pd.DataFrame:
+    """The linear probe's test accuracy per pretext, budget and seed (a probe's label draw i is seed i's, the
+    labelled images finetune draws with finetune.seed i; `all` has one draw, seed 0)."""
+    rows = [{"pretext": pretext, "labels_per_class": budget, "seed": seed, "probe": draw["linear"]}
+            for pretext, detail in probes.items() for budget, draws in detail["draws"].items()
+            for seed, draw in enumerate(draws)]
+    return pd.DataFrame(rows, columns=["pretext", "labels_per_class", "seed", "probe"])
+
+
+def probe_gaps(table: pd.DataFrame, draws: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """Per pretext and budget: the fine-tuned model's test accuracy minus the frozen linear probe's of the same
+    backbone on the same labelled images, paired by seed, with its 95% interval (`paired_interval`)."""
+    rows = table[table.protocol == protocol].merge(draws, on=["pretext", "labels_per_class", "seed"])
+    out = []
+    for (pretext, budget), group in rows.groupby(["pretext", "labels_per_class"], sort=False):
+        n, mean, low, high = paired_interval(group.test_accuracy - group.probe)
+        out.append({"pretext": pretext, "labels_per_class": budget, "seeds": n, "gain": mean, "low": low, "high": high})
+    return pd.DataFrame(out, columns=["pretext", "labels_per_class", "seeds", "gain", "low", "high"])
+
+
+def interval_cell(r) -> str:
+    """A paired difference as a table cell: points, bold where its 95% interval excludes 0, with the interval."""
+    if r.seeds < 2:
+        return f"{signed(100 * r.gain)} (1 seed)"
+    value = f"**{signed(100 * r.gain)}**" if is_finding(r) else signed(100 * r.gain)
+    return f"{value} ({signed(100 * r.low)} to {signed(100 * r.high)}; {r.seeds} seeds)"
+
+
+def probe_gap_markdown(gaps: pd.DataFrame, order=()) -> str:
+    return "\n".join(budget_grid(gaps, "fine-tuned − probe", "{} labels per class", interval_cell, order))
+
+
+def read_probes(root: Path, read=lambda p: p.read_text()) -> dict[str, dict]:
+    return {p: json.loads(read(root / f"metrics/probe/{p}/detail.json")) for p in _pretexts(root, read)}
+
+
+def render_probe(root: Path, read=lambda p: p.read_text(), exists=lambda p: p.is_file()) -> str:
+    probes = read_probes(root, read)
+    gaps = ""
+    if exists(root / COMPARISON):
+        table = probe_gaps(read_comparison(root, read), probe_draws(probes))
+        if len(table):
+            gaps = ("\n\nThe fine-tuned model (the sweep's, before distillation) against the linear probe of the same "
+                    "backbone on the same labelled images, test accuracy, paired by seed, with its 95% interval "
+                    "(**bold**: it excludes 0):\n\n" + probe_gap_markdown(table, list(probes)))
+    return f"{PROBE_START}\n{probe_markdown(probes)}{gaps}\n{PROBE_END}"
 
 
 def embedding_path(pretext: str) -> Path:
@@ -552,6 +607,43 @@ def recipe_markdown(table: pd.DataFrame) -> str:
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     return "\n".join(lines) + (f"\n\nUp to {table.seed.nunique()} seeds per cell; baseline epochs per budget {epochs}; "
                                f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s).")
+
+
+def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
+    """The fine-tuning schedule chosen (benchmarks/recipe.py --base defaults): per pretext, variant and budget, the
+    optimizer steps, the honest val accuracy (what decides) with its difference from the baseline paired by seed
+    (the same labelled and val images) and 95% interval, and the test accuracy, never used to choose. The variant
+    params.yaml's min_steps gives is marked as the default."""
+    table = table.astype({"labels_per_class": str})
+    budgets = _budget_order(table.labels_per_class.unique())
+    lines = ["| pretext | schedule | " + " | ".join(f"steps, {b} per class | val, {b} per class | test, {b} per class"
+                                                  for b in budgets) + " |", "|---" * (3 * len(budgets) + 2) + "|"]
+    default = params["finetune"]["min_steps"]
+    for pretext, part in table.groupby("pretext", sort=False):
+        base = part[part.variant == "baseline"].set_index(["labels_per_class", "seed"]).val_accuracy
+        part = part.sort_values("steps", kind="stable")
+        for variant, runs in part.groupby("variant", sort=False):
+            cells = []
+            for b in budgets:
+                at = runs[runs.labels_per_class == b].set_index(["labels_per_class", "seed"])
+                if at.empty:
+                    cells += ["—"] * 3
+                    continue
+                val = f"{100 * at.val_accuracy.mean():.2f}"
+                paired = (at.val_accuracy - base).dropna()
+                if variant != "baseline" and len(paired):
+                    n, mean, low, high = paired_interval(paired)
+                    text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
+                    val += f" ({'**' + text + '**' if n > 1 and (low > 0 or high < 0) else text})"
+                cells += [str(int(at.steps.iloc[0])), val, f"{100 * at.test_accuracy.mean():.2f}"]
+            steps = int(runs.min_steps.iloc[0]) if "min_steps" in runs else 0
+            name = "the sweep's epochs" if variant == "baseline" else variant
+            lines.append(f"| {pretext} | {name}{' (default)' if steps == default else ''} | " + " | ".join(cells) + " |")
+    seeds = ", ".join(f"{b}: {table[table.labels_per_class == b].seed.nunique()}" for b in budgets)
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + (f"\n\nMeans over seeds (per budget {seeds}); in brackets the val difference from the "
+                               "sweep's epochs, seed by seed, and its 95% interval (**bold**: it excludes 0); "
+                               f"{table.compute.iloc[0]}, {threads} thread(s).")
 
 
 def distill_recipe_markdown(table: pd.DataFrame) -> str:
@@ -631,7 +723,8 @@ BENCHMARKS = {"recipe": (RECIPE, lambda table, params: recipe_markdown(table), R
               "distill-recipe": (DISTILL_RECIPE, lambda table, params: distill_recipe_markdown(table),
                                  DISTILL_RECIPE_START, DISTILL_RECIPE_END),
               "pretext-compute": (PRETEXT_COMPUTE, pretext_compute_markdown, PRETEXT_COMPUTE_START,
-                                  PRETEXT_COMPUTE_END)}
+                                  PRETEXT_COMPUTE_END),
+              "schedule": (SCHEDULE, schedule_markdown, SCHEDULE_START, SCHEDULE_END)}
 
 
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:
@@ -683,7 +776,7 @@ def rendered(root: Path, pending: dict[Path, str] | None = None,
         return path in out or exists_file(path)
 
     readme, details = root / "README.md", root / RESULTS_DOC
-    out[details] = replace_block(replace_block(read(details), render(root, read)), render_probe(root, read),
+    out[details] = replace_block(replace_block(read(details), render(root, read)), render_probe(root, read, exists),
                                  PROBE_START, PROBE_END)
     pretexts = _pretexts(root, read)
     for pretext in pretexts:
@@ -693,7 +786,7 @@ def rendered(root: Path, pending: dict[Path, str] | None = None,
         out[root / PLOT] = label_efficiency_svg(table, pretexts)
         if len(paired_gains(table)):
             out[root / GAIN_PLOT] = gain_svg(table, pretexts)
-        out[readme] = replace_block(read(readme), comparison_block(table, pretexts), CMP_START, CMP_END)
+        out[readme] = replace_block(read(readme), render_comparison(root, read), CMP_START, CMP_END)
         if exists(root / REFERENCE_VIEWS):
             out[readme] = replace_block(read(readme), render_views(root, read), VIEWS_START, VIEWS_END)
     if exists(root / DISTILLED):

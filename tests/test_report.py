@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from selfsup.report import (END, START, answer_markdown, gain_svg, gain_text, gains_markdown, is_finding,
-                            paired_gains, t975, comparison_markdown, distill_recipe_markdown,
+                            paired_gains, probe_draws, probe_gap_markdown, probe_gaps, t975, comparison_markdown, distill_recipe_markdown,
                             distillation_svg, distilled_markdown, embedding_svg, epochs_markdown, experiment_rows,
                             label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
-                            recipe_markdown, replace_block, results_markdown, signed, sweep_tables, targets_markdown,
-                            views_markdown)
+                            recipe_markdown, replace_block, results_markdown, schedule_markdown, signed, sweep_tables,
+                            targets_markdown, views_markdown)
 import selfsup.report as report_module
 from selfsup.cli import run_stage
 from selfsup.svg import COLOURS
@@ -205,6 +205,25 @@ def test_gains_are_paired_by_seed_with_a_t_interval():
     assert gain_text(rotation) == "+5.00 points (95% CI +2.52 to +7.48, 3 seeds)"
 
 
+def test_the_fine_tuned_model_is_paired_with_the_probe_of_the_same_labelled_images():
+    # the probe's draw i is seed i's labelled images; rotation's fine-tuned seeds 0-2 are 0.65, 0.70, 0.66
+    probes = {"rotation": {"draws": {"10": [{"linear": 0.69}, {"linear": 0.73}, {"linear": 0.69}]}},
+              "none": {"draws": {"10": [{"linear": 0.55}, {"linear": 0.60}, {"linear": 0.60}],
+                                 "100": [{"linear": 0.8}]}}}
+    draws = probe_draws(probes)
+    assert len(draws) == 7 and set(draws.seed) == {0, 1, 2}
+    gaps = probe_gaps(paired_sweep(), draws).set_index("pretext")
+    rotation = gaps.loc["rotation"]  # differences -0.04, -0.03, -0.03: the fourth, unprobed seed left out
+    assert rotation.seeds == 3 and rotation.gain == pytest.approx(-0.1 / 3) and is_finding(rotation)
+    assert gaps.loc["none"].gain == pytest.approx(0.11 / 3) and not is_finding(gaps.loc["none"])
+    assert "100" not in set(gaps.labels_per_class)  # no fine-tuned run at 100 to pair with
+    md = probe_gap_markdown(gaps.reset_index(), ["none", "rotation"]).splitlines()
+    assert md[2].startswith("| none | +3.67 (") and md[3].startswith("| rotation | **-3.33** (")
+    target = targets_markdown(paired_sweep(), gaps=gaps.reset_index()).splitlines()[-1]
+    assert target == ("| every budget: fine-tuned ≥ the frozen linear probe of its backbone | below at 1 of 2 "
+                      "(pretext, budget): `rotation` at 10 -3.33 | **missed** |")
+
+
 def test_the_answer_says_which_gains_the_seeds_show():
     table = paired_sweep()
     line = answer_markdown(table, ["none", "rotation", "autoencoder"])
@@ -276,6 +295,25 @@ def test_recipe_table_keeps_a_variant_only_where_val_beats_the_default_at_every_
     assert "2 seeds per cell; baseline epochs per budget 10: 60, 100: 40; val images per budget 10: 100, 100: 1000" in md[-1]
     assert md[-1].endswith("cpu bfloat16, 1 thread(s).")
 
+
+
+def test_schedule_table_pairs_each_schedule_with_the_baseline_seed_by_seed_and_marks_the_default():
+    rows = []
+    for variant, min_steps, steps, val in [("baseline", 0, 60, [0.60, 0.70, 0.65]),
+                                           ("at least 1500 steps", 1500, 1500, [0.66, 0.75, 0.72]),
+                                           ("at least 500 steps", 500, 540, [0.70, 0.60, 0.65])]:
+        for seed in range(3):
+            rows.append({"pretext": "none", "labels_per_class": 10, "variant": variant, "seed": seed, "epochs": 60,
+                         "min_steps": min_steps, "steps": steps, "val_images": 100, "val_accuracy": val[seed],
+                         "test_accuracy": 0.5, "seconds": 30.0, "threads": 1, "compute": "cpu bfloat16"})
+    md = schedule_markdown(pd.DataFrame(rows), {"finetune": {"min_steps": 1500}}).splitlines()
+    assert md[0] == "| pretext | schedule | steps, 10 per class | val, 10 per class | test, 10 per class |"
+    assert md[2] == "| none | the sweep's epochs | 60 | 65.00 | 50.00 |"  # sorted by steps
+    # differences 0.10, -0.10, 0.00: mean 0, an interval around it, not bold
+    assert md[3] == "| none | at least 500 steps | 540 | 65.00 (+0.00, -24.84 to +24.84) | 50.00 |"
+    # differences 0.06, 0.05, 0.07: 6 ± 4.303 x 1 / sqrt(3) points, bold
+    assert md[4] == "| none | at least 1500 steps (default) | 1500 | 71.00 (**+6.00, +3.52 to +8.48**) | 50.00 |"
+    assert md[-1].startswith("Means over seeds (per budget 10: 3)") and md[-1].endswith("cpu bfloat16, 1 thread(s).")
 
 
 def test_epochs_trade_off_is_the_all_labels_schedule_rows_with_their_minutes():
