@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from selfsup.params import ParamsError, load_params, parse_params
+from selfsup.params import Params, ParamsError, load_params, parse_params, to_dict
 from selfsup.pretexts import get_pretext
 from tests.conftest import REPO
 
@@ -119,3 +119,17 @@ def test_params_are_frozen():
 def test_missing_file_says_where_to_run(tmp_path):
     with pytest.raises(ParamsError, match="not found; run the stages from the repository root"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_every_default_in_the_code_is_params_yamls():
+    """One default per knob: reading a dataclass tells the truth about a default run."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = parse_params(raw)
+    in_code = to_dict(Params(pretext=params.pretext, pretexts=params.pretexts))
+    in_yaml = to_dict(params)
+    in_code.pop("pretrain"), in_yaml.pop("pretrain")
+    assert in_code == in_yaml
+    assert to_dict(params.pretrain.common) == to_dict(type(params.pretrain.common)())
+    for name in params.pretexts:
+        spec = get_pretext(name)
+        assert to_dict(params.pretrain.section(name, spec.params)) == to_dict(spec.params()), name

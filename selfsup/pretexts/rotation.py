@@ -24,7 +24,7 @@ class RotationParams:
     epochs: int = field(default=4, metadata=check(positive, "a positive integer"))
     flip: bool = True
     translate: int = field(default=2, metadata=check(non_negative, "0 or more pixels"))
-    views: int = field(default=4, metadata=check(lambda v: 1 <= v <= 4, "1 to 4 rotations per image"))
+    views: int = field(default=1, metadata=check(lambda v: 1 <= v <= 4, "1 to 4 rotations per image"))
 
 
 def random_rotate90(x: torch.Tensor, views: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
