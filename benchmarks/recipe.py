@@ -40,7 +40,8 @@ EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budge
 # The recipe each variant changes one thing of: the plain fine-tuning every pretext started from (written out,
 # so that a later change of params.yaml's defaults does not change what a row of metrics/recipe.tsv means).
 BASELINE = {"protocol": "full", "transfer": "all", "pretrained_lr": 1.0, "label_smoothing": 0.0, "keep": "last",
-            "ema": 0.0, "min_steps": 0, "augment": {"flip": True, "translate": 2, "cutout": 0}, "tta": "none"}
+            "ema": 0.0, "min_steps": 0, "head": "fc4", "augment": {"flip": True, "translate": 2, "cutout": 0},
+            "tta": "none"}
 
 # name -> (changes to the baseline's finetune params, changes to the compute params)
 VARIANTS = {
@@ -55,6 +56,9 @@ VARIANTS = {
     "EMA of the weights, decay 0.999": ({"ema": 0.999}, {}),
     "at least 500 steps": ({"min_steps": 500}, {}),
     "at least 1500 steps": ({"min_steps": 1500}, {}),
+    "1500 steps, head on the probe's layer": ({"min_steps": 1500, "head": "probe"}, {}),
+    "1500 steps, LP-FT on the probe's layer, pretrained at 0.1 lr": (
+        {"min_steps": 1500, "head": "probe", "protocol": "lp-ft", "pretrained_lr": 0.1}, {}),
     "flip TTA": ({"tta": "flip"}, {}),  # evaluation only: trains as the baseline, whose model it reuses in one run
 }
 
@@ -64,12 +68,13 @@ def parse_budget(text: str) -> int | str:
 
 
 def baseline(params, base: str) -> dict:
-    """The recipe the variants change one thing of: BASELINE (`plain`), or params.yaml's own finetune
-    recipe and test-time augmentation (`defaults`: what `dvc repro` gives at the budget, with the sweep's epochs)."""
+    """The recipe the variants change one thing of: BASELINE (`plain`), or params.yaml's own finetune recipe and
+    test-time augmentation with the sweep's schedule (`defaults`: the sweep's epochs and no min_steps, whatever
+    params.yaml's min_steps, so that the schedules are all measured against the same one)."""
     if base == "plain":
         return BASELINE
     recipe = to_dict(params.finetune)
-    return {**{k: recipe[k] for k in BASELINE if k != "tta"}, "tta": params.evaluate.tta}
+    return {**{k: recipe[k] for k in BASELINE if k != "tta"}, "min_steps": 0, "tta": params.evaluate.tta}
 
 
 def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int, base: str = "plain"):
@@ -122,7 +127,8 @@ def main(argv=None):
             return top1_accuracy(predict(classify, split.images, norm, 1000, compute), split.labels).item()
 
         rows.append({"pretext": pretext, "labels_per_class": budget, "variant": name, "seed": seed,
-                     "epochs": cfg.epochs, "min_steps": cfg.min_steps, "steps": steps, "val_images": len(val), "val_accuracy": accuracy(val),
+                     "epochs": cfg.epochs, "min_steps": cfg.min_steps, "steps": steps, "protocol": cfg.protocol,
+                     "head": cfg.head, "layer": model.layer, "val_images": len(val), "val_accuracy": accuracy(val),
                      "test_accuracy": accuracy(splits["test"]), "seconds": round(seconds, 1),
                      "threads": torch.get_num_threads(), "compute": compute.describe()})
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "

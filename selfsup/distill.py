@@ -73,7 +73,7 @@ def objective(student: Classifier, rows: torch.Tensor, cfg: DistillParams) -> Ob
     def make_batch(x, positions, gen):
         return cutout(flip_translate(x, aug.flip, aug.translate, gen), aug.cutout, gen), rows[positions]
 
-    return Objective(student, make_batch, soft_cross_entropy(cfg.temperature), accuracy=agreement)
+    return Objective(student, make_batch, soft_cross_entropy(cfg.temperature), student.unused(), accuracy=agreement)
 
 
 def distill(teacher: Classifier, student: Classifier, train_images: torch.Tensor, labelled: torch.Tensor,
@@ -106,7 +106,8 @@ def distill_student(teacher: Classifier, backbone_state: dict, model_cfg: dict, 
     if cfg.init == "teacher":
         student = copy.deepcopy(teacher)
     else:
-        student = initial_classifier(backbone_state, model_cfg, meta, teacher.logits.out_features, cfg.seed, transfer)
+        student = initial_classifier(backbone_state, model_cfg, meta, teacher.logits.out_features, cfg.seed, transfer,
+                                     teacher.layer)
     torch.manual_seed(cfg.seed)  # dropout masks
     result, rows = distill(teacher, student, train_images, labelled, labels, val, cfg, compute, norm, live)
     return student, result, rows

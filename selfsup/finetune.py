@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from selfsup.augment import cutout, flip_translate
 from selfsup.data import Split, labelled_subset, val_subset
 from selfsup.evaluate import top1_accuracy
-from selfsup.models import Classifier, build_classifier, load_backbone_into
+from selfsup.models import HEAD_LAYERS, Classifier, build_classifier, load_backbone_into
 from selfsup.params import FinetuneParams
-from selfsup.probe import LinearProbe
+from selfsup.probe import LinearProbe, accuracy
 from selfsup.runtime import Compute, Normalize, predict
 from selfsup.train import FitResult, Objective, fit
 
@@ -43,22 +43,39 @@ def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool) -> Objec
 
     scales = [(model.backbone, cfg.pretrained_lr)] if pretrained else []
     loss = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing) if cfg.label_smoothing else F.cross_entropy
-    return Objective(model, make_batch, loss, FROZEN[cfg.protocol](model), accuracy=top1_accuracy, lr_scales=scales)
+    return Objective(model, make_batch, loss, FROZEN[cfg.protocol](model) + model.unused(), accuracy=top1_accuracy,
+                     lr_scales=scales)
+
+
+HEAD_STEPS = 100  # L-BFGS iterations of a head fitted on frozen features
+
+
+def head_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: FinetuneParams) -> LinearProbe:
+    """A linear probe (L2-regularised logistic regression by L-BFGS, weight decay cfg.weight_decay) of frozen
+    features, on the features as they are: dividing by the spread of a feature that is (nearly) constant on a few
+    labelled images would give it a huge weight, and fine-tuning from it would diverge."""
+    return LinearProbe(num_classes, cfg.weight_decay, HEAD_STEPS, standardise=False).fit(features, labels)
 
 
 def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: FinetuneParams, norm: Normalize,
-             compute: Compute, steps: int = 100) -> None:
-    """LP-FT's first step (Kumar et al. 2022): the logits layer set to a linear probe (L2-regularised
-    logistic regression by L-BFGS, weight decay cfg.weight_decay) of the frozen backbone's features of the
-    labelled images, so that full
-    fine-tuning starts from a head that fits the features instead of a random one that distorts them."""
-    features = predict(model.backbone, images, norm, 1000, compute)
-    # on the features as they are: dividing by the spread of a feature that is (nearly) constant on a few
-    # labelled images would give it a huge weight, and fine-tuning would diverge
-    probe = LinearProbe(model.logits.out_features, cfg.weight_decay, steps, standardise=False).fit(features, labels)
+             compute: Compute) -> None:
+    """LP-FT's first step (Kumar et al. 2022): the logits layer set to a linear probe (`head_probe`) of the frozen
+    backbone's features (at the head's layer) of the labelled images, so that full fine-tuning starts from a head
+    that fits the features instead of a random one that distorts them."""
+    features = predict(model, images, norm, 1000, compute, method="features")
+    probe = head_probe(features, labels, model.logits.out_features, cfg)
     with torch.no_grad():
         model.logits.weight.copy_(probe.linear.weight)
         model.logits.bias.copy_(probe.linear.bias)
+
+
+def probe_layers(backbone, images: torch.Tensor, labels: torch.Tensor, val: Split, num_classes: int,
+                 cfg: FinetuneParams, norm: Normalize, compute: Compute) -> dict[str, float]:
+    """Per layer a head can sit on (HEAD_LAYERS), the val accuracy of a `head_probe` of the frozen `backbone`'s
+    features of the labelled images: what `head: probe` chooses by, on at most the budget's val images per class."""
+    train, held = (predict(backbone, x, norm, 1000, compute, method="layer_features") for x in (images, val.images))
+    return {layer: accuracy(head_probe(train[layer], labels, num_classes, cfg).predict(held[layer]), val.labels)
+            for layer in HEAD_LAYERS}
 
 
 def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 1000):
@@ -87,14 +104,15 @@ def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val:
 
 
 def initial_classifier(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, seed: int,
-                       transfer: str) -> Classifier:
-    """A classifier seeded by `seed` on the backbone: all of it, or (transfer: conv) only its convolutions."""
+                       transfer: str, layer: str = "fc4") -> Classifier:
+    """A classifier seeded by `seed` on the backbone: all of it, or (transfer: conv) only its convolutions; its
+    logits on `layer`."""
     torch.manual_seed(seed)
-    model = build_classifier(model_cfg, meta, num_classes)
+    model = build_classifier(model_cfg, meta, num_classes, layer)
     load_backbone_into(model, backbone_state)
     if transfer == "conv":  # the layers the pretext specialised left behind: fc3 and fc4 start afresh
-        for layer in (model.backbone.fc3, model.backbone.fc4):
-            layer.reset_parameters()
+        for fc in (model.backbone.fc3, model.backbone.fc4):
+            fc.reset_parameters()
     return model
 
 
@@ -108,11 +126,20 @@ def budget(train: Split, val: Split, cfg: FinetuneParams) -> tuple[torch.Tensor,
 def finetune_backbone(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, train: Split, val: Split,
                       cfg: FinetuneParams, pretrained: bool, compute: Compute, norm: Normalize,
                       live=None) -> tuple[Classifier, FitResult, int, Split]:
-    """The finetune stage's work: `initial_classifier`, fine-tuned on the budget's labelled training images
-    with at most as many val images per class (`budget`).
+    """The finetune stage's work: `initial_classifier`, its head on cfg.head's layer (`probe`: the layer whose
+    linear probe scores best on the val images, `probe_layers`), fine-tuned on the budget's labelled training
+    images with at most as many val images per class (`budget`).
 
     Returns the model (the kept epoch loaded), the fit's result, the number of labelled images and the val images."""
-    model = initial_classifier(backbone_state, model_cfg, meta, num_classes, cfg.seed, cfg.transfer)
     chosen, val = budget(train, val, cfg)
-    result = finetune(model, train.images[chosen], train.labels[chosen], val, cfg, pretrained, compute, norm, live)
+    images, labels = train.images[chosen], train.labels[chosen]
+    layer = cfg.head
+    if layer == "probe":
+        start = initial_classifier(backbone_state, model_cfg, meta, num_classes, cfg.seed, cfg.transfer)
+        scores = probe_layers(start.backbone.to(norm.mean.device), images, labels, val, num_classes, cfg, norm, compute)
+        layer = max(scores, key=scores.get)
+        print(f"finetune: head on {layer} (linear probes on {len(val)} val images: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
+    model = initial_classifier(backbone_state, model_cfg, meta, num_classes, cfg.seed, cfg.transfer, layer)
+    result = finetune(model, images, labels, val, cfg, pretrained, compute, norm, live)
     return model, result, len(chosen), val

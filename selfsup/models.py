@@ -76,7 +76,8 @@ class CifarNet(nn.Module):
             block1 = [conv1, nn.ReLU(inplace=True), nn.MaxPool2d(2), _norm_layer(norm)]
             block2 = [conv2, nn.ReLU(inplace=True), _norm_layer(norm), nn.MaxPool2d(2)]
         self.conv = nn.Sequential(*block1, *block2)
-        self.fc3 = nn.Linear(64 * (image_size // 4) ** 2, 384)
+        self.conv_dim = 64 * (image_size // 4) ** 2
+        self.fc3 = nn.Linear(self.conv_dim, 384)
         self.dropout = nn.Dropout(dropout)
         self.fc4 = nn.Linear(384, FEATURE_DIM)
 
@@ -96,24 +97,58 @@ class CifarNet(nn.Module):
         second = self.conv[4:](first)
         fc3 = torch.relu(self.fc3(second.flatten(1)))
         return {
-            "conv1": F.adaptive_avg_pool2d(first, second.shape[-2:]).flatten(1),
+            "conv1": _half(first),
             "conv2": second.flatten(1),
             "fc3": fc3,
             "fc4": torch.relu(self.fc4(fc3)),
         }
 
+    def features_at(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """The flat features of one layer, as layer_features gives them, computing only what it needs (and with
+        dropout after fc3 in training mode, as forward): fc4 is forward's output."""
+        if layer == "fc4":
+            return self(x)
+        first = self.conv[:4](x)
+        if layer == "conv1":
+            return _half(first)
+        if layer == "conv2":
+            return self.conv[4:](first).flatten(1)
+        raise ValueError(f"no features at {layer!r}; valid: {', '.join(HEAD_LAYERS)}")
+
+    def feature_dim(self, layer: str) -> int:
+        return FEATURE_DIM if layer == "fc4" else self.conv_dim
+
+
+HEAD_LAYERS = ("conv1", "conv2", "fc4")  # the layers a classifier's logits can sit on (fc4: the whole backbone)
+
+
+def _half(first: torch.Tensor) -> torch.Tensor:
+    """The first block's maps average-pooled to the second block's size (the second pools by 2), flat."""
+    return F.adaptive_avg_pool2d(first, (first.shape[-2] // 2, first.shape[-1] // 2)).flatten(1)
+
 
 class Classifier(nn.Module):
-    """A backbone with a linear `logits` layer on its features."""
+    """A backbone with a linear `logits` layer on the features of one of its layers: fc4, the whole backbone (the
+    default), or a convolution (conv1, conv2: the layer a frozen-feature probe often prefers), where the fully
+    connected layers after it are left unused (`unused`)."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int):
+    def __init__(self, backbone: CifarNet, num_classes: int, layer: str = "fc4"):
         super().__init__()
-        self.backbone = backbone
-        self.logits = nn.Linear(FEATURE_DIM, num_classes)
+        if layer not in HEAD_LAYERS:
+            raise ValueError(f"no features at {layer!r}; valid: {', '.join(HEAD_LAYERS)}")
+        self.backbone, self.layer = backbone, layer
+        self.logits = nn.Linear(backbone.feature_dim(layer), num_classes)
         nn.init.zeros_(self.logits.bias)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.features_at(x, self.layer)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.backbone(x))
+        return self.logits(self.features(x))
+
+    def unused(self) -> list[nn.Module]:
+        """The backbone's layers after the head's: kept (the checkpoint holds the whole backbone), never trained."""
+        return [] if self.layer == "fc4" else [self.backbone.fc3, self.backbone.fc4]
 
 
 class FlipAverage(nn.Module):
@@ -136,14 +171,15 @@ def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarN
     return CifarNet(in_channels, image_size, norm=model_cfg["norm"], dropout=model_cfg["dropout"])
 
 
-def build_classifier(model_cfg: dict, data: dict, num_classes: int) -> Classifier:
-    """The classifier for data with `data["channels"]` and `data["image_size"]` (prepared meta or a checkpoint's)."""
-    return Classifier(build_backbone(model_cfg, data["channels"], data["image_size"]), num_classes)
+def build_classifier(model_cfg: dict, data: dict, num_classes: int, layer: str = "fc4") -> Classifier:
+    """The classifier for data with `data["channels"]` and `data["image_size"]` (prepared meta or a checkpoint's),
+    its logits on `layer`."""
+    return Classifier(build_backbone(model_cfg, data["channels"], data["image_size"]), num_classes, layer)
 
 
 def load_classifier(ckpt: dict) -> Classifier:
     """The classifier of a finetune or distill checkpoint (as load_checkpoint returns it), weights loaded."""
-    model = build_classifier(ckpt["config"]["model"], ckpt["data"], len(ckpt["classes"]))
+    model = build_classifier(ckpt["config"]["model"], ckpt["data"], len(ckpt["classes"]), ckpt.get("layer", "fc4"))
     model.load_state_dict(ckpt["state_dict"])
     return model
 

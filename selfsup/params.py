@@ -145,6 +145,7 @@ class AugmentParams:
 class FinetuneParams(OptimParams):
     protocol: Literal["full", "fc", "head", "lp-ft"] = "full"
     transfer: Literal["all", "conv"] = "conv"
+    head: Literal["fc4", "conv1", "conv2", "probe"] = "fc4"
     pretrained_lr: float = field(default=1.0, metadata=check(fraction, "a fraction of lr in (0, 1]"))
     labels_per_class: Union[int, Literal["all"]] = field(
         default="all", metadata=check(lambda n: n == "all" or n > 0, "a positive integer or `all`")

@@ -613,12 +613,13 @@ def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
     """The fine-tuning schedule chosen (benchmarks/recipe.py --base defaults): per pretext, variant and budget, the
     optimizer steps, the honest val accuracy (what decides) with its difference from the baseline paired by seed
     (the same labelled and val images) and 95% interval, and the test accuracy, never used to choose. The variant
-    params.yaml's min_steps gives is marked as the default."""
+    params.yaml's min_steps, head and protocol give is marked as the default; where the head's layer was chosen
+    (head: probe), the layers chosen are listed with the steps."""
     table = table.astype({"labels_per_class": str})
     budgets = _budget_order(table.labels_per_class.unique())
     lines = ["| pretext | schedule | " + " | ".join(f"steps, {b} per class | val, {b} per class | test, {b} per class"
                                                   for b in budgets) + " |", "|---" * (3 * len(budgets) + 2) + "|"]
-    default = params["finetune"]["min_steps"]
+    default = tuple(params["finetune"][k] for k in ("min_steps", "head", "protocol"))
     for pretext, part in table.groupby("pretext", sort=False):
         base = part[part.variant == "baseline"].set_index(["labels_per_class", "seed"]).val_accuracy
         part = part.sort_values("steps", kind="stable")
@@ -635,10 +636,15 @@ def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
                     n, mean, low, high = paired_interval(paired)
                     text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
                     val += f" ({'**' + text + '**' if n > 1 and (low > 0 or high < 0) else text})"
-                cells += [str(int(at.steps.iloc[0])), val, f"{100 * at.test_accuracy.mean():.2f}"]
-            steps = int(runs.min_steps.iloc[0]) if "min_steps" in runs else 0
+                steps = str(int(at.steps.iloc[0]))
+                if (at["head"] == "probe").all():
+                    chosen = at.layer.value_counts()
+                    steps += " (" + ", ".join(f"{layer} ×{n}" if n > 1 else layer for layer, n in chosen.items()) + ")"
+                cells += [steps, val, f"{100 * at.test_accuracy.mean():.2f}"]
+            first = runs.iloc[0]
             name = "the sweep's epochs" if variant == "baseline" else variant
-            lines.append(f"| {pretext} | {name}{' (default)' if steps == default else ''} | " + " | ".join(cells) + " |")
+            mark = " (default)" if (int(first.min_steps), first["head"], first.protocol) == default else ""
+            lines.append(f"| {pretext} | {name}{mark} | " + " | ".join(cells) + " |")
     seeds = ", ".join(f"{b}: {table[table.labels_per_class == b].seed.nunique()}" for b in budgets)
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     return "\n".join(lines) + (f"\n\nMeans over seeds (per budget {seeds}); in brackets the val difference from the "

@@ -57,7 +57,7 @@ def main(argv=None):
                          "targets": int((rows.sum(1) > 0).sum()), "val_images": len(val)})
     save_checkpoint(out, student, pretext=params.pretext, classes=teacher_ckpt["classes"],
                     config={**teacher_ckpt["config"], "distill": to_dict(cfg)}, data=teacher_ckpt["data"],
-                    best_epoch=result.best_epoch)
+                    best_epoch=result.best_epoch, layer=student.layer)
     live.end()
 
 

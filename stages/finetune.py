@@ -31,7 +31,8 @@ def main(argv=None):
     model, result, labelled, val = finetune_backbone(ckpt["state_dict"], to_dict(params.model), meta,
                                                      len(prepared.classes), train, val, cfg,
                                                      get_pretext(params.pretext).trains, compute, norm, live)
-    live.summary.update({"kept_epoch": result.best_epoch, "steps": result.steps, "labelled_images": labelled,
+    live.summary.update({"kept_epoch": result.best_epoch, "steps": result.steps, "layer": model.layer,
+                         "labelled_images": labelled,
                          "val_images": len(val)})
     short = short_classes(train.labels, cfg.labels_per_class, prepared.classes)
     if short:  # at_most: the classes that had fewer training images than the budget, used whole
@@ -41,7 +42,7 @@ def main(argv=None):
             Path(args.out) / "model.pt", model, pretext=params.pretext, classes=prepared.classes,
             config={"model": to_dict(params.model), "finetune": to_dict(cfg)},
             data={k: meta[k] for k in ("dataset", "channels", "image_size", "mean", "std")},
-            best_epoch=result.best_epoch,
+            best_epoch=result.best_epoch, layer=model.layer,
         )
     live.end()
 

@@ -221,3 +221,23 @@ def test_each_target_row_is_its_own_images(monkeypatch):
                                       torch.tensor([], dtype=torch.long), val, cfg, Compute(torch.device("cpu")), norm)
     assert torch.equal(rows.argmax(1), classes)  # row i: image i's class, for all 96
     assert len(met) == 2 * 96 // 16 and all(met)
+
+
+@pytest.mark.parametrize("init", ["teacher", "backbone"])
+def test_a_student_keeps_its_teachers_head_layer_and_leaves_the_unused_fc_layers_alone(init):
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    images, labels = bars(64, gen)
+    norm, compute = Normalize([0.3], [0.2], torch.device("cpu")), Compute(torch.device("cpu"))
+    meta, model_cfg = {"channels": 1, "image_size": 8}, {"norm": "batch", "dropout": 0.5}
+    torch.manual_seed(0)
+    backbone = build_backbone(model_cfg, 1, 8).state_dict()
+    teacher = initial_classifier(backbone, model_cfg, meta, 2, 0, "conv", "conv1")
+    before = {k: v.clone() for k, v in teacher.backbone.fc3.state_dict().items()}
+    val = Split(images[:8], labels[:8], "train", torch.arange(8))
+    student, _, _ = distill_student(teacher, backbone, model_cfg, meta, images, torch.arange(4), labels[:4], val,
+                                    DistillParams(init=init, epochs=1, rounds=1, batch_size=16), "conv", compute, norm)
+    assert student.layer == "conv1"
+    fresh = initial_classifier(backbone, model_cfg, meta, 2, 0, "conv", "conv1")  # what init: backbone starts from
+    start = before if init == "teacher" else fresh.backbone.fc3.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in student.backbone.fc3.state_dict().items())

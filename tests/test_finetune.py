@@ -53,7 +53,7 @@ def test_the_batches_are_augmented_and_keep_their_labels():
 def test_lp_ft_starts_from_a_head_that_is_the_linear_probe_of_the_frozen_features():
     from selfsup.finetune import fit_head
     from selfsup.probe import LinearProbe
-    from selfsup.runtime import Normalize, predict
+    from selfsup.runtime import Compute, Normalize, predict
 
     model = classifier()
     gen = torch.Generator().manual_seed(0)
@@ -62,7 +62,7 @@ def test_lp_ft_starts_from_a_head_that_is_the_linear_probe_of_the_frozen_feature
     norm = Normalize([0.3], [0.3], torch.device("cpu"))
     backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     cfg = FinetuneParams(protocol="lp-ft", weight_decay=1e-3)
-    fit_head(model, images, labels, cfg, norm, None)
+    fit_head(model, images, labels, cfg, norm, Compute(torch.device("cpu")))
     features = predict(model.backbone, images, norm, 1000)
     probe = LinearProbe(3, cfg.weight_decay, 100, standardise=False).fit(features, labels)
     logits = predict(model, images, norm, 1000)
@@ -114,3 +114,34 @@ def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_a
              for name, value in pretext.state_dict().items() if name.endswith("weight")}
     assert close["conv.0.weight"] and close["conv.4.weight"]
     assert close["fc3.weight"] == close["fc4.weight"] == (transfer == "all")
+
+
+def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc_layers_untrained():
+    from selfsup.data import Split
+    from selfsup.finetune import budget, finetune_backbone, initial_classifier, probe_layers
+    from selfsup.runtime import Compute, Normalize
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(90) % 3
+    images = (labels.view(-1, 1, 1, 1) * 70 + torch.randint(0, 40, (90, 1, 8, 8), generator=gen)).to(torch.uint8)
+    train = Split(images[:60], labels[:60], "train", torch.arange(60))
+    val = Split(images[60:], labels[60:], "train", torch.arange(60, 90))
+    norm, compute = Normalize([0.3], [0.3], torch.device("cpu")), Compute(torch.device("cpu"))
+    torch.manual_seed(1)
+    backbone = CifarNet(1, 8).state_dict()
+    model_cfg, meta = {"norm": "batch", "dropout": 0.5}, {"channels": 1, "image_size": 8}
+    cfg = FinetuneParams(head="probe", labels_per_class=10, epochs=2, batch_size=10, transfer="conv")
+    start = initial_classifier(backbone, model_cfg, meta, 3, cfg.seed, cfg.transfer)
+    chosen, held = budget(train, val, cfg)
+    scores = probe_layers(start.backbone, train.images[chosen], train.labels[chosen], held, 3, cfg, norm, compute)
+    assert set(scores) == {"conv1", "conv2", "fc4"} and all(0 <= v <= 1 for v in scores.values())
+    model, result, labelled, _ = finetune_backbone(backbone, model_cfg, meta, 3, train, val, cfg, True, compute, norm)
+    assert labelled == 30 and result.steps == 6
+    assert model.layer == max(scores, key=scores.get)
+    on_conv = initial_classifier(backbone, model_cfg, meta, 3, cfg.seed, cfg.transfer, "conv2")
+    cfg = FinetuneParams(head="conv2", labels_per_class=10, epochs=2, batch_size=10, transfer="conv")
+    model, *_ = finetune_backbone(backbone, model_cfg, meta, 3, train, val, cfg, True, compute, norm)
+    assert model.layer == "conv2" and model.logits.in_features == 64 * 2 * 2
+    for name in ("fc3", "fc4"):  # as transfer left them: unused, out of the optimiser
+        assert torch.equal(getattr(model.backbone, name).weight, getattr(on_conv.backbone, name).weight)
+    assert not torch.equal(model.backbone.conv[0].weight, on_conv.backbone.conv[0].weight)  # the convolutions train

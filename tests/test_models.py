@@ -102,6 +102,28 @@ def test_layer_features_are_flat_per_layer_and_end_in_the_backbone_output():
 
 
 
+@pytest.mark.parametrize("norm", ["batch", "lrn", "none"])
+def test_a_head_on_a_convolution_sees_that_layers_probe_features_and_survives_a_checkpoint(norm, tmp_path):
+    from selfsup.models import build_classifier, load_classifier
+
+    torch.manual_seed(0)
+    net = CifarNet(3, 32, norm=norm).eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = net.layer_features(x)
+    for layer in ("conv1", "conv2", "fc4"):
+        torch.testing.assert_close(net.features_at(x, layer), feats[layer])
+    data = {"channels": 3, "image_size": 32}
+    model = build_classifier({"norm": norm, "dropout": 0.5}, data, 5, "conv2").eval()
+    assert model.logits.in_features == 64 * 8 * 8 and model.unused() == [model.backbone.fc3, model.backbone.fc4]
+    save_checkpoint(tmp_path / "m.pt", model, classes=list("abcde"), config={"model": {"norm": norm, "dropout": 0.5}},
+                    data=data, layer=model.layer)
+    again = load_classifier(load_checkpoint(tmp_path / "m.pt", "classifier")).eval()
+    assert again.layer == "conv2"
+    torch.testing.assert_close(again(x), model(x))
+    with pytest.raises(ValueError, match="no features at 'fc3'; valid: conv1, conv2, fc4"):
+        Classifier(net, 5, "fc3")
+
+
 @pytest.mark.parametrize("autocast", [False, True])
 def test_lrn_in_half_precision_matches_fp32_at_large_activations(autocast):
     """The window's sum of squares overflows fp16 above activations of about 85: computed in fp32 inside,

@@ -304,15 +304,20 @@ def test_schedule_table_pairs_each_schedule_with_the_baseline_seed_by_seed_and_m
                                            ("at least 500 steps", 500, 540, [0.70, 0.60, 0.65])]:
         for seed in range(3):
             rows.append({"pretext": "none", "labels_per_class": 10, "variant": variant, "seed": seed, "epochs": 60,
-                         "min_steps": min_steps, "steps": steps, "val_images": 100, "val_accuracy": val[seed],
+                         "min_steps": min_steps, "steps": steps, "protocol": "full", "head": "fc4", "layer": "fc4",
+                         "val_images": 100, "val_accuracy": val[seed],
                          "test_accuracy": 0.5, "seconds": 30.0, "threads": 1, "compute": "cpu bfloat16"})
-    md = schedule_markdown(pd.DataFrame(rows), {"finetune": {"min_steps": 1500}}).splitlines()
+    for seed, layer in enumerate(["conv2", "conv1", "conv2"]):
+        rows.append({**rows[3 + seed], "variant": "probe head", "head": "probe", "layer": layer, "steps": 1500})
+    md = schedule_markdown(pd.DataFrame(rows), {"finetune": {"min_steps": 1500, "head": "fc4", "protocol": "full"}})
+    md = md.splitlines()
     assert md[0] == "| pretext | schedule | steps, 10 per class | val, 10 per class | test, 10 per class |"
     assert md[2] == "| none | the sweep's epochs | 60 | 65.00 | 50.00 |"  # sorted by steps
     # differences 0.10, -0.10, 0.00: mean 0, an interval around it, not bold
     assert md[3] == "| none | at least 500 steps | 540 | 65.00 (+0.00, -24.84 to +24.84) | 50.00 |"
     # differences 0.06, 0.05, 0.07: 6 ± 4.303 x 1 / sqrt(3) points, bold
     assert md[4] == "| none | at least 1500 steps (default) | 1500 | 71.00 (**+6.00, +3.52 to +8.48**) | 50.00 |"
+    assert md[5] == "| none | probe head | 1500 (conv2 ×2, conv1) | 71.00 (**+6.00, +3.52 to +8.48**) | 50.00 |"
     assert md[-1].startswith("Means over seeds (per budget 10: 3)") and md[-1].endswith("cpu bfloat16, 1 thread(s).")
 
 
