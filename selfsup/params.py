@@ -153,7 +153,7 @@ class FinetuneParams(OptimParams):
     budget: Literal["exact", "at_most"] = "exact"
     augment: AugmentParams = AugmentParams()
     epochs: int = field(default=7, metadata=check(positive, "a positive integer"))
-    min_steps: int = field(default=0, metadata=check(non_negative, "0 or more optimizer steps"))
+    min_steps: int = field(default=500, metadata=check(non_negative, "0 or more optimizer steps"))
     keep: Literal["last", "best"] = "last"
     label_smoothing: float = field(default=0.0, metadata=check(lambda e: 0 <= e < 1, "a number in [0, 1)"))
     ema: float = field(default=0.0, metadata=check(lambda d: 0 <= d < 1, "0 (off) or a decay in (0, 1), e.g. 0.999"))

@@ -720,17 +720,40 @@ def render_benchmark(root: Path, name: str, read=lambda p: p.read_text()) -> str
     """The README block `name` of BENCHMARKS, from its benchmark's table."""
     path, markdown, start, end = BENCHMARKS[name]
     table = pd.read_csv(io.StringIO(read(root / path)), sep="\t")
-    return f"{start}\n{markdown(table, yaml.safe_load(read(root / 'params.yaml')))}\n{end}"
+    return f"{start}\n{markdown(table, yaml.safe_load(read(root / 'params.yaml')), root, read)}\n{end}"
 
 
-# README blocks drawn from benchmark tables (benchmarks/*.py): name -> (table, how it is shown given params.yaml, where)
-BENCHMARKS = {"recipe": (RECIPE, lambda table, params: recipe_markdown(table), RECIPE_START, RECIPE_END),
-              "epochs": (RECIPE, lambda table, params: epochs_markdown(table), EPOCHS_START, EPOCHS_END),
-              "distill-recipe": (DISTILL_RECIPE, lambda table, params: distill_recipe_markdown(table),
+def schedule_block(table: pd.DataFrame, params: dict, root: Path, read) -> str:
+    """The schedule table, and each schedule's fine-tuned model against the linear probe of the same backbone on
+    the same labelled images (the seeds the probe drew)."""
+    order = {p: i for i, p in enumerate(_pretext_order(table.pretext.unique(), params.get("pretexts", ())))}
+    runs = table.astype({"labels_per_class": str}).sort_values("steps", kind="stable")
+    runs = runs.sort_values("pretext", key=lambda p: p.map(order), kind="stable")  # as the schedule table's rows
+    draws = probe_draws(read_probes(root, read))
+    budgets = _budget_order(runs.labels_per_class.unique())
+    lines = ["| fine-tuned − probe | schedule | " + " | ".join(f"{b} per class" for b in budgets) + " |",
+             "|---" * (len(budgets) + 2) + "|"]
+    for (pretext, variant), part in runs.groupby(["pretext", "variant"], sort=False):
+        gaps = {r.labels_per_class: r for r in probe_gaps(part.assign(protocol="full"), draws).itertuples()}
+        if gaps:  # the variant's own runs, whatever their protocol
+            name = "the sweep's epochs" if variant == "baseline" else variant
+            lines.append(f"| {pretext} | {name} | " + " | ".join(interval_cell(gaps[b]) if b in gaps else "—"
+                                                                for b in budgets) + " |")
+    probes = ("\n\nEach schedule's fine-tuned model against the frozen linear probe of the same backbone on the same "
+              "labelled images (docs/results.md), test accuracy, paired by seed over the label draws the probe ran "
+              "(**bold**: the 95% interval excludes 0):\n\n" + "\n".join(lines)) if len(lines) > 2 else ""
+    return schedule_markdown(table, params) + probes
+
+
+# README blocks drawn from benchmark tables (benchmarks/*.py): name -> (table, how it is shown given params.yaml, the
+# repository's root and a reader of its files, where)
+BENCHMARKS = {"recipe": (RECIPE, lambda table, *_: recipe_markdown(table), RECIPE_START, RECIPE_END),
+              "epochs": (RECIPE, lambda table, *_: epochs_markdown(table), EPOCHS_START, EPOCHS_END),
+              "distill-recipe": (DISTILL_RECIPE, lambda table, *_: distill_recipe_markdown(table),
                                  DISTILL_RECIPE_START, DISTILL_RECIPE_END),
-              "pretext-compute": (PRETEXT_COMPUTE, pretext_compute_markdown, PRETEXT_COMPUTE_START,
-                                  PRETEXT_COMPUTE_END),
-              "schedule": (SCHEDULE, schedule_markdown, SCHEDULE_START, SCHEDULE_END)}
+              "pretext-compute": (PRETEXT_COMPUTE, lambda table, params, *_: pretext_compute_markdown(table, params),
+                                  PRETEXT_COMPUTE_START, PRETEXT_COMPUTE_END),
+              "schedule": (SCHEDULE, schedule_block, SCHEDULE_START, SCHEDULE_END)}
 
 
 def replace_block(readme: str, block: str, start: str = START, end: str = END) -> str:

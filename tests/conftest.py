@@ -23,13 +23,13 @@ def write_idx(path: Path, array: torch.Tensor) -> Path:
 
 
 def shrink_params(params: dict, batch_size: int, val_images: int) -> dict:
-    """params.yaml settings for a smoke run: one epoch per pretext, two of fine-tuning, small batches,
+    """params.yaml settings for a smoke run: one epoch per pretext, two of fine-tuning (no min_steps), small batches,
     probes with a few labels per class."""
     params["pretrain"]["common"].update(batch_size=batch_size, val_images=val_images)
     for section in params["pretrain"].values():
         if "epochs" in (section or {}):
             section["epochs"] = 1
-    params["finetune"]["epochs"] = 2
+    params["finetune"].update(epochs=2, min_steps=0)  # two short epochs, however few the labelled images
     params["probe"].update(select_labels_per_class=5, labels_per_class=[2, "all"], seeds=2, steps=20)
     return params
 

@@ -149,7 +149,7 @@ def test_a_student_beats_its_teacher_where_unlabelled_images_help(seed):
     val = Split(test_images[:20], test_labels[:20], "test", torch.arange(20))
     teacher = initial_classifier(backbone, model_cfg, meta, 2, seed, "all")
     finetune(teacher, images[labelled], labels[labelled], val,
-             FinetuneParams(labels_per_class=3, epochs=30, batch_size=6, seed=seed), False, compute, norm)
+             FinetuneParams(labels_per_class=3, epochs=30, min_steps=0, batch_size=6, seed=seed), False, compute, norm)
     student, _, _ = distill_student(teacher, backbone, model_cfg, meta, images, labelled, labels[labelled], val,
                                     DistillParams(epochs=3, rounds=1, threshold=0.0, batch_size=64, seed=seed), "all",
                                     compute, norm)

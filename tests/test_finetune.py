@@ -104,7 +104,7 @@ def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_a
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(24) % 3
     data = Split(torch.randint(0, 255, (24, 1, 8, 8), dtype=torch.uint8, generator=gen), labels, "train", torch.arange(24))
-    cfg = FinetuneParams(transfer=transfer, epochs=1, lr=1e-9, momentum=0.0, weight_decay=0.0, batch_size=8)
+    cfg = FinetuneParams(transfer=transfer, epochs=1, min_steps=0, lr=1e-9, momentum=0.0, weight_decay=0.0, batch_size=8)
     norm = Normalize([0.5], [0.3], torch.device("cpu"))
     model, _, labelled, val = finetune_backbone(pretext.state_dict(), {"norm": "batch", "dropout": 0.5},
                                                 {"channels": 1, "image_size": 8}, 3, data, data, cfg, True,
@@ -130,7 +130,7 @@ def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc
     torch.manual_seed(1)
     backbone = CifarNet(1, 8).state_dict()
     model_cfg, meta = {"norm": "batch", "dropout": 0.5}, {"channels": 1, "image_size": 8}
-    cfg = FinetuneParams(head="probe", labels_per_class=10, epochs=2, batch_size=10, transfer="conv")
+    cfg = FinetuneParams(head="probe", labels_per_class=10, epochs=2, min_steps=0, batch_size=10, transfer="conv")
     start = initial_classifier(backbone, model_cfg, meta, 3, cfg.seed, cfg.transfer)
     chosen, held = budget(train, val, cfg)
     scores = probe_layers(start.backbone, train.images[chosen], train.labels[chosen], held, 3, cfg, norm, compute)
@@ -139,7 +139,7 @@ def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc
     assert labelled == 30 and result.steps == 6
     assert model.layer == max(scores, key=scores.get)
     on_conv = initial_classifier(backbone, model_cfg, meta, 3, cfg.seed, cfg.transfer, "conv2")
-    cfg = FinetuneParams(head="conv2", labels_per_class=10, epochs=2, batch_size=10, transfer="conv")
+    cfg = FinetuneParams(head="conv2", labels_per_class=10, epochs=2, min_steps=0, batch_size=10, transfer="conv")
     model, *_ = finetune_backbone(backbone, model_cfg, meta, 3, train, val, cfg, True, compute, norm)
     assert model.layer == "conv2" and model.logits.in_features == 64 * 2 * 2
     for name in ("fc3", "fc4"):  # as transfer left them: unused, out of the optimiser

@@ -42,6 +42,25 @@ def test_each_variant_changes_one_thing_of_the_baseline_whatever_params_yaml_def
                                                "flip")
 
 
+def test_the_schedule_variants_change_params_yamls_recipe_and_all_start_from_the_sweeps_schedule():
+    import dataclasses
+
+    params = Params()
+    moved = dataclasses.replace(params, finetune=dataclasses.replace(params.finetune, transfer="conv", min_steps=1500,
+                                                                     label_smoothing=0.1))
+    base, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["baseline"], 10, 1, "defaults")
+    # params.yaml's recipe (transfer, smoothing), the sweep's epochs, and no min_steps whatever params.yaml's
+    assert (base.transfer, base.label_smoothing, base.epochs, base.min_steps, base.head) == ("conv", 0.1, 60, 0, "fc4")
+    longer, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["at least 500 steps"], 10, 1, "defaults")
+    assert dataclasses.replace(longer, min_steps=0) == base and longer.min_steps == 500
+    lp_ft, _, _ = recipe.variant_params(
+        moved, *recipe.VARIANTS["1500 steps, LP-FT on the probe's layer, pretrained at 0.1 lr"], 10, 1, "defaults")
+    assert (lp_ft.min_steps, lp_ft.head, lp_ft.protocol, lp_ft.pretrained_lr) == (1500, "probe", "lp-ft", 0.1)
+    assert dataclasses.replace(lp_ft, min_steps=0, head="fc4", protocol="full", pretrained_lr=1.0) == base
+    plain, _, _ = recipe.variant_params(moved, *recipe.VARIANTS["baseline"], 10, 1)
+    assert (plain.transfer, plain.min_steps) == ("all", 0)
+
+
 distill_spec = importlib.util.spec_from_file_location("distill_benchmark", REPO / "benchmarks/distill.py")
 distill = importlib.util.module_from_spec(distill_spec)
 distill_spec.loader.exec_module(distill)

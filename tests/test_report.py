@@ -321,6 +321,26 @@ def test_schedule_table_pairs_each_schedule_with_the_baseline_seed_by_seed_and_m
     assert md[-1].startswith("Means over seeds (per budget 10: 3)") and md[-1].endswith("cpu bfloat16, 1 thread(s).")
 
 
+def test_the_schedule_block_pairs_each_schedule_with_the_probe_of_its_draws(tmp_path):
+    from selfsup.report import schedule_block
+
+    (tmp_path / "metrics/probe/none").mkdir(parents=True)
+    (tmp_path / "metrics/probe/none/detail.json").write_text(json.dumps(
+        {"draws": {"10": [{"linear": 0.70}, {"linear": 0.60}]}}))
+    rows = [{"pretext": "none", "labels_per_class": 10, "variant": v, "seed": seed, "epochs": 60, "min_steps": m,
+             "steps": st, "protocol": "full", "head": "fc4", "layer": "fc4", "val_images": 100, "val_accuracy": 0.6,
+             "test_accuracy": acc, "seconds": 1.0, "threads": 1, "compute": "cpu"}
+            for v, m, st, accs in [("baseline", 0, 60, [0.65, 0.56, 0.9]), ("at least 500 steps", 500, 540, [0.72, 0.61, 0.9])]
+            for seed, acc in enumerate(accs)]
+    params = {"pretexts": ["none"], "finetune": {"min_steps": 500, "head": "fc4", "protocol": "full"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    md = schedule_block(pd.DataFrame(rows), params, tmp_path, lambda p: p.read_text()).splitlines()
+    # seed 2 has no probe draw to pair with; differences -0.05, -0.04 and +0.02, +0.01
+    assert md[-2] == "| none | the sweep's epochs | -4.50 (-10.85 to +1.85; 2 seeds) |"
+    assert md[-1] == "| none | at least 500 steps | +1.50 (-4.85 to +7.85; 2 seeds) |"
+    assert md[-3] == "|---|---|---|" and md[-4] == "| fine-tuned − probe | schedule | 10 per class |"
+
+
 def test_epochs_trade_off_is_the_all_labels_schedule_rows_with_their_minutes():
     def row(variant, epochs, seed, val, seconds, budget="all"):
         return {"pretext": "none", "labels_per_class": budget, "variant": variant, "seed": seed, "epochs": epochs,
