@@ -234,7 +234,12 @@ def gain_text(r) -> str:
 
 def is_finding(r) -> bool:
     """Whether a paired gain's 95% interval excludes 0 (one seed never is)."""
-    return r.seeds > 1 and (r.low > 0 or r.high < 0)
+    return excludes_zero(r.seeds, r.low, r.high)
+
+
+def excludes_zero(pairs: int, low: float, high: float) -> bool:
+    """Whether a 95% interval over `pairs` paired differences excludes 0 (one pair has no interval)."""
+    return pairs > 1 and (low > 0 or high < 0)
 
 
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -490,8 +495,8 @@ def _pretexts(root: Path, read) -> list[str]:
     return yaml.safe_load(read(root / "params.yaml"))["pretexts"]
 
 
-def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
-    table = read_comparison(root, read)
+def render_comparison(root: Path, table: pd.DataFrame, read=lambda p: p.read_text()) -> str:
+    """The README's answer block from the sweep `table`, with the fine-tuned models paired with their probes."""
     return comparison_block(table, _pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))))
 
 
@@ -519,10 +524,12 @@ def probe_draws(probes: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["pretext", "labels_per_class", "seed", "probe"])
 
 
-def probe_gaps(table: pd.DataFrame, draws: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+def probe_gaps(table: pd.DataFrame, draws: pd.DataFrame, protocol: str | None = "full") -> pd.DataFrame:
     """Per pretext and budget: the fine-tuned model's test accuracy minus the frozen linear probe's of the same
-    backbone on the same labelled images, paired by seed, with its 95% interval (`paired_interval`)."""
-    rows = table[table.protocol == protocol].merge(draws, on=["pretext", "labels_per_class", "seed"])
+    backbone on the same labelled images, paired by seed, with its 95% interval (`paired_interval`); of the rows of
+    `protocol`, or (None) of every row."""
+    rows = table if protocol is None else table[table.protocol == protocol]
+    rows = rows.merge(draws, on=["pretext", "labels_per_class", "seed"])
     out = []
     for (pretext, budget), group in rows.groupby(["pretext", "labels_per_class"], sort=False):
         n, mean, low, high = paired_interval(group.test_accuracy - group.probe)
@@ -609,20 +616,27 @@ def recipe_markdown(table: pd.DataFrame) -> str:
                                f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s).")
 
 
+def schedule_rows(table: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The schedule benchmark's rows in the order its tables show them: by pretext (params.yaml's `pretexts`), then
+    by steps; budgets as text."""
+    order = {p: i for i, p in enumerate(_pretext_order(table.pretext.unique(), params.get("pretexts", ())))}
+    rows = table.astype({"labels_per_class": str}).sort_values("steps", kind="stable")
+    return rows.sort_values("pretext", key=lambda p: p.map(order), kind="stable")
+
+
 def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
     """The fine-tuning schedule chosen (benchmarks/recipe.py --base defaults): per pretext, variant and budget, the
     optimizer steps, the honest val accuracy (what decides) with its difference from the baseline paired by seed
     (the same labelled and val images) and 95% interval, and the test accuracy, never used to choose. The variant
     params.yaml's min_steps, head and protocol give is marked as the default; where the head's layer was chosen
     (head: probe), the layers chosen are listed with the steps."""
-    table = table.astype({"labels_per_class": str})
+    table = schedule_rows(table, params)
     budgets = _budget_order(table.labels_per_class.unique())
     lines = ["| pretext | schedule | " + " | ".join(f"steps, {b} per class | val, {b} per class | test, {b} per class"
                                                   for b in budgets) + " |", "|---" * (3 * len(budgets) + 2) + "|"]
     default = tuple(params["finetune"][k] for k in ("min_steps", "head", "protocol"))
     for pretext, part in table.groupby("pretext", sort=False):
         base = part[part.variant == "baseline"].set_index(["labels_per_class", "seed"]).val_accuracy
-        part = part.sort_values("steps", kind="stable")
         for variant, runs in part.groupby("variant", sort=False):
             cells = []
             for b in budgets:
@@ -635,7 +649,7 @@ def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
                 if variant != "baseline" and len(paired):
                     n, mean, low, high = paired_interval(paired)
                     text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
-                    val += f" ({'**' + text + '**' if n > 1 and (low > 0 or high < 0) else text})"
+                    val += f" ({'**' + text + '**' if excludes_zero(n, low, high) else text})"
                 steps = str(int(at.steps.iloc[0]))
                 if (at["head"] == "probe").all():
                     chosen = at.layer.value_counts()
@@ -726,16 +740,14 @@ def render_benchmark(root: Path, name: str, read=lambda p: p.read_text()) -> str
 def schedule_block(table: pd.DataFrame, params: dict, root: Path, read) -> str:
     """The schedule table, and each schedule's fine-tuned model against the linear probe of the same backbone on
     the same labelled images (the seeds the probe drew)."""
-    order = {p: i for i, p in enumerate(_pretext_order(table.pretext.unique(), params.get("pretexts", ())))}
-    runs = table.astype({"labels_per_class": str}).sort_values("steps", kind="stable")
-    runs = runs.sort_values("pretext", key=lambda p: p.map(order), kind="stable")  # as the schedule table's rows
+    runs = schedule_rows(table, params)
     draws = probe_draws(read_probes(root, read))
     budgets = _budget_order(runs.labels_per_class.unique())
     lines = ["| fine-tuned − probe | schedule | " + " | ".join(f"{b} per class" for b in budgets) + " |",
              "|---" * (len(budgets) + 2) + "|"]
     for (pretext, variant), part in runs.groupby(["pretext", "variant"], sort=False):
-        gaps = {r.labels_per_class: r for r in probe_gaps(part.assign(protocol="full"), draws).itertuples()}
-        if gaps:  # the variant's own runs, whatever their protocol
+        gaps = {r.labels_per_class: r for r in probe_gaps(part, draws, protocol=None).itertuples()}
+        if gaps:
             name = "the sweep's epochs" if variant == "baseline" else variant
             lines.append(f"| {pretext} | {name} | " + " | ".join(interval_cell(gaps[b]) if b in gaps else "—"
                                                                 for b in budgets) + " |")
@@ -815,7 +827,7 @@ def rendered(root: Path, pending: dict[Path, str] | None = None,
         out[root / PLOT] = label_efficiency_svg(table, pretexts)
         if len(paired_gains(table)):
             out[root / GAIN_PLOT] = gain_svg(table, pretexts)
-        out[readme] = replace_block(read(readme), render_comparison(root, read), CMP_START, CMP_END)
+        out[readme] = replace_block(read(readme), render_comparison(root, table, read), CMP_START, CMP_END)
         if exists(root / REFERENCE_VIEWS):
             out[readme] = replace_block(read(readme), render_views(root, read), VIEWS_START, VIEWS_END)
     if exists(root / DISTILLED):
