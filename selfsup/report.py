@@ -26,6 +26,7 @@ import yaml
 from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.io import atomic_path
+from selfsup.statistics import excludes_zero, labels_to_match, paired_interval, t975  # noqa: F401 (t975: tests)
 from selfsup.svg import COLOURS, line_chart, scatter
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -111,7 +112,8 @@ def experiment_rows(show: list) -> pd.DataFrame:
                 "experiment": entry.get("name") or entry["rev"][:7], "timestamp": data.get("timestamp"),
                 "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
                 "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
-                "seed": ft["seed"], "distilled": bool(metrics.get("distilled", False)),
+                "min_steps": ft.get("min_steps", 0), "seed": ft["seed"],
+                "distilled": bool(metrics.get("distilled", False)),
                 "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
                 "distill_threshold": distill.get("threshold"), "distill_rounds": distill.get("rounds", 1),
                 "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
@@ -124,7 +126,7 @@ def experiment_rows(show: list) -> pd.DataFrame:
             .drop(columns="timestamp"))
 
 
-EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed"]
+EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed"]
 DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_rounds"]
 
 
@@ -144,6 +146,8 @@ def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         return new
     budget = {"labels_per_class": str} if "labels_per_class" in new else {}  # "all" among integers: text
     old = pd.read_csv(path, sep="\t", dtype=budget)
+    if "min_steps" in new and "min_steps" not in old:  # rows from before finetune.min_steps: it was 0
+        old.insert(list(new.columns).index("min_steps"), "min_steps", 0)
     return pd.concat([old, new.astype(budget)]).drop_duplicates(keys, keep="last")
 
 
@@ -190,35 +194,16 @@ def mean_std(values) -> str:
     return f"{100 * values.mean():.2f} ± {100 * seed_std(values):.2f}"
 
 
-# Student's t, two-sided 95%: the quantile by degrees of freedom (beyond 30, within 2% of these)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
-        21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042}
-
-
-def t975(df: int) -> float:
-    """The two-sided 95% quantile of Student's t with `df` degrees of freedom."""
-    return T975.get(df) or (2.0 if df <= 60 else 1.98 if df <= 120 else 1.96)
-
-
-def paired_interval(differences) -> tuple[int, float, float, float]:
-    """(pairs, mean, low, high) of paired differences: the mean and its 95% confidence interval (t over the
-    pairs; NaN bounds for one pair)."""
-    n, mean = len(differences), differences.mean()
-    half = t975(n - 1) * differences.std(ddof=1) / n ** 0.5 if n > 1 else float("nan")
-    return n, mean, mean - half, mean + half
-
-
 def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
     """Per pretext (not `none`), budget and epochs: the test accuracy's difference from `none` paired by seed (a
     seed draws the same labelled images, head and batch order for every pretext), over the seeds both ran: seeds,
     mean, and its 95% confidence interval (t over seeds; NaN for one seed)."""
-    keys = ["labels_per_class", "epochs", "seed"]
+    keys = ["labels_per_class", "epochs", "min_steps", "seed"]
     rows = table[table.protocol == protocol]
     base = rows[rows.pretext == "none"][[*keys, "test_accuracy"]].rename(columns={"test_accuracy": "none"})
     pairs = rows[rows.pretext != "none"].merge(base, on=keys)
     out = []
-    for (pretext, budget, epochs), group in pairs.groupby(["pretext", "labels_per_class", "epochs"], sort=False):
+    for (pretext, budget, epochs, _), group in pairs.groupby(["pretext", *keys[:-1]], sort=False):
         n, mean, low, high = paired_interval(group.test_accuracy - group.none)
         out.append({"pretext": pretext, "labels_per_class": budget, "epochs": epochs, "seeds": n, "gain": mean,
                     "low": low, "high": high})
@@ -237,14 +222,9 @@ def is_finding(r) -> bool:
     return excludes_zero(r.seeds, r.low, r.high)
 
 
-def excludes_zero(pairs: int, low: float, high: float) -> bool:
-    """Whether a 95% interval over `pairs` paired differences excludes 0 (one pair has no interval)."""
-    return pairs > 1 and (low > 0 or high < 0)
-
-
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std (over seeds) and runs of test accuracy per protocol, pretext and label budget."""
-    grouped = table.groupby(["protocol", "pretext", "labels_per_class", "epochs"]).test_accuracy
+    """Mean, std (over seeds) and runs of test accuracy per protocol, pretext, label budget and schedule."""
+    grouped = table.groupby(["protocol", "pretext", "labels_per_class", "epochs", "min_steps"]).test_accuracy
     summary = grouped.agg(mean="mean", std=seed_std, runs="count")
     return summary.reset_index()
 
@@ -255,9 +235,7 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
     lines = []
     for protocol, part in summary.groupby("protocol"):
         budgets = _budget_order(part.labels_per_class.unique())
-        epochs = {b: ", ".join(map(str, sorted(part[part.labels_per_class == b].epochs.unique()))) for b in budgets}
-        lines += [f"Protocol `{protocol}`; fine-tuning epochs per budget: "
-                  + ", ".join(f"{b}: {epochs[b]}" for b in budgets) + ".", "",
+        lines += [f"Protocol `{protocol}`; fine-tuning schedule per budget: {budget_schedules(part)}.", "",
                   *budget_grid(part, "pretext", "{} labels per class",
                                lambda r: f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs)", order)]
         if part.runs.nunique() > 1:
@@ -266,13 +244,39 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
     return "\n".join(lines).strip()
 
 
-def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+def schedule_text(epochs: int, min_steps: int) -> str:
+    """A fine-tuning schedule in words: "60 epochs, at least 500 steps"."""
+    return f"{epochs} epochs" + (f", at least {min_steps} steps" if min_steps else "")
+
+
+def budget_schedules(table: pd.DataFrame) -> str:
+    """The fine-tuning schedules of a sweep table's rows per budget: "10: 60 epochs, at least 500 steps; 1000: 15
+    epochs"."""
+    return "; ".join(f"{b}: " + ", ".join(schedule_text(*s) for s in sorted(set(zip(part.epochs, part.min_steps))))
+                     for b, part in ((b, table[table.labels_per_class == b])
+                                     for b in _budget_order(table.labels_per_class.unique())))
+
+
+def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
+    """The rows the answer shows: per budget, those fine-tuned with at least `min_steps` optimizer steps (params.yaml's
+    schedule) where the budget has any, else the budget's rows as they are (the comparison table names each budget's
+    schedule)."""
+    ran = set(table[table.min_steps == min_steps].labels_per_class)
+    return table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
+
+
+def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full",
+                    matched: pd.DataFrame | None = None) -> str:
     """The answer in one line per budget: every pretext's test accuracy and its gain over `none` paired by seed with
-    the 95% interval (bold where the interval excludes 0), and the labels `none` needs to match the best one."""
+    the 95% interval (bold where the interval excludes 0), and the labels `none` needs to match the best one
+    (`matched`: `matching` of `table`, computed when not given)."""
     summary = sweep_summary(table[table.protocol == protocol])
     budgets = _budget_order(summary.labels_per_class.unique())
     mean = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
     gains = {(r.pretext, r.labels_per_class): r for r in paired_gains(table, protocol).itertuples()}
+    matched = matching(table, protocol) if matched is None else matched
+    saves = {(r.pretext, r.labels_per_class): r for r in matched.itertuples()}
+    largest = matched.largest.max() if len(matched) else 0
     lines = []
     for b in budgets:
         rows = [mean[(p, b)] for p in _pretext_order(summary.pretext.unique(), order)
@@ -289,13 +293,46 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> st
             parts.append(f"`{r.pretext}` {100 * r.mean:.2f}%, {verdict}")
         line = f"- **{b} labels per class** (`none` {100 * base.mean:.2f}%): " + "; ".join(parts) + "."
         best = max(rows, key=lambda r: r.mean)
-        later = [c for c in budgets[budgets.index(b) + 1:] if ("none", c) in mean]
-        if best.mean > base.mean and later:
-            matched = next((c for c in later if mean[("none", c)].mean >= best.mean), None)
-            line += (f" `none` needs more than {b} labels per class to match `{best.pretext}`"
-                     + (f" (it does with {matched})." if matched else f" (it does not even with {later[-1]})."))
+        if best.mean > base.mean and (best.pretext, b) in saves:
+            line += f" {saving_text(saves[(best.pretext, b)], largest)}."
         lines.append(line)
     return "\n".join(lines)
+
+
+def matching(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """`labels_to_match` of the rows of `protocol`."""
+    return labels_to_match(table[table.protocol == protocol])
+
+
+def labels_cell(labels: float, largest: int) -> str:
+    return f"more than {largest}" if labels == float("inf") else f"{labels:.0f}"
+
+
+def saving_text(r, largest: int) -> str:
+    """How many labels `none` needs to match a pretext, in words, with the share saved and their 95% intervals."""
+    b = int(r.labels_per_class)
+    if r.labels == float("inf"):
+        return (f"`none` does not match `{r.pretext}` at {b} labels per class even with {largest}: it saves "
+                f"more than {100 * (1 - b / largest):.0f}% of the labels")
+    share = (lambda n: f"{100 * max(0.0, 1 - b / n):.0f}%")
+    return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f} (95% CI "
+            f"{labels_cell(r.low, largest)} to {labels_cell(r.high, largest)}): it saves {share(r.labels)} of the "
+            f"labels (95% CI {share(r.low)} to {'more than ' if r.high == float('inf') else ''}"
+            f"{share(min(r.high, largest))})")
+
+
+def labels_markdown(matched: pd.DataFrame, order=()) -> str:
+    """The labels per class `none` needs to match each pretext (rows) at each budget (columns), with the 95%
+    interval and the share of labels saved."""
+    largest = matched.largest.max() if len(matched) else 0
+
+    def cell(r):
+        if r.low == float("inf"):
+            return labels_cell(r.labels, largest)
+        saved = f"; saves {100 * r.saved:.0f}%" if r.labels > int(r.labels_per_class) else ""
+        return (f"{labels_cell(r.labels, largest)} ({labels_cell(r.low, largest)} to "
+                f"{labels_cell(r.high, largest)}{saved})")
+    return "\n".join(budget_grid(matched, "labels `none` needs", "{} labels per class", cell, order))
 
 
 def gains_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
@@ -323,9 +360,11 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
                       "test accuracy gain (points)", colours=colours, zero_line=True, dodge=6)
 
 
-def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataFrame | None = None) -> str:
+def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataFrame | None = None,
+                     matched: pd.DataFrame | None = None) -> str:
     """The project's accuracy targets (mean over seeds, full test set), each met or missed, with the number; with
-    `gaps` (`probe_gaps`), whether the fine-tuned model is at least as accurate as its backbone's linear probe."""
+    `gaps` (`probe_gaps`), whether the fine-tuned model is at least as accurate as its backbone's linear probe; with
+    `matched` (`matching`), whether the best pretext at 10 per class saves two thirds of the labels."""
     summary = sweep_summary(table[table.protocol == protocol])
     mean = {(r.pretext, r.labels_per_class): r.mean for r in summary.itertuples()}
 
@@ -353,6 +392,12 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
         top = max(gains.values(), key=lambda r: r.gain)
         add("10 per class: best pretext ≥ `none` + 6 points, its 95% CI excluding 0",
             f"`{top.pretext}` {gain_text(top)}", top.gain >= 0.06 and is_finding(top))
+    ten = None if matched is None else matched[matched.labels_per_class == "10"]
+    if ten is not None and len(ten):
+        top = ten.loc[ten.labels.idxmax()]
+        add("10 per class: best pretext matches `none` with ≥ 3× the labels (saves ≥ 67%), by the lower end of "
+            "its 95% CI", f"`{top.pretext}`: `none` needs {labels_cell(top.labels, top.largest)}"
+            f" (95% CI {labels_cell(top.low, top.largest)} to {labels_cell(top.high, top.largest)})", top.low >= 30)
     if gaps is not None and len(gaps):
         below = gaps[gaps.gain < 0]
         worst = below.sort_values("gain").head(3)
@@ -378,9 +423,20 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
                       "labels per class", "test accuracy (%)")
 
 
-def read_comparison(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
-    """metrics/comparison.tsv of the repository at `root`; `read` maps a path to its text."""
-    return pd.read_csv(io.StringIO(read(root / COMPARISON)), sep="\t", dtype={"labels_per_class": str})
+def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    """A sweep table (COMPARISON, DISTILLED, REFERENCE_VIEWS) of the repository at `root`; `read` maps a path to
+    its text. Rows from before finetune.min_steps ran with none: 0."""
+    table = pd.read_csv(io.StringIO(read(root / path)), sep="\t", dtype={"labels_per_class": str})
+    if "min_steps" not in table:
+        table.insert(list(table.columns).index("epochs") + 1, "min_steps", 0)
+    return table
+
+
+def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
+    """metrics/comparison.tsv of the repository at `root`: the rows of params.yaml's schedule (`on_schedule`), or
+    (`every`) every row."""
+    table = read_sweep(root, COMPARISON, read)
+    return table if every else on_schedule(table, yaml.safe_load(read(root / "params.yaml"))["finetune"]["min_steps"])
 
 
 GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws the same labelled images, new head "
@@ -389,19 +445,27 @@ GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws t
               "a gain these seeds show; the others are too close to tell from `none` with these seeds.")
 
 
+LABELS_NOTE = ("How many labels per class `none` needs to do as well as each pretext: where `none`'s mean accuracy "
+               "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval from "
+               "resampling the seeds of every budget (a pretext's seeds paired with `none`'s); \"more than\": "
+               "beyond the largest budget measured (`all` is not on the curve).")
+
+
 def comparison_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None) -> str:
     gains = (f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n![gain over none]({GAIN_PLOT.as_posix()})\n\n"
              if len(paired_gains(table)) else "")
-    return (f"{CMP_START}\n{answer_markdown(table, order)}\n\n{gains}Test accuracy, mean ± std over seeds:\n\n"
-            f"{comparison_markdown(table, order)}\n\n"
+    matched = matching(table)
+    labels = f"{LABELS_NOTE}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
+    return (f"{CMP_START}\n{answer_markdown(table, order, matched=matched)}\n\n{gains}{labels}"
+            f"Test accuracy, mean ± std over seeds:\n\n{comparison_markdown(table, order)}\n\n"
             f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
-            f"{targets_markdown(table, gaps=gaps)}\n{CMP_END}")
+            f"{targets_markdown(table, gaps=gaps, matched=matched)}\n{CMP_END}")
 
 
 def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
     """Per pretext and budget of `reference` (REFERENCE_VIEWS), the fine-tuned test accuracy (mean ± std over seeds)
     from the backbone pre-trained with the reference's views and from the one with params.yaml's, and the change."""
-    keys = ["pretext", "labels_per_class", "epochs"]
+    keys = ["pretext", "labels_per_class", "epochs", "min_steps"]
     ref = sweep_summary(reference[reference.protocol == protocol]).set_index(keys)
     cur = sweep_summary(current[current.protocol == protocol]).set_index(keys)
     views = reference.groupby("pretext").views.first()
@@ -410,8 +474,8 @@ def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict,
     for pretext in _pretext_order(views.index, params.get("pretexts", ())):
         part = ref.loc[pretext]
         for budget in _budget_order(part.index.get_level_values("labels_per_class").unique()):
-            for epochs, r in part.loc[budget].iterrows():
-                c = cur.loc[(pretext, budget, epochs)] if (pretext, budget, epochs) in cur.index else None
+            for schedule, r in part.loc[budget].iterrows():
+                c = cur.loc[(pretext, budget, *schedule)] if (pretext, budget, *schedule) in cur.index else None
                 now = "—" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f} ({c['runs']})"
                 change = "—" if c is None else signed(100 * (c['mean'] - r['mean']))
                 lines.append(f"| {pretext} | {budget} | {views[pretext]} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
@@ -422,8 +486,8 @@ def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict,
 
 def render_views(root: Path, read=lambda p: p.read_text()) -> str:
     """The README block comparing the sweep on the reference's backbones with the sweep on the defaults'."""
-    reference = pd.read_csv(io.StringIO(read(root / REFERENCE_VIEWS)), sep="\t", dtype={"labels_per_class": str})
-    markdown = views_markdown(reference, read_comparison(root, read), yaml.safe_load(read(root / "params.yaml")))
+    markdown = views_markdown(read_sweep(root, REFERENCE_VIEWS, read), read_comparison(root, read, every=True),
+                              yaml.safe_load(read(root / "params.yaml")))
     return f"{VIEWS_START}\n{markdown}\n{VIEWS_END}"
 
 
@@ -448,7 +512,8 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
                   "over every training image, the student "
                   f"starting from the {settings.distill_init}"
                   + (f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
-                     else ", the teacher's soft probabilities") + ".", "",
+                     else ", the teacher's soft probabilities")
+              + f". The teachers' fine-tuning: {budget_schedules(table)}.", "",
               "| target | measured | |", "|---|---|---|"]
     for b, floor in (("10", 0.80), ("100", 0.88)):
         at = summary[summary.labels_per_class == b]
@@ -482,7 +547,7 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
 
 
 def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(read(root / DISTILLED)), sep="\t", dtype={"labels_per_class": str})
+    return read_sweep(root, DISTILLED, read)
 
 
 def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:
@@ -616,6 +681,9 @@ def recipe_markdown(table: pd.DataFrame) -> str:
                                f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s).")
 
 
+BASELINE_SCHEDULE = "the epochs alone"  # the schedule table's baseline: the sweep's epochs per budget, no min_steps
+
+
 def schedule_rows(table: pd.DataFrame, params: dict) -> pd.DataFrame:
     """The schedule benchmark's rows in the order its tables show them: by pretext (params.yaml's `pretexts`), then
     by steps; budgets as text."""
@@ -656,13 +724,13 @@ def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
                     steps += " (" + ", ".join(f"{layer} ×{n}" if n > 1 else layer for layer, n in chosen.items()) + ")"
                 cells += [steps, val, f"{100 * at.test_accuracy.mean():.2f}"]
             first = runs.iloc[0]
-            name = "the sweep's epochs" if variant == "baseline" else variant
+            name = BASELINE_SCHEDULE if variant == "baseline" else variant
             mark = " (default)" if (int(first.min_steps), first["head"], first.protocol) == default else ""
             lines.append(f"| {pretext} | {name}{mark} | " + " | ".join(cells) + " |")
     seeds = ", ".join(f"{b}: {table[table.labels_per_class == b].seed.nunique()}" for b in budgets)
     threads = ", ".join(map(str, sorted(table.threads.unique())))
-    return "\n".join(lines) + (f"\n\nMeans over seeds (per budget {seeds}); in brackets the val difference from the "
-                               "sweep's epochs, seed by seed, and its 95% interval (**bold**: it excludes 0); "
+    return "\n".join(lines) + (f"\n\nMeans over seeds (per budget {seeds}); in brackets the val difference from "
+                               f"{BASELINE_SCHEDULE}, seed by seed, and its 95% interval (**bold**: it excludes 0); "
                                f"{table.compute.iloc[0]}, {threads} thread(s).")
 
 
@@ -748,7 +816,7 @@ def schedule_block(table: pd.DataFrame, params: dict, root: Path, read) -> str:
     for (pretext, variant), part in runs.groupby(["pretext", "variant"], sort=False):
         gaps = {r.labels_per_class: r for r in probe_gaps(part, draws, protocol=None).itertuples()}
         if gaps:
-            name = "the sweep's epochs" if variant == "baseline" else variant
+            name = BASELINE_SCHEDULE if variant == "baseline" else variant
             lines.append(f"| {pretext} | {name} | " + " | ".join(interval_cell(gaps[b]) if b in gaps else "—"
                                                                 for b in budgets) + " |")
     probes = ("\n\nEach schedule's fine-tuned model against the frozen linear probe of the same backbone on the same "

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (END, START, answer_markdown, gain_svg, gain_text, gains_markdown, is_finding,
+from selfsup.report import (END, EXPERIMENT_KEYS, START, answer_markdown, budget_schedules, on_schedule, gain_svg, gain_text, gains_markdown, is_finding,
                             paired_gains, probe_draws, probe_gap_markdown, probe_gaps, t975, comparison_markdown, distill_recipe_markdown,
                             distillation_svg, distilled_markdown, embedding_svg, epochs_markdown, experiment_rows,
                             label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
@@ -37,9 +37,12 @@ def committed(path):
     return proc.stdout
 
 
-def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0, finetuned=None):
-    """One entry of `dvc exp show --json`; with `finetuned` (the teacher's accuracy), a distilled experiment."""
+def exp_entry(name, pretext, labels, accuracy, timestamp, seed=0, finetuned=None, min_steps=None):
+    """One entry of `dvc exp show --json`; with `finetuned` (the teacher's accuracy), a distilled experiment; with
+    `min_steps`, one of a params.yaml that has finetune.min_steps."""
     params = {**PARAMS, "pretext": pretext, "finetune": {**PARAMS["finetune"], "labels_per_class": labels, "seed": seed}}
+    if min_steps is not None:
+        params["finetune"]["min_steps"] = min_steps
     metrics = {"test": {"accuracy": accuracy, "macro_f1": 0.5}}
     if finetuned is not None:
         params["distill"] = {"epochs": 5, "init": "teacher", "threshold": 0.0, "rounds": 2}
@@ -79,7 +82,7 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
     table = experiment_rows([workspace, baseline])
     assert sorted(table.experiment) == ["exp-a", "exp-c", "exp-d", "exp-e", "main"]
     md = comparison_markdown(table).splitlines()
-    assert md[0] == "Protocol `full`; fine-tuning epochs per budget: 100: 15, all: 15."
+    assert md[0] == "Protocol `full`; fine-tuning schedule per budget: 100: 15 epochs; all: 15 epochs."
     assert md[2] == "| pretext | 100 labels per class | all labels per class |"
     assert "| none | — | 91.00 ± 1.41 (2 runs) |" in md  # sample std of 0.90 and 0.92
     assert "| rotation | 82.00 ± 1.41 (2 runs) | 91.00 ± 0.00 (1 runs) |" in md
@@ -108,7 +111,7 @@ def test_distilled_experiments_are_tabled_beside_their_teachers(tmp_path):
     path = tmp_path / "distilled.tsv"
     distilled.to_csv(path, sep="\t", index=False)
     again = distilled[distilled.experiment == "d2"].assign(experiment="d9", test_accuracy=0.5)
-    keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "seed", "distill_epochs", "distill_init",
+    keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed", "distill_epochs", "distill_init",
             "distill_threshold", "distill_rounds"]
     assert sorted(merged(path, again, keys).experiment) == ["d0", "d1", "d9"]
 
@@ -148,11 +151,12 @@ def test_the_pretext_variants_show_minutes_the_probe_against_the_reference_and_m
 
 
 def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults():
-    row = {"dataset": "fashion_mnist", "protocol": "full", "epochs": 60, "labels_per_class": "10"}
+    row = {"dataset": "fashion_mnist", "protocol": "full", "epochs": 60, "min_steps": 0, "labels_per_class": "10"}
     reference = pd.DataFrame([{**row, "pretext": "rotation", "views": 4, "seed": s, "test_accuracy": a}
                               for s, a in enumerate([0.70, 0.72])])
     current = pd.DataFrame([{**row, "pretext": p, "seed": s, "test_accuracy": a}
-                            for p, s, a in [("rotation", 0, 0.73), ("rotation", 1, 0.75), ("none", 0, 0.5)]])
+                            for p, s, a in [("rotation", 0, 0.73), ("rotation", 1, 0.75), ("none", 0, 0.5),
+                                            ("rotation", 0, 0.99)]]).assign(min_steps=[0, 0, 0, 500])
     params = {"pretexts": ["none", "rotation"], "pretrain": {"rotation": {"views": 1, "epochs": 4}}}
     md = views_markdown(reference, current, params).splitlines()
     assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | 74.00 ± 1.41 (2) | +3.00 |"
@@ -160,6 +164,24 @@ def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults(
     md = views_markdown(reference, current[current.pretext == "none"], params).splitlines()
     assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | — | — |"  # not yet run on the new backbone
     assert (signed(-0.004), signed(-0.006), signed(3)) == ("+0.00", "-0.01", "+3.00")  # no -0.00 in any table
+
+
+def test_a_longer_schedule_is_a_row_of_its_own_and_the_answer_shows_params_yamls(tmp_path):
+    old = experiment_rows([exp_entry(f"o{s}", "none", 10, 0.60 + s / 100, f"2026-01-01T00:00:0{s}", seed=s)
+                           for s in range(2)] + [exp_entry("big", "none", 1000, 0.85, "2026-01-01T00:00:09")])
+    assert set(old.min_steps) == {0}  # a params.yaml from before finetune.min_steps: it was 0
+    path = tmp_path / "comparison.tsv"
+    sweep_tables(old)[0].drop(columns="min_steps").to_csv(path, sep="\t", index=False)  # as committed before it
+    new = experiment_rows([exp_entry("n0", "none", 10, 0.70, "2026-01-02T00:00:00", min_steps=500)])
+    table = merged(path, sweep_tables(new)[0], EXPERIMENT_KEYS)
+    assert list(table.columns) == list(sweep_tables(new)[0].columns)  # the old rows' min_steps filled in place
+    assert sorted(zip(table.experiment, table.min_steps)) == [("big", 0), ("n0", 500), ("o0", 0), ("o1", 0)]
+    shown = on_schedule(table, 500)  # at 10 per class the 500-step run; at 1000, where none ran, the old one
+    assert sorted(shown.experiment) == ["big", "n0"] and sorted(on_schedule(table, 0).experiment) == ["big", "o0", "o1"]
+    assert comparison_markdown(table).splitlines()[0] == (
+        "Protocol `full`; fine-tuning schedule per budget: 10: 15 epochs, 15 epochs, at least 500 steps; "
+        "1000: 15 epochs.")
+    assert budget_schedules(shown) == "10: 15 epochs, at least 500 steps; 1000: 15 epochs"
 
 
 def test_a_benchmark_table_without_budgets_merges_too(tmp_path):
@@ -178,12 +200,13 @@ def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
                              for i, (p, b, a) in enumerate(rows)])
     lines = answer_markdown(table, ["none", "rotation", "autoencoder"]).splitlines()
     assert lines[0] == ("- **10 labels per class** (`none` 60.00%): `rotation` 65.00%, +5.00 points (one seed: no "
-                        "interval); `autoencoder` 55.00%, -5.00 points (one seed: no interval). `none` needs more than "
-                        "10 labels per class to match `rotation` (it does with 100).")
+                        "interval); `autoencoder` 55.00%, -5.00 points (one seed: no interval). `rotation` with 10 "
+                        "labels per class does as well as `none` with 32 (95% CI 32 to 32): it saves 68% of the labels "
+                        "(95% CI 68% to 68%).")  # halfway from 60% to 70%: halfway from 10 to 100 on a log scale
     assert lines[1].startswith("- **100 labels per class** (`none` 70.00%): `rotation` 80.00%")
-    assert "(it does with 1000)" in lines[1]
+    assert "does as well as `none` with 464 (" in lines[1]  # two thirds of the way from 70% at 100 to 85% at 1000
     assert lines[2].startswith("- **1000 labels per class** (`none` 85.00%): `rotation` 86.00%")
-    assert "needs more" not in lines[2]
+    assert "does as well" not in lines[2]  # nothing above the largest budget to match it with
 
 
 def paired_sweep():
@@ -312,7 +335,7 @@ def test_schedule_table_pairs_each_schedule_with_the_baseline_seed_by_seed_and_m
     md = schedule_markdown(pd.DataFrame(rows), {"finetune": {"min_steps": 1500, "head": "fc4", "protocol": "full"}})
     md = md.splitlines()
     assert md[0] == "| pretext | schedule | steps, 10 per class | val, 10 per class | test, 10 per class |"
-    assert md[2] == "| none | the sweep's epochs | 60 | 65.00 | 50.00 |"  # sorted by steps
+    assert md[2] == "| none | the epochs alone | 60 | 65.00 | 50.00 |"  # sorted by steps
     # differences 0.10, -0.10, 0.00: mean 0, an interval around it, not bold
     assert md[3] == "| none | at least 500 steps | 540 | 65.00 (+0.00, -24.84 to +24.84) | 50.00 |"
     # differences 0.06, 0.05, 0.07: 6 ± 4.303 x 1 / sqrt(3) points, bold
@@ -336,7 +359,7 @@ def test_the_schedule_block_pairs_each_schedule_with_the_probe_of_its_draws(tmp_
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     md = schedule_block(pd.DataFrame(rows), params, tmp_path, lambda p: p.read_text()).splitlines()
     # seed 2 has no probe draw to pair with; differences -0.05, -0.04 and +0.02, +0.01
-    assert md[-2] == "| none | the sweep's epochs | -4.50 (-10.85 to +1.85; 2 seeds) |"
+    assert md[-2] == "| none | the epochs alone | -4.50 (-10.85 to +1.85; 2 seeds) |"
     assert md[-1] == "| none | at least 500 steps | +1.50 (-4.85 to +7.85; 2 seeds) |"
     assert md[-3] == "|---|---|---|" and md[-4] == "| fine-tuned − probe | schedule | 10 per class |"
 

@@ -1,0 +1,63 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from selfsup.report import labels_markdown, saving_text, targets_markdown
+from selfsup.statistics import labels_matching, labels_to_match
+
+
+def test_labels_are_read_off_the_curve_on_a_log_scale():
+    budgets = np.array([10, 100, 1000])
+    curve = np.array([[0.60, 0.70, 0.80]] * 5)
+    got = labels_matching(budgets, curve, np.array([0.55, 0.60, 0.65, 0.75, 0.85]))
+    assert got[:2].tolist() == [10, 10]  # at or below the first budget: no extrapolation below it
+    assert got[2] == pytest.approx(10 ** 1.5) and got[3] == pytest.approx(10 ** 2.5)
+    assert math.isinf(got[4])  # never reached
+    # a curve that dips: the first budget where it reaches the target
+    assert labels_matching(budgets, np.array([[0.6, 0.8, 0.7]]), np.array([0.7]))[0] == pytest.approx(10 ** 1.5)
+
+
+def sweep(none, pretext):
+    """Rows of `none` and `rotation`: {budget: [accuracy per seed]} each."""
+    return pd.DataFrame([{"pretext": name, "labels_per_class": b, "seed": s, "test_accuracy": a}
+                         for name, runs in (("none", none), ("rotation", pretext))
+                         for b, accs in runs.items() for s, a in enumerate(accs)])
+
+
+def test_the_labels_none_needs_come_with_a_bootstrap_interval_paired_by_seed():
+    none = {"10": [0.58, 0.60, 0.62], "100": [0.69, 0.70, 0.71], "1000": [0.80, 0.80, 0.80], "all": [0.9] * 3}
+    # rotation is none + 5 points seed by seed at 10: the pairing keeps its interval tight
+    table = sweep(none, {"10": [0.63, 0.65, 0.67], "100": [0.75, 0.76, 0.74], "1000": [0.81, 0.81, 0.81]})
+    matched = labels_to_match(table).set_index("labels_per_class")
+    assert list(matched.index) == ["10", "100"]  # none at 1000, the largest, has nothing above it; `all` is off
+    ten = matched.loc["10"]
+    assert ten.labels == pytest.approx(10 ** 1.5) and ten.saved == pytest.approx(1 - 10 / 10 ** 1.5)
+    assert ten.low < ten.labels < ten.high and ten.largest == 1000 and ten.seeds == 3
+    again = labels_to_match(table).set_index("labels_per_class")
+    assert again.equals(matched)  # deterministic
+    # the same means unpaired (rotation's seeds in another order) widen the interval
+    shuffled = labels_to_match(sweep(none, {"10": [0.67, 0.63, 0.65], "100": [0.75, 0.76, 0.74],
+                                            "1000": [0.81] * 3})).set_index("labels_per_class").loc["10"]
+    assert shuffled.labels == pytest.approx(ten.labels) and shuffled.high - shuffled.low > ten.high - ten.low
+
+
+def test_the_saving_is_said_in_words_and_checked_against_the_target():
+    table = sweep({"10": [0.58, 0.60, 0.62], "100": [0.69, 0.70, 0.71], "1000": [0.80] * 3},
+                  {"10": [0.63, 0.65, 0.67], "100": [0.85, 0.86, 0.84], "1000": [0.81] * 3})
+    matched = labels_to_match(table)
+    hundred = matched.set_index("labels_per_class").loc["100"]
+    assert math.isinf(hundred.labels)  # 85% at 100 beats none's 80% at 1000
+    assert saving_text(matched.iloc[1], 1000) == ("`none` does not match `rotation` at 100 labels per class even "
+                                                  "with 1000: it saves more than 90% of the labels")
+    words = saving_text(matched.iloc[0], 1000)
+    assert words.startswith("`rotation` with 10 labels per class does as well as `none` with 32 (95% CI ")
+    md = labels_markdown(matched, ["none", "rotation"]).splitlines()
+    assert md[2].startswith("| rotation | 32 (") and md[2].endswith("; saves 68%) | more than 1000 |")
+    table = table.assign(protocol="full", epochs=60, min_steps=500)
+    target = targets_markdown(table, matched=matched).splitlines()[-1]
+    assert target.startswith("| 10 per class: best pretext matches `none` with ≥ 3× the labels (saves ≥ 67%)")
+    assert target.endswith("| **missed** |")  # 32 is more than 3 x 10, but the interval's lower end is not
+    low = matched.low.iloc[0]
+    assert low < 30 and f"`rotation`: `none` needs 32 (95% CI {low:.0f} to" in target
