@@ -61,7 +61,7 @@ def variant_params(params, changes: dict, seed: int):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--pretexts", nargs="+", default=["rotation"])
     parser.add_argument("--budgets", nargs="+", type=parse_budget, default=[10, 100])
     parser.add_argument("--seeds", type=int, default=1)

@@ -59,7 +59,7 @@ def variant_config(params, pretext: str, changes: dict):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[100, 1000])
     parser.add_argument("--data", default="data/prepared")

@@ -121,7 +121,8 @@ def exemplar_batches_per_second(batch_size: int, batches: int, device: torch.dev
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
     parser.add_argument("--batch-size", type=int, default=128, help="source images per step")
     parser.add_argument("--channels", type=int, default=1, help="image channels (DeepFashion: 3)")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -123,3 +124,8 @@ def test_every_benchmark_runs_as_its_docstring_says(name):
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+    # it writes committed tables: an abbreviated option is an unknown one, not a guess
+    option = next(o for o in re.findall(r"--[a-z][a-z-]+", done.stdout) if o != "--help")
+    short = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", option[:-1], "x"], cwd=REPO,
+                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert short.returncode == 2 and "unrecognized arguments" in short.stderr, (option, short.stderr)
