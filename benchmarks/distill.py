@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.recipe import EPOCHS, parse_budget, write_runs
+from benchmarks.common import EPOCHS, parse_budget, write_runs
 from selfsup.data import load_prepared
 from selfsup.distill import distill_student
 from selfsup.evaluate import top1_accuracy

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.recipe import write_runs
+from benchmarks.common import write_runs
 from selfsup.data import load_prepared, pretraining_images
 from selfsup.distributed import NullLive
 from selfsup.models import build_backbone

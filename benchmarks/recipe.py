@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from benchmarks.common import EPOCHS, parse_budget, write_runs
 from selfsup.data import load_prepared
 from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import finetune_backbone
-from selfsup.io import atomic_path
 from selfsup.models import TTA, load_backbone
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
-from selfsup.report import merged
 from selfsup.runtime import predict, setup
-
-EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budget (README: the sweep)
 
 # The recipe each variant changes one thing of: the plain fine-tuning every pretext started from (written out,
 # so that a later change of params.yaml's defaults does not change what a row of metrics/recipe.tsv means).
@@ -61,10 +56,6 @@ VARIANTS = {
         {"min_steps": 1500, "head": "probe", "protocol": "lp-ft", "pretrained_lr": 0.1}, {}),
     "flip TTA": ({"tta": "flip"}, {}),  # evaluation only: trains as the baseline, whose model it reuses in one run
 }
-
-
-def parse_budget(text: str) -> int | str:
-    return text if text == "all" else int(text)
 
 
 def baseline(params, base: str) -> dict:
@@ -134,15 +125,6 @@ def main(argv=None):
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "
                    f"test {rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
     write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed"])
-
-
-def write_runs(path: Path, rows: list[dict], keys: list[str]) -> None:
-    """Add a benchmark's rows to the table at `path` (earlier runs kept, a rerun of the same `keys` replaces its
-    row), written atomically."""
-    table = merged(path, pd.DataFrame(rows), keys)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    print(f"{len(rows)} runs written to {path} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
 
 
 if __name__ == "__main__":

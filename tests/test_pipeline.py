@@ -14,7 +14,8 @@ import torch
 import yaml
 from PIL import Image
 
-from selfsup.report import experiment_rows, render_probe
+from selfsup.report.data import experiment_rows
+from selfsup.report.probes import render_probe
 from tests.conftest import REPO, shrink_params
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",

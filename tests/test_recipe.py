@@ -115,7 +115,7 @@ def test_each_pretext_variant_sets_views_and_epochs_and_keeps_the_rest_of_the_se
             c for p, c in pretext_benchmark.VARIANTS.values() if p == pretext], pretext
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem != "common"))
 def test_every_benchmark_runs_as_its_docstring_says(name):
     """`python -m benchmarks.<name>` from the repository root, as documented (its --help: imports and arguments)."""
     doc = (REPO / "benchmarks" / f"{name}.py").read_text()
@@ -129,3 +129,12 @@ def test_every_benchmark_runs_as_its_docstring_says(name):
     short = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", option[:-1], "x"], cwd=REPO,
                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert short.returncode == 2 and "unrecognized arguments" in short.stderr, (option, short.stderr)
+
+
+def test_benchmarks_share_through_common_never_each_other():
+    """A benchmark imports what it shares from benchmarks/common.py (or the library), never another benchmark."""
+    scripts = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py"))
+    for name in scripts:
+        imported = re.findall(r"^from benchmarks\.(\w+) import|^import benchmarks\.(\w+)",
+                              (REPO / "benchmarks" / f"{name}.py").read_text(), flags=re.M)
+        assert {a or b for a, b in imported} <= {"common"}, name

@@ -8,16 +8,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfsup.report import (END, EXPERIMENT_KEYS, START, answer_markdown, budget_schedules, on_schedule, gain_svg, gain_text, gains_markdown, is_finding,
-                            paired_gains, probe_draws, probe_gap_markdown, probe_gaps, t975, comparison_markdown, distill_recipe_markdown,
-                            distillation_svg, distilled_markdown, embedding_svg, epochs_markdown, experiment_rows,
-                            label_efficiency_svg, merged, pretext_compute_markdown, probe_markdown, read_comparison,
-                            recipe_markdown, replace_block, results_markdown, schedule_markdown, signed, sweep_tables,
-                            targets_markdown, views_markdown)
-import selfsup.report as report_module
+import selfsup.report.data as report_data
 from selfsup.cli import run_stage
+from selfsup.report.__main__ import main as report_main
+from selfsup.report.benchmarks import (distill_recipe_markdown, epochs_markdown, pretext_compute_markdown,
+                                       recipe_markdown, schedule_block, schedule_markdown)
+from selfsup.report.blocks import rendered, replace_block
+from selfsup.report.data import EXPERIMENT_KEYS, experiment_rows, merged, on_schedule, read_comparison, sweep_tables
+from selfsup.report.distilled import distillation_svg, distilled_markdown
+from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
+                                   results_markdown)
+from selfsup.report.sweep import (answer_markdown, comparison_markdown, gain_svg, gains_markdown,
+                                  label_efficiency_svg, paired_gains, views_markdown)
+from selfsup.report.tables import budget_schedules, gain_text, is_finding, signed
+from selfsup.report.targets import targets_markdown
+from selfsup.statistics import t975
 from selfsup.svg import COLOURS
-from selfsup.report import main as report_main, rendered
 from tests.conftest import REPO
 
 PARAMS = {"pretext": "none", "data": {"dataset": "fashion_mnist"},
@@ -61,9 +67,10 @@ def test_results_markdown_reads_the_numbers():
 
 
 def test_replace_block_keeps_the_rest():
-    assert replace_block(f"a\n{START}\nold\n{END}\nb", "NEW") == "a\nNEW\nb"
-    with pytest.raises(ValueError, match="no <!-- results:start -->"):
-        replace_block("no markers", "NEW")
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    assert replace_block(f"a\n{start}\nold\n{end}\nb", "results", "NEW") == f"a\n{start}\nNEW\n{end}\nb"
+    with pytest.raises(ValueError, match="docs/results.md has no <!-- results:start -->"):
+        replace_block("no markers", "results", "NEW", "docs/results.md")
 
 
 def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
@@ -345,7 +352,6 @@ def test_schedule_table_pairs_each_schedule_with_the_baseline_seed_by_seed_and_m
 
 
 def test_the_schedule_block_pairs_each_schedule_with_the_probe_of_its_draws(tmp_path):
-    from selfsup.report import schedule_block
 
     (tmp_path / "metrics/probe/none").mkdir(parents=True)
     (tmp_path / "metrics/probe/none/detail.json").write_text(json.dumps(
@@ -450,7 +456,7 @@ def fake_dvc(monkeypatch, show):
             return subprocess.CompletedProcess(cmd, 0, json.dumps(show), "")
         return real(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(report_module.subprocess, "run", run)
+    monkeypatch.setattr(report_data.subprocess, "run", run)
 
 
 def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_copy, monkeypatch):

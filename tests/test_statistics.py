@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfsup.report import labels_markdown, saving_text, targets_markdown
+from selfsup.report.sweep import labels_markdown, saving_text
+from selfsup.report.targets import targets_markdown
 from selfsup.statistics import labels_matching, labels_to_match
 
 

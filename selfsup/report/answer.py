@@ -1,0 +1,42 @@
+"""The README's answer: the labels saved, the paired gains, the accuracy per budget and the targets, in one block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from selfsup.report.data import GAIN_PLOT, PLOT, pretexts, read_comparison, read_probes
+from selfsup.report.probes import probe_draws, probe_gaps
+from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
+                                  paired_gains)
+from selfsup.report.targets import targets_markdown
+
+GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws the same labelled images, new head "
+              "and batch order for every pretext, so the luck of the draw cancels. Its 95% confidence interval (t over "
+              "the seeds) is where the gain over many more seeds would likely lie. **Bold**: the interval excludes 0, "
+              "a gain these seeds show; the others are too close to tell from `none` with these seeds.")
+
+
+LABELS_NOTE = ("How many labels per class `none` needs to do as well as each pretext: where `none`'s mean accuracy "
+               "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval from "
+               "resampling the seeds of every budget (a pretext's seeds paired with `none`'s); \"more than\": "
+               "beyond the largest budget measured (`all` is not on the curve).")
+
+
+def comparison_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None) -> str:
+    gains = (f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n![gain over none]({GAIN_PLOT.as_posix()})\n\n"
+             if len(paired_gains(table)) else "")
+    matched = matching(table)
+    labels = f"{LABELS_NOTE}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
+    return (f"{answer_markdown(table, order, matched=matched)}\n\n{gains}{labels}"
+            f"Test accuracy, mean ± std over seeds:\n\n{comparison_markdown(table, order)}\n\n"
+            f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
+            f"{targets_markdown(table, gaps=gaps, matched=matched)}")
+
+
+def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
+    """The README's answer block from the sweep's rows of params.yaml's schedule, with the fine-tuned models paired
+    with their probes."""
+    table = read_comparison(root, read)
+    return comparison_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))))

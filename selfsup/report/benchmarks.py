@@ -1,0 +1,184 @@
+"""The benchmarks' tables (benchmarks/*.py): the recipe ablation and its all-labels epochs, the fine-tuning schedule,
+the distillation variants and the pretexts' compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from selfsup.report.data import read_probes
+from selfsup.report.probes import probe_draws, probe_gaps
+from selfsup.report.tables import budget_order, interval_cell, mean_std, pretext_order, signed
+from selfsup.statistics import excludes_zero, paired_interval
+
+def recipe_markdown(table: pd.DataFrame) -> str:
+    """The recipe ablation (benchmarks/recipe.py): per pretext, variant and budget, the honest val accuracy (what
+    decides) and the test accuracy, mean ± std over seeds, with the change of the val mean against the baseline,
+    and whether the variant's val mean beats the baseline's at every budget it ran at."""
+    table = table.astype({"labels_per_class": str})
+    budgets = budget_order(table.labels_per_class.unique())
+    lines = ["| pretext | variant | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
+             + " | better on val at every budget |", "|---" * (2 * len(budgets) + 3) + "|"]
+    for pretext, part in table.groupby("pretext", sort=False):
+        default = part[part.variant == "baseline"].groupby("labels_per_class").val_accuracy.mean()
+        part = part.sort_values("variant", key=lambda v: v != "baseline", kind="stable")  # the baseline first
+        for variant, runs in part.groupby("variant", sort=False):
+            cells, better = [], []
+            for b in budgets:
+                at = runs[runs.labels_per_class == b]
+                if at.empty:
+                    cells += ["—", "—"]
+                    continue
+                delta = ""
+                if variant != "baseline" and b in default:
+                    change = at.val_accuracy.mean() - default[b]
+                    better.append(change > 0)
+                    delta = f" ({signed(100 * change)})"
+                cells += [mean_std(at.val_accuracy) + delta, mean_std(at.test_accuracy)]
+            kept = "—" if variant == "baseline" else ("yes" if better and all(better) else "no")
+            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + f" | {kept} |")
+    defaults = table[table.variant == "baseline"]
+    epochs = ", ".join(f"{b}: {defaults[defaults.labels_per_class == b].epochs.iloc[0]}" for b in budgets
+                       if (defaults.labels_per_class == b).any())
+    val = ", ".join(f"{b}: {table[table.labels_per_class == b].val_images.iloc[0]}" for b in budgets)
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + (f"\n\nUp to {table.seed.nunique()} seeds per cell; baseline epochs per budget {epochs}; "
+                               f"val images per budget {val}; {table.compute.iloc[0]}, {threads} thread(s).")
+
+
+BASELINE_SCHEDULE = "the epochs alone"  # the schedule table's baseline: the sweep's epochs per budget, no min_steps
+
+
+def schedule_rows(table: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The schedule benchmark's rows in the order its tables show them: by pretext (params.yaml's `pretexts`), then
+    by steps; budgets as text."""
+    order = {p: i for i, p in enumerate(pretext_order(table.pretext.unique(), params.get("pretexts", ())))}
+    rows = table.astype({"labels_per_class": str}).sort_values("steps", kind="stable")
+    return rows.sort_values("pretext", key=lambda p: p.map(order), kind="stable")
+
+
+def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
+    """The fine-tuning schedule chosen (benchmarks/recipe.py --base defaults): per pretext, variant and budget, the
+    optimizer steps, the honest val accuracy (what decides) with its difference from the baseline paired by seed
+    (the same labelled and val images) and 95% interval, and the test accuracy, never used to choose. The variant
+    params.yaml's min_steps, head and protocol give is marked as the default; where the head's layer was chosen
+    (head: probe), the layers chosen are listed with the steps."""
+    table = schedule_rows(table, params)
+    budgets = budget_order(table.labels_per_class.unique())
+    lines = ["| pretext | schedule | " + " | ".join(f"steps, {b} per class | val, {b} per class | test, {b} per class"
+                                                  for b in budgets) + " |", "|---" * (3 * len(budgets) + 2) + "|"]
+    default = tuple(params["finetune"][k] for k in ("min_steps", "head", "protocol"))
+    for pretext, part in table.groupby("pretext", sort=False):
+        base = part[part.variant == "baseline"].set_index(["labels_per_class", "seed"]).val_accuracy
+        for variant, runs in part.groupby("variant", sort=False):
+            cells = []
+            for b in budgets:
+                at = runs[runs.labels_per_class == b].set_index(["labels_per_class", "seed"])
+                if at.empty:
+                    cells += ["—"] * 3
+                    continue
+                val = f"{100 * at.val_accuracy.mean():.2f}"
+                paired = (at.val_accuracy - base).dropna()
+                if variant != "baseline" and len(paired):
+                    n, mean, low, high = paired_interval(paired)
+                    text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
+                    val += f" ({'**' + text + '**' if excludes_zero(n, low, high) else text})"
+                steps = str(int(at.steps.iloc[0]))
+                if (at["head"] == "probe").all():
+                    chosen = at.layer.value_counts()
+                    steps += " (" + ", ".join(f"{layer} ×{n}" if n > 1 else layer for layer, n in chosen.items()) + ")"
+                cells += [steps, val, f"{100 * at.test_accuracy.mean():.2f}"]
+            first = runs.iloc[0]
+            name = BASELINE_SCHEDULE if variant == "baseline" else variant
+            mark = " (default)" if (int(first.min_steps), first["head"], first.protocol) == default else ""
+            lines.append(f"| {pretext} | {name}{mark} | " + " | ".join(cells) + " |")
+    seeds = ", ".join(f"{b}: {table[table.labels_per_class == b].seed.nunique()}" for b in budgets)
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + (f"\n\nMeans over seeds (per budget {seeds}); in brackets the val difference from "
+                               f"{BASELINE_SCHEDULE}, seed by seed, and its 95% interval (**bold**: it excludes 0); "
+                               f"{table.compute.iloc[0]}, {threads} thread(s).")
+
+
+def distill_recipe_markdown(table: pd.DataFrame) -> str:
+    """The distillation variants (benchmarks/distill.py): per pretext, budget and variant, the teacher's and the
+    student's honest val accuracy (what decides) and test accuracy, means over seeds, and the minutes it took."""
+    table = table.astype({"labels_per_class": str})
+    lines = ["| pretext | labels per class | variant | val: teacher → student | test: teacher → student "
+             "| minutes | runs |", "|---|---|---|---|---|---|---|"]
+    for (pretext, budget, variant), runs in table.groupby(["pretext", "labels_per_class", "variant"], sort=False):
+        val, test = runs.val_accuracy.mean() - runs.teacher_val_accuracy.mean(), \
+            runs.test_accuracy.mean() - runs.teacher_test_accuracy.mean()
+        lines.append(f"| {pretext} | {budget} | {variant} | {100 * runs.teacher_val_accuracy.mean():.2f} → "
+                     f"{100 * runs.val_accuracy.mean():.2f} ({signed(100 * val)}) | {100 * runs.teacher_test_accuracy.mean():.2f}"
+                     f" → {100 * runs.test_accuracy.mean():.2f} ({signed(100 * test)}) | {runs.seconds.mean() / 60:.1f} "
+                     f"| {len(runs)} |")
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the distillation alone, wall time as measured (not always on an idle machine)."
+
+
+def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
+    """The pretext variants (benchmarks/pretext.py): per variant, the minutes of pre-training and the frozen-feature
+    probe's honest val accuracy (what decides; with its change against the pretext's reference, the paper's setting)
+    and test accuracy at each label budget measured. The variant with params.yaml's views and epochs is marked as
+    the pipeline's default."""
+    budgets = [c.removeprefix("val_") for c in table.columns if c.startswith("val_")]
+    lines = ["| pretext | pre-training | minutes | inputs seen | " + " | ".join(
+        f"probe val, {b} per class | probe test, {b} per class" for b in budgets) + " |",
+        "|---" * (4 + 2 * len(budgets)) + "|"]
+    for pretext, part in table.groupby("pretext", sort=False):
+        part = part.sort_values("reference", ascending=False, kind="stable")  # the reference first, others as run
+        first = part.iloc[0]
+        default = params["pretrain"].get(pretext, {})
+        for _, row in part.iterrows():
+            cells = []
+            for b in budgets:
+                change = "" if row.reference else f" ({signed(100 * (row[f'val_{b}'] - first[f'val_{b}']))})"
+                cells += [f"{100 * row[f'val_{b}']:.2f}{change}", f"{100 * row[f'test_{b}']:.2f}"]
+            marks = ["reference"] * bool(row.reference) + ["default"] * (
+                (row.views, row.epochs) == (default.get("views"), default.get("epochs")))
+            name = row.variant.split(": ", 1)[-1] + (f" ({', '.join(marks)})" if marks else "")
+            lines.append(f"| {pretext} | {name} | {row.seconds / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
+                         + " | ".join(cells) + " |")
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    draws = str(table[f"layers_{budgets[0]}"].iloc[0]).count(",") + 1  # one chosen layer per label draw
+    return "\n".join(lines) + (f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the pre-training alone, "
+                               f"wall time as measured; probe: {draws} label draw(s) per budget, the layer chosen per "
+                               "draw on its val images (at most k per class), linear probe.")
+
+
+def epochs_markdown(table: pd.DataFrame) -> str:
+    """The fine-tuning schedule's trade-off with all labels, from the recipe ablation's baseline and `epochs ×N`
+    rows: per pretext and number of epochs, the honest val and the test accuracy (mean ± std over seeds) and the
+    minutes of fine-tuning (mean wall time of a run, as measured)."""
+    rows = table[(table.labels_per_class.astype(str) == "all")
+                 & ((table.variant == "baseline") | table.variant.str.startswith("epochs ×"))]
+    lines = ["| pretext | fine-tuning epochs | val accuracy | test accuracy | minutes of fine-tuning | runs |",
+             "|---|---|---|---|---|---|"]
+    rows = rows.sort_values("epochs", kind="stable")
+    for (pretext, epochs), runs in rows.groupby(["pretext", "epochs"], sort=False):
+        lines.append(f"| {pretext} | {epochs} | {mean_std(runs.val_accuracy)} | {mean_std(runs.test_accuracy)} "
+                     f"| {runs.seconds.mean() / 60:.1f} | {len(runs)} |")
+    threads = ", ".join(map(str, sorted(rows.threads.unique())))
+    return "\n".join(lines) + (f"\n\nAll {rows.val_images.iloc[0]} val images; {rows.compute.iloc[0]}, {threads} "
+                               "thread(s); minutes: wall time as measured, on whatever else the machine ran.")
+
+
+def schedule_block(table: pd.DataFrame, params: dict, root: Path, read) -> str:
+    """The schedule table, and each schedule's fine-tuned model against the linear probe of the same backbone on
+    the same labelled images (the seeds the probe drew)."""
+    runs = schedule_rows(table, params)
+    draws = probe_draws(read_probes(root, read))
+    budgets = budget_order(runs.labels_per_class.unique())
+    lines = ["| fine-tuned − probe | schedule | " + " | ".join(f"{b} per class" for b in budgets) + " |",
+             "|---" * (len(budgets) + 2) + "|"]
+    for (pretext, variant), part in runs.groupby(["pretext", "variant"], sort=False):
+        gaps = {r.labels_per_class: r for r in probe_gaps(part, draws, protocol=None).itertuples()}
+        if gaps:
+            name = BASELINE_SCHEDULE if variant == "baseline" else variant
+            lines.append(f"| {pretext} | {name} | " + " | ".join(interval_cell(gaps[b]) if b in gaps else "—"
+                                                                for b in budgets) + " |")
+    probes = ("\n\nEach schedule's fine-tuned model against the frozen linear probe of the same backbone on the same "
+              "labelled images (docs/results.md), test accuracy, paired by seed over the label draws the probe ran "
+              "(**bold**: the 95% interval excludes 0):\n\n" + "\n".join(lines)) if len(lines) > 2 else ""
+    return schedule_markdown(table, params) + probes

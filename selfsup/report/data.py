@@ -1,0 +1,162 @@
+"""The report's data: where each table lives, how it is read, and the DVC experiments collected into the sweep
+tables (metrics/comparison.tsv: the fine-tuned model of every experiment; metrics/distilled.tsv: the distilled ones,
+beside their teachers)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from selfsup import SelfSupError
+
+RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
+DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
+PRETEXT_COMPUTE = Path("metrics/pretext_compute.tsv")  # written by benchmarks/pretext.py
+SCHEDULE = Path("metrics/schedule.tsv")  # written by benchmarks/recipe.py --base defaults
+COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
+# the sweep's rows of the pretexts whose default views changed, fine-tuned from backbones pre-trained with the
+# papers' views (rotation 4, exemplar 6), as collected before the change; comparison.tsv now holds the defaults'
+REFERENCE_VIEWS = Path("metrics/comparison_reference_views.tsv")
+DISTILLED = Path("metrics/distilled.tsv")  # the experiments whose delivered model was distilled, with their teacher's
+DISTILLED_PLOT = Path("metrics/distillation.svg")
+README = Path("README.md")  # the sweep's answer and the research tables
+RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes
+PLOT = Path("metrics/label_efficiency.svg")
+GAIN_PLOT = Path("metrics/label_gain.svg")  # the paired gains over `none`, with their intervals
+
+
+def pretexts(root: Path, read) -> list[str]:
+    """params.yaml's `pretexts`, in its order (the order of every table's rows)."""
+    return yaml.safe_load(read(root / "params.yaml"))["pretexts"]
+
+
+def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    """A sweep table (COMPARISON, DISTILLED, REFERENCE_VIEWS) of the repository at `root`; `read` maps a path to
+    its text. Rows from before finetune.min_steps ran with none: 0."""
+    table = pd.read_csv(io.StringIO(read(root / path)), sep="\t", dtype={"labels_per_class": str})
+    if "min_steps" not in table:
+        table.insert(list(table.columns).index("epochs") + 1, "min_steps", 0)
+    return table
+
+
+def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
+    """The rows the answer shows: per budget, those fine-tuned with at least `min_steps` optimizer steps (params.yaml's
+    schedule) where the budget has any, else the budget's rows as they are (the comparison table names each budget's
+    schedule)."""
+    ran = set(table[table.min_steps == min_steps].labels_per_class)
+    return table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
+
+
+def read_table(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    """A benchmark's table (RECIPE, SCHEDULE, ...) of the repository at `root`."""
+    return pd.read_csv(io.StringIO(read(root / path)), sep="\t")
+
+
+def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
+    """metrics/comparison.tsv of the repository at `root`: the rows of params.yaml's schedule (`on_schedule`), or
+    (`every`) every row."""
+    table = read_sweep(root, COMPARISON, read)
+    return table if every else on_schedule(table, yaml.safe_load(read(root / "params.yaml"))["finetune"]["min_steps"])
+
+
+def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    """metrics/distilled.tsv of the repository at `root`."""
+    return read_sweep(root, DISTILLED, read)
+
+
+def read_probes(root: Path, read=lambda p: p.read_text()) -> dict[str, dict]:
+    """Each pretext's probe detail (metrics/probe/<pretext>/detail.json)."""
+    return {p: json.loads(read(root / f"metrics/probe/{p}/detail.json")) for p in pretexts(root, read)}
+
+
+def finished_experiments(commit: dict) -> list[dict]:
+    """The finished experiments of one commit of `dvc exp show --json` (queued and running ones carry their
+    baseline's metrics files: only finished ones count)."""
+    return [exp for exp in commit.get("experiments") or []
+            if (exp.get("executor") or {}).get("state", "success") == "success"]
+
+
+def experiment_rows(show: list) -> pd.DataFrame:
+    """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics."""
+    rows = []
+    for commit in show:
+        entries = [commit] + [rev for exp in finished_experiments(commit) for rev in exp.get("revs", [])]
+        for entry in entries:
+            data = entry.get("data") or {}
+            params = data.get("params", {}).get("params.yaml", {}).get("data")
+            metrics = data.get("metrics", {}).get("metrics/evaluate/metrics.json", {}).get("data")
+            if entry.get("rev") == "workspace" or not params or not metrics:
+                continue
+            ft, distill = params["finetune"], params.get("distill") or {}
+            finetuned = metrics.get("finetuned", metrics["test"])  # before distillation (the same model when off)
+            rows.append({
+                "experiment": entry.get("name") or entry["rev"][:7], "timestamp": data.get("timestamp"),
+                "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
+                "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
+                "min_steps": ft.get("min_steps", 0), "seed": ft["seed"],
+                "distilled": bool(metrics.get("distilled", False)),
+                "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
+                "distill_threshold": distill.get("threshold"), "distill_rounds": distill.get("rounds", 1),
+                "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
+                "finetuned_accuracy": finetuned["accuracy"], "finetuned_macro_f1": finetuned["macro_f1"],
+            })
+    table = pd.DataFrame(rows, columns=["experiment", "timestamp", "commit", *EXPERIMENT_KEYS, *DISTILL_KEYS,
+                                        "test_accuracy", "macro_f1", "finetuned_accuracy", "finetuned_macro_f1"])
+    # the same settings run twice (a commit and its experiment): keep the newest
+    return (table.sort_values("timestamp").drop_duplicates([*EXPERIMENT_KEYS, *DISTILL_KEYS], keep="last")
+            .drop(columns="timestamp"))
+EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed"]
+DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_rounds"]
+
+
+def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(comparison, distilled) of experiment_rows: the fine-tuned model of every experiment (a distilled one's
+    teacher), and the distilled experiments with their teacher's accuracy beside the student's."""
+    finetuned = rows.assign(test_accuracy=rows.finetuned_accuracy, macro_f1=rows.finetuned_macro_f1)
+    comparison = finetuned[["experiment", "commit", *EXPERIMENT_KEYS, "test_accuracy", "macro_f1"]]
+    comparison = comparison.drop_duplicates(EXPERIMENT_KEYS, keep="last")
+    distilled = rows[rows.distilled].drop(columns=["distilled", "finetuned_macro_f1"])
+    return comparison, distilled
+
+
+def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one."""
+    if not path.is_file():
+        return new
+    budget = {"labels_per_class": str} if "labels_per_class" in new else {}  # "all" among integers: text
+    old = pd.read_csv(path, sep="\t", dtype=budget)
+    if "min_steps" in new and "min_steps" not in old:  # rows from before finetune.min_steps: it was 0
+        old.insert(list(new.columns).index("min_steps"), "min_steps", 0)
+    return pd.concat([old, new.astype(budget)]).drop_duplicates(keys, keep="last")
+
+
+def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
+    """The sweep tables (COMPARISON, DISTILLED) with the finished DVC experiments of `rev` in them, as text: added to
+    the tables as committed (a row of the same settings replaced, every other row kept), or (`replace`) instead of
+    them. A SelfSupError when there is nothing to collect."""
+    try:
+        proc = subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], check=True, capture_output=True,
+                              text=True, cwd=root)
+    except (OSError, subprocess.CalledProcessError) as err:
+        why = (getattr(err, "stderr", None) or str(err)).strip().splitlines()
+        raise SelfSupError(f"`dvc exp show --rev {rev}` failed ({why[-1] if why else err}); run this in the "
+                           "project's git repository, with the revision the experiments were queued from") from None
+    show = json.loads(proc.stdout)
+    if not any(finished_experiments(commit) for commit in show):
+        raise SelfSupError(
+            f"no finished DVC experiments of {rev} to collect, so nothing was written. Experiments live in the "
+            "repository that ran them (a fresh clone has none; `dvc exp pull <remote>` fetches shared ones) and "
+            "belong to the commit they were queued from: after a later commit, pass --rev <that commit>")
+    comparison, distilled = sweep_tables(experiment_rows(show))
+    if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
+        comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
+        distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
+    tables = {root / COMPARISON: comparison.to_csv(sep="\t", index=False, float_format="%.6f")}
+    if len(distilled):
+        tables[root / DISTILLED] = distilled.to_csv(sep="\t", index=False, float_format="%.6f")
+    return tables

@@ -1,0 +1,61 @@
+"""Distillation after fine-tuning: each experiment's fine-tuned teacher beside the student it delivers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from selfsup.report.data import DISTILLED_PLOT, pretexts, read_distilled
+from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, pretext_order,
+                                   seed_std, signed)
+from selfsup.report.targets import distilled_targets
+from selfsup.svg import line_chart
+
+def distilled_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pretext and budget: mean and std over seeds of the fine-tuned (teacher) and distilled test accuracy."""
+    grouped = table.groupby(["pretext", "labels_per_class"])
+    return grouped.agg(finetuned=("finetuned_accuracy", "mean"), finetuned_std=("finetuned_accuracy", seed_std),
+                       distilled=("test_accuracy", "mean"), distilled_std=("test_accuracy", seed_std),
+                       runs=("test_accuracy", "count")).reset_index()
+
+
+def distilled_markdown(table: pd.DataFrame, order=()) -> str:
+    """Fine-tuned → distilled test accuracy per pretext and budget (mean ± std over seeds), the gain, and the
+    distillation targets, each met or missed."""
+    summary = distilled_summary(table)
+    lines = budget_grid(summary, "pretext", "{} labels per class: fine-tuned → distilled",
+                        lambda r: f"{100 * r.finetuned:.2f} ± {100 * r.finetuned_std:.2f} → **{100 * r.distilled:.2f}**"
+                                  f" ± {100 * r.distilled_std:.2f} ({signed(100 * (r.distilled - r.finetuned))}; "
+                                  f"{r.runs} runs)", order)
+    settings = table.iloc[0]
+    lines += ["", f"Distillation: {int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs "
+                  "over every training image, the student "
+                  f"starting from the {settings.distill_init}"
+                  + (f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
+                     else ", the teacher's soft probabilities")
+              + f". The teachers' fine-tuning: {budget_schedules(table)}.", "",
+              *distilled_targets(summary)]
+    return "\n".join(lines)
+
+
+def distillation_svg(table: pd.DataFrame, order=()) -> str:
+    """Test accuracy against labels per class: each pretext fine-tuned and distilled, one std over seeds."""
+    summary = distilled_summary(table)
+    budgets = budget_order(summary.labels_per_class.unique())
+    position = budget_positions(budgets)
+    series = {}
+    for pretext in pretext_order(summary.pretext.unique(), order):
+        part = sorted(summary[summary.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
+        series[f"{pretext}, fine-tuned"] = [(position[r.labels_per_class], 100 * r.finetuned, 100 * r.finetuned_std)
+                                            for r in part]
+        series[f"{pretext}, distilled"] = [(position[r.labels_per_class], 100 * r.distilled, 100 * r.distilled_std)
+                                           for r in part]
+    return line_chart(series, [(position[b], b) for b in budgets],
+                      "Fashion-MNIST test accuracy, fine-tuned and distilled", "labels per class", "test accuracy (%)")
+
+
+def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:
+    table = read_distilled(root, read)
+    return (f"{distilled_markdown(table, pretexts(root, read))}\n\n"
+            f"![fine-tuned and distilled]({DISTILLED_PLOT.as_posix()})")

@@ -1,0 +1,189 @@
+"""The label-efficiency sweep in numbers: test accuracy per pretext and budget, the paired gains over `none`, the
+labels `none` needs to match each pretext, and their charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from selfsup.report.data import REFERENCE_VIEWS, read_comparison, read_sweep
+from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, gain_text,
+                                   interval_cell, is_finding, pretext_order, seed_std, signed)
+from selfsup.statistics import labels_to_match, paired_interval
+from selfsup.svg import COLOURS, line_chart
+
+def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """Per pretext (not `none`), budget and epochs: the test accuracy's difference from `none` paired by seed (a
+    seed draws the same labelled images, head and batch order for every pretext), over the seeds both ran: seeds,
+    mean, and its 95% confidence interval (t over seeds; NaN for one seed)."""
+    keys = ["labels_per_class", "epochs", "min_steps", "seed"]
+    rows = table[table.protocol == protocol]
+    base = rows[rows.pretext == "none"][[*keys, "test_accuracy"]].rename(columns={"test_accuracy": "none"})
+    pairs = rows[rows.pretext != "none"].merge(base, on=keys)
+    out = []
+    for (pretext, budget, epochs, _), group in pairs.groupby(["pretext", *keys[:-1]], sort=False):
+        n, mean, low, high = paired_interval(group.test_accuracy - group.none)
+        out.append({"pretext": pretext, "labels_per_class": budget, "epochs": epochs, "seeds": n, "gain": mean,
+                    "low": low, "high": high})
+    return pd.DataFrame(out, columns=["pretext", "labels_per_class", "epochs", "seeds", "gain", "low", "high"])
+
+
+def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (over seeds) and runs of test accuracy per protocol, pretext, label budget and schedule."""
+    grouped = table.groupby(["protocol", "pretext", "labels_per_class", "epochs", "min_steps"]).test_accuracy
+    summary = grouped.agg(mean="mean", std=seed_std, runs="count")
+    return summary.reset_index()
+
+
+def comparison_markdown(table: pd.DataFrame, order=()) -> str:
+    """Test accuracy, mean ± std over seeds (runs), per pretext (rows, in `order`) and label budget (columns)."""
+    summary = sweep_summary(table)
+    lines = []
+    for protocol, part in summary.groupby("protocol"):
+        lines += [f"Protocol `{protocol}`; fine-tuning schedule per budget: {budget_schedules(part)}.", "",
+                  *budget_grid(part, "pretext", "{} labels per class",
+                               lambda r: f"{100 * r.mean:.2f} ± {100 * r.std:.2f} ({r.runs} runs)", order)]
+        if part.runs.nunique() > 1:
+            lines += ["", f"Cells with fewer than {part.runs.max()} runs ran fewer seeds (one run's std is 0)."]
+        lines.append("")
+    return "\n".join(lines).strip()
+
+
+def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full",
+                    matched: pd.DataFrame | None = None) -> str:
+    """The answer in one line per budget: every pretext's test accuracy and its gain over `none` paired by seed with
+    the 95% interval (bold where the interval excludes 0), and the labels `none` needs to match the best one
+    (`matched`: `matching` of `table`, computed when not given)."""
+    summary = sweep_summary(table[table.protocol == protocol])
+    budgets = budget_order(summary.labels_per_class.unique())
+    mean = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
+    gains = {(r.pretext, r.labels_per_class): r for r in paired_gains(table, protocol).itertuples()}
+    matched = matching(table, protocol) if matched is None else matched
+    saves = {(r.pretext, r.labels_per_class): r for r in matched.itertuples()}
+    largest = matched.largest.max() if len(matched) else 0
+    lines = []
+    for b in budgets:
+        rows = [mean[(p, b)] for p in pretext_order(summary.pretext.unique(), order)
+                if (p, b) in mean and (p, b) in gains and p != "none"]
+        base = mean.get(("none", b))
+        if not rows or base is None:
+            continue
+        parts = []
+        for r in rows:
+            gain = gains[(r.pretext, b)]
+            text = gain_text(gain)
+            verdict = f"**{text}**" if is_finding(gain) else text + (", too close to tell from `none`"
+                                                                    if gain.seeds > 1 else "")
+            parts.append(f"`{r.pretext}` {100 * r.mean:.2f}%, {verdict}")
+        line = f"- **{b} labels per class** (`none` {100 * base.mean:.2f}%): " + "; ".join(parts) + "."
+        best = max(rows, key=lambda r: r.mean)
+        if best.mean > base.mean and (best.pretext, b) in saves:
+            line += f" {saving_text(saves[(best.pretext, b)], largest)}."
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def matching(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """`labels_to_match` of the rows of `protocol`."""
+    return labels_to_match(table[table.protocol == protocol])
+
+
+def labels_cell(labels: float, largest: int) -> str:
+    return f"more than {largest}" if labels == float("inf") else f"{labels:.0f}"
+
+
+def saving_text(r, largest: int) -> str:
+    """How many labels `none` needs to match a pretext, in words, with the share saved and their 95% intervals."""
+    b = int(r.labels_per_class)
+    if r.labels == float("inf"):
+        return (f"`none` does not match `{r.pretext}` at {b} labels per class even with {largest}: it saves "
+                f"more than {100 * (1 - b / largest):.0f}% of the labels")
+    share = (lambda n: f"{100 * max(0.0, 1 - b / n):.0f}%")
+    return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f} (95% CI "
+            f"{labels_cell(r.low, largest)} to {labels_cell(r.high, largest)}): it saves {share(r.labels)} of the "
+            f"labels (95% CI {share(r.low)} to {'more than ' if r.high == float('inf') else ''}"
+            f"{share(min(r.high, largest))})")
+
+
+def labels_markdown(matched: pd.DataFrame, order=()) -> str:
+    """The labels per class `none` needs to match each pretext (rows) at each budget (columns), with the 95%
+    interval and the share of labels saved."""
+    largest = matched.largest.max() if len(matched) else 0
+
+    def cell(r):
+        if r.low == float("inf"):
+            return labels_cell(r.labels, largest)
+        saved = f"; saves {100 * r.saved:.0f}%" if r.labels > int(r.labels_per_class) else ""
+        return (f"{labels_cell(r.labels, largest)} ({labels_cell(r.low, largest)} to "
+                f"{labels_cell(r.high, largest)}{saved})")
+    return "\n".join(budget_grid(matched, "labels `none` needs", "{} labels per class", cell, order))
+
+
+def gains_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+    """The paired gains over `none` per pretext (rows) and budget (columns), points with their 95% interval, bold
+    where the interval excludes 0."""
+    return "\n".join(budget_grid(paired_gains(table, protocol), "gain over `none`", "{} labels per class",
+                                 interval_cell, order))
+
+
+def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+    """The paired gain over `none` against labels per class, one line per pretext, error bars its 95% interval;
+    each pretext in its colour of label_efficiency_svg."""
+    gains = paired_gains(table, protocol)
+    budgets = budget_order(gains.labels_per_class.unique())
+    position = budget_positions(budgets)
+    names = pretext_order([*gains.pretext.unique(), "none"], order)
+    series, colours = {}, {}
+    for pretext in pretext_order(gains.pretext.unique(), order):
+        part = sorted(gains[gains.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
+        series[pretext] = [(position[r.labels_per_class], 100 * r.gain,
+                            0.0 if r.seeds < 2 else 100 * (r.high - r.gain)) for r in part]
+        colours[pretext] = COLOURS[names.index(pretext) % len(COLOURS)]
+    return line_chart(series, [(position[b], b) for b in budgets],
+                      f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
+                      "test accuracy gain (points)", colours=colours, zero_line=True, dodge=6)
+
+
+def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
+    """Test accuracy against labels per class, one line per pretext, error bars one std over seeds."""
+    summary = sweep_summary(table[table.protocol == protocol])
+    budgets = budget_order(summary.labels_per_class.unique())
+    position = budget_positions(budgets)
+    series = {}
+    for pretext in pretext_order(summary.pretext.unique(), order):
+        part = summary[summary.pretext == pretext]
+        series[pretext] = [(position[r.labels_per_class], 100 * r.mean, 100 * r.std)
+                           for r in sorted(part.itertuples(), key=lambda r: position[r.labels_per_class])]
+    ticks = [(position[b], b) for b in budgets]
+    return line_chart(series, ticks, f"Fashion-MNIST test accuracy after fine-tuning ({protocol})",
+                      "labels per class", "test accuracy (%)")
+
+
+def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
+    """Per pretext and budget of `reference` (REFERENCE_VIEWS), the fine-tuned test accuracy (mean ± std over seeds)
+    from the backbone pre-trained with the reference's views and from the one with params.yaml's, and the change."""
+    keys = ["pretext", "labels_per_class", "epochs", "min_steps"]
+    ref = sweep_summary(reference[reference.protocol == protocol]).set_index(keys)
+    cur = sweep_summary(current[current.protocol == protocol]).set_index(keys)
+    views = reference.groupby("pretext").views.first()
+    lines = ["| pretext | labels per class | reference views | test accuracy | default views | test accuracy | change |",
+             "|---" * 7 + "|"]
+    for pretext in pretext_order(views.index, params.get("pretexts", ())):
+        part = ref.loc[pretext]
+        for budget in budget_order(part.index.get_level_values("labels_per_class").unique()):
+            for schedule, r in part.loc[budget].iterrows():
+                c = cur.loc[(pretext, budget, *schedule)] if (pretext, budget, *schedule) in cur.index else None
+                now = "—" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f} ({c['runs']})"
+                change = "—" if c is None else signed(100 * (c['mean'] - r['mean']))
+                lines.append(f"| {pretext} | {budget} | {views[pretext]} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
+                             f" ({r['runs']}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
+    return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the same seeds, "
+                               "hence the same labelled images; the same recipe and fine-tuning epochs.")
+
+
+def render_views(root: Path, read=lambda p: p.read_text()) -> str:
+    """The README block comparing the sweep on the reference's backbones with the sweep on the defaults'."""
+    return views_markdown(read_sweep(root, REFERENCE_VIEWS, read), read_comparison(root, read, every=True),
+                          yaml.safe_load(read(root / "params.yaml")))

@@ -1,0 +1,90 @@
+"""The project's targets as data, and the tables that say which the committed results meet."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from selfsup.report.sweep import labels_cell, paired_gains, sweep_summary
+from selfsup.report.tables import gain_text, is_finding, signed
+
+# AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on
+# its own subset of the benchmark): the anchor of the default run's table
+SEED_SUPERVISED = {"fashion_mnist": 0.9033, "deepfashion": 0.4573}
+
+# The project's targets: test accuracy, mean over seeds, the full test set, the fine-tuned model unless named
+NONE_ALL = 0.93  # all labels: `none`
+BEST_PRETEXT = {"all": 0.935, "100": 0.87, "10": 0.78}  # per budget: the best pretext
+GAIN_10 = 0.06  # 10 per class: the best pretext's paired gain over `none`, its 95% CI excluding 0
+LABELS_RATIO_10 = 3  # 10 per class: `none` needs this many times the labels to match the best pretext (CI's low end)
+DISTILLED_BEST = {"10": 0.80, "100": 0.88}  # per budget: the best distilled pipeline, and a pretext above `none`
+
+
+def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataFrame | None = None,
+                     matched: pd.DataFrame | None = None) -> str:
+    """The project's accuracy targets (mean over seeds, full test set), each met or missed, with the number; with
+    `gaps` (`probe_gaps`), whether the fine-tuned model is at least as accurate as its backbone's linear probe; with
+    `matched` (`matching`), whether the best pretext at 10 per class saves two thirds of the labels."""
+    summary = sweep_summary(table[table.protocol == protocol])
+    mean = {(r.pretext, r.labels_per_class): r.mean for r in summary.itertuples()}
+
+    def best(b):
+        rows = {p: m for (p, c), m in mean.items() if c == b and p != "none"}
+        return max(rows.items(), key=lambda kv: kv[1]) if rows else (None, float("nan"))
+
+    lines = ["| target | measured | |", "|---|---|---|"]
+
+    def add(target, measured, met):
+        lines.append(f"| {target} | {measured} | {'met' if met else '**missed**'} |")
+
+    if ("none", "all") in mean:
+        add(f"all labels: `none` ≥ {100 * NONE_ALL:.1f}%", f"{100 * mean['none', 'all']:.2f}%",
+            mean["none", "all"] >= NONE_ALL)
+    for b, floor in BEST_PRETEXT.items():
+        name, value = best(b)
+        if name is not None:
+            add(f"{b} per class: best pretext ≥ {100 * floor:.1f}%", f"`{name}` {100 * value:.2f}%", value >= floor)
+    if ("none", "100") in mean:
+        below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
+        add("100 per class: every pretext above `none`", "all above" if not below else
+            ", ".join(f"`{p}` {signed(100 * (mean[p, '100'] - mean['none', '100']))}" for p in below), not below)
+    gains = {r.pretext: r for r in paired_gains(table, protocol).itertuples() if r.labels_per_class == "10"}
+    if gains:
+        top = max(gains.values(), key=lambda r: r.gain)
+        add(f"10 per class: best pretext ≥ `none` + {100 * GAIN_10:.0f} points, its 95% CI excluding 0",
+            f"`{top.pretext}` {gain_text(top)}", top.gain >= GAIN_10 and is_finding(top))
+    ten = None if matched is None else matched[matched.labels_per_class == "10"]
+    if ten is not None and len(ten):
+        top = ten.loc[ten.labels.idxmax()]
+        add(f"10 per class: best pretext matches `none` with ≥ {LABELS_RATIO_10}× the labels (saves ≥ "
+            f"{100 * (1 - 1 / LABELS_RATIO_10):.0f}%), by the lower end of its 95% CI",
+            f"`{top.pretext}`: `none` needs {labels_cell(top.labels, top.largest)}"
+            f" (95% CI {labels_cell(top.low, top.largest)} to {labels_cell(top.high, top.largest)})",
+            top.low >= LABELS_RATIO_10 * 10)
+    if gaps is not None and len(gaps):
+        below = gaps[gaps.gain < 0]
+        worst = below.sort_values("gain").head(3)
+        add("every budget: fine-tuned ≥ the frozen linear probe of its backbone",
+            "always" if below.empty else f"below at {len(below)} of {len(gaps)} (pretext, budget): "
+            + ", ".join(f"`{r.pretext}` at {r.labels_per_class} {signed(100 * r.gain)}" for r in worst.itertuples())
+            + (", ..." if len(below) > 3 else ""), below.empty)
+    return "\n".join(lines)
+
+
+def distilled_targets(summary: pd.DataFrame) -> list[str]:
+    """The distillation targets' rows, each met or missed, from `distilled_summary`: per budget of DISTILLED_BEST,
+    the best distilled pipeline, and the best distilled pretext against distilled `none`."""
+    lines = ["| target | measured | |", "|---|---|---|"]
+    for b, floor in DISTILLED_BEST.items():
+        at = summary[summary.labels_per_class == b]
+        if len(at):
+            best = at.loc[at.distilled.idxmax()]
+            lines.append(f"| {b} per class: best pipeline ≥ {100 * floor:.1f}% | `{best.pretext}` "
+                         f"{100 * best.distilled:.2f}% | {'met' if best.distilled >= floor else '**missed**'} |")
+            others = at[at.pretext != "none"]
+            if (at.pretext == "none").any() and len(others):
+                base = at[at.pretext == "none"].distilled.iloc[0]
+                top = others.loc[others.distilled.idxmax()]
+                met = "met" if top.distilled > base else "**missed**"
+                lines.append(f"| {b} per class, distilled: best pretext above `none` | `{top.pretext}` "
+                             f"{signed(100 * (top.distilled - base))} | {met} |")
+    return lines
