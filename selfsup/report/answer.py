@@ -24,19 +24,30 @@ LABELS_NOTE = ("How many labels per class `none` needs to do as well as each pre
                "beyond the largest budget measured (`all` is not on the curve).")
 
 
-def comparison_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None) -> str:
-    gains = (f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n![gain over none]({GAIN_PLOT.as_posix()})\n\n"
-             if len(paired_gains(table)) else "")
+def comparison_block(table: pd.DataFrame, order=()) -> str:
+    """The README's answer: a line per budget (the gains and the labels saved, with their intervals), the accuracy
+    table, and the charts of both."""
+    gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
+    return (f"{answer_markdown(table, order)}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
+            f"{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()}){gain_chart}")
+
+
+def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None) -> str:
+    """docs/results.md's detail of the answer: the paired gains and the labels `none` needs, as tables with their
+    intervals, and the targets, each met or missed (with `gaps`, the fine-tuned model against its probe)."""
+    gains = f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n" if len(paired_gains(table)) else ""
     matched = matching(table)
     labels = f"{LABELS_NOTE}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
-    return (f"{answer_markdown(table, order, matched=matched)}\n\n{gains}{labels}"
-            f"Test accuracy, mean ± std over seeds:\n\n{comparison_markdown(table, order)}\n\n"
-            f"![label efficiency]({PLOT.as_posix()})\n\nAgainst the targets (mean over seeds, the full test set):\n\n"
+    return (f"{gains}{labels}Against the targets (mean over seeds, the full test set):\n\n"
             f"{targets_markdown(table, gaps=gaps, matched=matched)}")
 
 
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
-    """The README's answer block from the sweep's rows of params.yaml's schedule, with the fine-tuned models paired
-    with their probes."""
+    """The README's answer block from the sweep's rows of params.yaml's schedule."""
+    return comparison_block(read_comparison(root, read), pretexts(root, read))
+
+
+def render_detail(root: Path, read=lambda p: p.read_text()) -> str:
+    """docs/results.md's detail of the answer, with the fine-tuned models paired with their probes."""
     table = read_comparison(root, read)
-    return comparison_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))))
+    return detail_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))))

@@ -10,7 +10,7 @@ from typing import Callable
 import yaml
 
 from selfsup.report import benchmarks, sweep
-from selfsup.report.answer import render_comparison
+from selfsup.report.answer import render_comparison, render_detail
 from selfsup.report.data import (COMPARISON, DISTILL_RECIPE, DISTILLED, DISTILLED_PLOT, GAIN_PLOT, PLOT,
                                  PRETEXT_COMPUTE, README, RECIPE, REFERENCE_VIEWS, RESULTS_DOC, SCHEDULE, pretexts,
                                  read_comparison, read_distilled, read_table)
@@ -54,15 +54,16 @@ BLOCKS = [
     Block("results", RESULTS_DOC, (), lambda root, read, _: render_run(root, read)),
     Block("probe", RESULTS_DOC, (), render_probe),
     Block("comparison", README, (COMPARISON,), lambda root, read, _: render_comparison(root, read)),
-    Block("views", README, (COMPARISON, REFERENCE_VIEWS), lambda root, read, _: sweep.render_views(root, read)),
-    Block("distill", README, (DISTILLED,), lambda root, read, _: render_distilled(root, read)),
-    Block("recipe", README, (RECIPE,), benchmark(RECIPE, lambda table, *_: benchmarks.recipe_markdown(table))),
-    Block("epochs", README, (RECIPE,), benchmark(RECIPE, lambda table, *_: benchmarks.epochs_markdown(table))),
-    Block("distill-recipe", README, (DISTILL_RECIPE,),
+    Block("answer-detail", RESULTS_DOC, (COMPARISON,), lambda root, read, _: render_detail(root, read)),
+    Block("views", RESULTS_DOC, (COMPARISON, REFERENCE_VIEWS), lambda root, read, _: sweep.render_views(root, read)),
+    Block("distill", RESULTS_DOC, (DISTILLED,), lambda root, read, _: render_distilled(root, read)),
+    Block("recipe", RESULTS_DOC, (RECIPE,), benchmark(RECIPE, lambda table, *_: benchmarks.recipe_markdown(table))),
+    Block("epochs", RESULTS_DOC, (RECIPE,), benchmark(RECIPE, lambda table, *_: benchmarks.epochs_markdown(table))),
+    Block("distill-recipe", RESULTS_DOC, (DISTILL_RECIPE,),
           benchmark(DISTILL_RECIPE, lambda table, *_: benchmarks.distill_recipe_markdown(table))),
-    Block("pretext-compute", README, (PRETEXT_COMPUTE,),
+    Block("pretext-compute", RESULTS_DOC, (PRETEXT_COMPUTE,),
           benchmark(PRETEXT_COMPUTE, lambda table, params, *_: benchmarks.pretext_compute_markdown(table, params))),
-    Block("schedule", README, (SCHEDULE,), benchmark(SCHEDULE, benchmarks.schedule_block)),
+    Block("schedule", RESULTS_DOC, (SCHEDULE,), benchmark(SCHEDULE, benchmarks.schedule_block)),
 ]
 
 PICTURES = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,11 @@ README = Path("README.md")  # the sweep's answer and the research tables
 RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes
 PLOT = Path("metrics/label_efficiency.svg")
 GAIN_PLOT = Path("metrics/label_gain.svg")  # the paired gains over `none`, with their intervals
+
+
+def link(path: Path, page: Path) -> str:
+    """A Markdown link to `path` (from the repository's root) as written on `page`."""
+    return Path(os.path.relpath(path, page.parent)).as_posix()
 
 
 def pretexts(root: Path, read) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfsup.report.data import DISTILLED_PLOT, pretexts, read_distilled
+from selfsup.report.data import DISTILLED_PLOT, RESULTS_DOC, link, pretexts, read_distilled
 from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, pretext_order,
                                    seed_std, signed)
 from selfsup.report.targets import distilled_targets
@@ -58,4 +58,4 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
 def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:
     table = read_distilled(root, read)
     return (f"{distilled_markdown(table, pretexts(root, read))}\n\n"
-            f"![fine-tuned and distilled]({DISTILLED_PLOT.as_posix()})")
+            f"![fine-tuned and distilled]({link(DISTILLED_PLOT, RESULTS_DOC)})")
