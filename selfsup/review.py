@@ -6,7 +6,7 @@ trained to write it.
     python -m selfsup.review origin/main --html plots      # as CI does, with the changed plots rendered
 
 The pull-request workflow (.github/workflows/review.yml) posts its output as one comment with CML.
-Needs git and dvc only, not torch.
+Needs git, dvc, pandas and pyyaml, not torch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from selfsup import SelfSupError
+from selfsup.report.data import COMPARISON, read_comparison
+from selfsup.report.sweep import sweep_summary
 
 # Metrics files in the order a reviewer reads them: the delivered model's test metrics first.
 ORDER = ("metrics/evaluate/", "metrics/distill/", "metrics/finetune/", "metrics/probe/", "metrics/pretrain/")
@@ -80,6 +82,43 @@ def changed_plots(base: str, cwd: Path) -> list[str]:
     return [path for path in known if path in changed]
 
 
+HEADLINE = Path("metrics/evaluate/metrics.json")  # the delivered model's test metrics
+# the committed results besides the metrics and plot data DVC knows: the sweep tables, the charts, the pages
+RESULTS = ("metrics", "README.md", "docs/results.md")
+
+
+def headline(cwd: Path, metrics: dict) -> str | None:
+    """A line for the delivered model's test accuracy where the change did not move it."""
+    if "test.accuracy" in metrics.get(HEADLINE.as_posix(), {}) or not (cwd / HEADLINE).is_file():
+        return None
+    accuracy = json.loads((cwd / HEADLINE).read_text()).get("test", {}).get("accuracy")
+    return None if accuracy is None else f"Test accuracy {100 * accuracy:.2f}%, unchanged."
+
+
+def sweep_table(base: str, cwd: Path) -> str:
+    """The cells of the sweep's answer (mean test accuracy per protocol, pretext and budget, of the rows the README
+    shows) that `base` and the working tree disagree on: base, this change (runs), difference."""
+    def at_base(path: Path) -> str:
+        return _run(["git", "show", f"{base}:{path.relative_to(cwd).as_posix()}"], cwd)
+
+    keys = ["protocol", "pretext", "labels_per_class"]
+    try:
+        old = sweep_summary(read_comparison(cwd, at_base)).set_index(keys)
+    except SelfSupError:  # no sweep table at the base
+        old = None
+    new = sweep_summary(read_comparison(cwd)).set_index(keys)
+    rows = []
+    for key in sorted(set(new.index) | set(() if old is None else old.index)):
+        before = None if old is None or key not in old.index else old.loc[key]
+        after = new.loc[key] if key in new.index else None
+        cells = [f"{100 * r['mean']:.2f} ({int(r['runs'])})" if r is not None else "—" for r in (before, after)]
+        if cells[0] != cells[1]:
+            change = "—" if before is None or after is None else f"{100 * (after['mean'] - before['mean']):+.2f}"
+            rows.append([*map(str, key), *cells, change])
+    return _table(["protocol", "pretext", "labels per class", "base (runs)", "this change (runs)", "difference"],
+                  rows) if rows else "The answer's cells are unchanged."
+
+
 def report(base: str, cwd: Path = Path("."), html: Path | None = None) -> str:
     """The review of the working tree against `base`, as markdown; with `html`, the changed plots rendered there."""
     _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], cwd)  # one clear error for a bad revision
@@ -91,7 +130,9 @@ def report(base: str, cwd: Path = Path("."), html: Path | None = None) -> str:
     parts = [f"## Review of {head} against {base}", ""]
     if uncommitted:
         parts += ["**Uncommitted changes to dvc.lock, params.yaml or metrics/ are included below.**", ""]
-    parts += ["### Params", "", params_table(params), "", "### Metrics", "", metrics_table(metrics), "", "### Plots", ""]
+    line = headline(cwd, metrics)
+    parts += ["### Params", "", params_table(params), "", "### Metrics", "", *([line, ""] if line else []),
+              metrics_table(metrics), "", "### Plots", ""]
     if plots:
         parts += [f"{len(plots)} plot data file{'s' * (len(plots) > 1)} changed:", "",
                   *(f"- `{path}`" for path in plots), ""]
@@ -100,6 +141,14 @@ def report(base: str, cwd: Path = Path("."), html: Path | None = None) -> str:
             parts += [f"Rendered against {base} in `{html}/index.html` (`dvc plots diff {base}`).", ""]
     else:
         parts += ["No plot data changed.", ""]
+    results = [path for path in _run(["git", "diff", "--name-only", base, "--", *RESULTS], cwd).split()
+               if path not in plots and path not in metrics]
+    parts += ["### Results", ""]
+    if COMPARISON.as_posix() in results:
+        parts += ["The sweep's answer (`metrics/comparison.tsv`), the test accuracy in %, where it changed:", "",
+                  sweep_table(base, cwd), ""]
+    parts += [f"{len(results)} result file{'s' * (len(results) != 1)} changed:", "",
+              *(f"- `{path}`" for path in results), ""] if results else ["No other result changed.", ""]
     return "\n".join(parts)
 
 

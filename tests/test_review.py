@@ -76,9 +76,38 @@ def test_the_report_shows_what_the_change_moved_test_accuracy_first(two_commits)
 def test_nothing_changed_and_uncommitted_results_are_said_plainly(two_commits):
     text = review(two_commits, "HEAD").stdout
     assert "No params changed." in text and "No metrics changed." in text and "No plot data changed." in text
+    assert "Test accuracy 85.00%, unchanged." in text and "No other result changed." in text
     write(two_commits, 0.05, 0.9, [1.0, 0.4])
     text = review(two_commits, "HEAD").stdout
     assert "Uncommitted changes" in text and "| test.accuracy | 0.8500 | 0.9000 | +0.0500 |" in text
+
+
+def test_a_sweep_only_change_shows_the_answers_cells_that_moved_and_the_unchanged_headline(two_commits):
+    repo = two_commits
+    header = "experiment\tcommit\tdataset\tpretext\tprotocol\tlabels_per_class\tepochs\tseed\ttest_accuracy\tmacro_f1\n"
+
+    def sweep(rotation):
+        rows = [("none", "10", 0, 0.60), ("none", "10", 1, 0.62), ("rotation", "10", 0, rotation),
+                ("rotation", "10", 1, 0.70), ("none", "100", 0, 0.80)]
+        (repo / "metrics/comparison.tsv").write_text(header + "".join(
+            f"e{i}\tabc\tfashion_mnist\t{p}\tfull\t{b}\t60\t{seed}\t{a}\t0.5\n" for i, (p, b, seed, a) in enumerate(rows)))
+        (repo / "metrics/label_efficiency.svg").write_text(f"<svg>{rotation}</svg>")
+
+    sweep(0.66)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the sweep")
+    sweep(0.72)  # a rerun of one experiment: the sweep's table and its chart change, nothing else
+    git(repo, "commit", "-qam", "rerun")
+    out = review(repo, "HEAD~1")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "No params changed." in text and "No metrics changed." in text and "No plot data changed." in text
+    assert "Test accuracy 85.00%, unchanged." in text
+    rows = [line for line in text.splitlines() if line.startswith("| full |")]
+    assert rows == ["| full | rotation | 10 | 68.00 (2) | 71.00 (2) | +3.00 |"]  # the mean of 0.66|0.72 and 0.70
+    assert "- `metrics/comparison.tsv`" in text and "- `metrics/label_efficiency.svg`" in text
+    # against a base without the sweep: every cell is new
+    assert "| full | none | 100 | — | 80.00 (1) | — |" in review(repo, "HEAD~2").stdout
 
 
 def test_an_unknown_base_is_one_line(two_commits):

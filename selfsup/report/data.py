@@ -67,7 +67,10 @@ def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = Fals
     """metrics/comparison.tsv of the repository at `root`: the rows of params.yaml's schedule (`on_schedule`), or
     (`every`) every row."""
     table = read_sweep(root, COMPARISON, read)
-    return table if every else on_schedule(table, yaml.safe_load(read(root / "params.yaml"))["finetune"]["min_steps"])
+    if every:
+        return table
+    finetune = (yaml.safe_load(read(root / "params.yaml")) or {}).get("finetune") or {}
+    return on_schedule(table, finetune.get("min_steps", 0))
 
 
 def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
