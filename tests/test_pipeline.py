@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -149,6 +150,10 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     for name in names:
         assert stages_run(run(["dvc", "queue", "logs", name], repo, env)) == {"select", "finetune", "distill", "evaluate", "export"}, name
     table = experiment_rows(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
+    # the README's `dvc exp show` fits a screen: a handful of columns, the ones that matter
+    show = re.search(r"^(dvc exp show .+?)\s+#", (REPO / "README.md").read_text(), re.M).group(1)
+    columns = run([*shlex.split(show), "--csv"], repo, env).splitlines()[0].split(",")
+    assert len(columns) <= 12 and {"pretext", "finetune.seed", "test.accuracy"} <= set(columns), columns
     swept = table[table.seed > 0]
     assert sorted(swept.seed) == [1, 2] and set(swept.pretext) == {"rotation"}
     assert swept.test_accuracy.between(0, 1).all()
