@@ -1,9 +1,12 @@
+import json
 import re
 from xml.etree import ElementTree
 
 import pytest
+import yaml
 
-from selfsup.svg import line_chart, scatter
+from selfsup.svg import COLOURS, line_chart, scatter
+from tests.conftest import REPO
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -31,3 +34,11 @@ def test_dodge_sets_series_apart_and_the_zero_line_stays_in_view():
     assert len(xs(plain)) == 2 and len(xs(dodged)) == 4  # each series 3 px to its side of the budget
     assert xs(dodged)[1] - xs(dodged)[0] == pytest.approx(6, abs=0.11)
     assert 'stroke-dasharray="4 3"' in dodged and ">0<" in dodged  # y = 0 drawn, and its tick shown
+
+
+def test_dvcs_label_efficiency_page_colours_each_pretext_as_the_readmes_charts_do():
+    """The README's charts colour the pretexts in params.yaml's order with COLOURS; DVC's template the same."""
+    template = json.loads((REPO / ".dvc/plots/label_efficiency.json").read_text())
+    scale = template["encoding"]["color"]["scale"]
+    pretexts = yaml.safe_load((REPO / "params.yaml").read_text())["pretexts"]
+    assert scale["domain"] == pretexts and scale["range"] == COLOURS[:len(pretexts)]
