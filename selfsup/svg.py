@@ -9,13 +9,19 @@ from html import escape
 # Tableau 10: distinguishable, and the default of most plotting libraries.
 COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 400, 60, 150, 30, 50
+CHAR = 7  # the width of a character of the 12 px sans-serif text, generously
 
 
-def _frame(title: str, x_label: str, y_label: str, body: list[str]) -> str:
+def _width(names) -> int:
+    """The chart's width: WIDTH, or wider where the legend's longest name would not fit right of the plot."""
+    return max(WIDTH, WIDTH - RIGHT + 15 + 18 + CHAR * max((len(str(n)) for n in names), default=0) + 5)
+
+
+def _frame(title: str, x_label: str, y_label: str, body: list[str], width: int = WIDTH) -> str:
     w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     return "\n".join([
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{HEIGHT}" fill="white"/>',
         f'<text x="{LEFT + w / 2}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>',
         f'<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="#888"/>',
         f'<text x="{LEFT + w / 2}" y="{HEIGHT - 10}" text-anchor="middle">{escape(x_label)}</text>',
@@ -81,7 +87,7 @@ def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: lis
             if s > 0:
                 body.append(f'<line x1="{px(x) + shift:.1f}" x2="{px(x) + shift:.1f}" y1="{py(m - s):.1f}" '
                             f'y2="{py(m + s):.1f}" stroke="{colour}"/>')
-    return _frame(title, x_label, y_label, body + _legend(list(series), palette))
+    return _frame(title, x_label, y_label, body + _legend(list(series), palette), _width(series))
 
 
 def scatter(points: list[tuple[float, float]], groups: list[int], names: list[str], title: str) -> str:
@@ -94,4 +100,4 @@ def scatter(points: list[tuple[float, float]], groups: list[int], names: list[st
 
     body = [f'<circle cx="{LEFT + scale(x, min(xs), max(xs), w):.1f}" cy="{TOP + h - scale(y, min(ys), max(ys), h):.1f}" '
             f'r="1.6" fill="{COLOURS[g % len(COLOURS)]}" fill-opacity="0.7"/>' for (x, y), g in zip(points, groups)]
-    return _frame(title, "principal component 1", "principal component 2", body + _legend(names))
+    return _frame(title, "principal component 1", "principal component 2", body + _legend(names), _width(names))

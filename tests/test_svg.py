@@ -42,3 +42,10 @@ def test_dvcs_label_efficiency_page_colours_each_pretext_as_the_readmes_charts_d
     scale = template["encoding"]["color"]["scale"]
     pretexts = yaml.safe_load((REPO / "params.yaml").read_text())["pretexts"]
     assert scale["domain"] == pretexts and scale["range"] == COLOURS[:len(pretexts)]
+
+
+def test_a_long_legend_widens_the_chart_instead_of_being_clipped():
+    short = line_chart({"none": [(10, 70.0, 1.0)]}, [(10, "10")], "t", "x", "y")
+    long = line_chart({"autoencoder, fine-tuned": [(10, 70.0, 1.0)]}, [(10, "10")], "t", "x", "y")
+    width = lambda svg: int(re.search(r'<svg [^>]*width="(\d+)"', svg).group(1))
+    assert width(short) == 640 and width(long) >= 640 - 150 + 15 + 18 + 7 * len("autoencoder, fine-tuned")
