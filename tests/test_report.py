@@ -14,7 +14,8 @@ from selfsup.report.__main__ import main as report_main
 from selfsup.report.benchmarks import (distill_recipe_markdown, epochs_markdown, pretext_compute_markdown,
                                        recipe_markdown, schedule_block, schedule_markdown)
 from selfsup.report.blocks import rendered, replace_block
-from selfsup.report.data import EXPERIMENT_KEYS, experiment_rows, merged, on_schedule, read_comparison, sweep_tables
+from selfsup.report.data import (EXPERIMENT_KEYS, effective_min_steps, experiment_rows, merged, on_schedule,
+                                 read_comparison, sweep_tables)
 from selfsup.report.distilled import distillation_svg, distilled_markdown
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
@@ -189,6 +190,21 @@ def test_a_longer_schedule_is_a_row_of_its_own_and_the_answer_shows_params_yamls
         "Protocol `full`; fine-tuning schedule per budget: 10: 15 epochs, 15 epochs, at least 500 steps; "
         "1000: 15 epochs.")
     assert budget_schedules(shown) == "10: 15 epochs, at least 500 steps; 1000: 15 epochs"
+
+
+def test_a_floor_the_epochs_exceed_is_recorded_as_none_since_it_changes_nothing():
+    from selfsup.train import _batch_plan
+
+    for labelled, epochs, min_steps in [(100, 60, 500), (54000, 7, 500), (10000, 15, 500), (1000, 40, 500),
+                                        (1000, 40, 0), (2000, 40, 600), (2000, 40, 601), (500, 1, 3)]:
+        ft = {"epochs": epochs, "min_steps": min_steps, "batch_size": 128}
+        lengthened = _batch_plan(labelled, 128, 1, "t", min_steps, epochs)[1] != _batch_plan(labelled, 128, 1, "t")[1]
+        assert effective_min_steps(ft, labelled) == (min_steps if lengthened else 0), (labelled, epochs, min_steps)
+    assert effective_min_steps({"epochs": 7, "min_steps": 500}, None) == 500  # no finetune metrics: the param
+    entry = exp_entry("d", "none", "all", 0.91, "2026-01-01T00:00:00", min_steps=500)
+    entry["data"]["metrics"]["metrics/finetune/metrics.json"] = {"data": {"labelled_images": 54000}}
+    entry["data"]["params"]["params.yaml"]["data"]["finetune"]["batch_size"] = 128
+    assert experiment_rows([entry]).min_steps.tolist() == [0]  # 15 epochs of 54,000 images: far more than 500
 
 
 def test_a_benchmark_table_without_budgets_merges_too(tmp_path):

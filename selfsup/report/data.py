@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -90,6 +91,18 @@ def finished_experiments(commit: dict) -> list[dict]:
             if (exp.get("executor") or {}).get("state", "success") == "success"]
 
 
+def effective_min_steps(finetune: dict, labelled: int | None) -> int:
+    """finetune.min_steps where it lengthened the schedule of `labelled` images, else 0: a floor that the epochs
+    alone exceed changes nothing (the same batches as without it), so such a run is the run without it. As
+    selfsup.train._batch_plan counts steps (a test holds them together); unknown `labelled` or batch size: the
+    param."""
+    min_steps, batch_size = finetune.get("min_steps", 0), finetune.get("batch_size")
+    if not min_steps or labelled is None or batch_size is None:
+        return min_steps
+    per_epoch = labelled // min(batch_size, labelled)
+    return min_steps if math.ceil(min_steps / finetune["epochs"]) > per_epoch else 0
+
+
 def experiment_rows(show: list) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics."""
     rows = []
@@ -102,12 +115,13 @@ def experiment_rows(show: list) -> pd.DataFrame:
             if entry.get("rev") == "workspace" or not params or not metrics:
                 continue
             ft, distill = params["finetune"], params.get("distill") or {}
+            summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
             finetuned = metrics.get("finetuned", metrics["test"])  # before distillation (the same model when off)
             rows.append({
                 "experiment": entry.get("name") or entry["rev"][:7], "timestamp": data.get("timestamp"),
                 "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
                 "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
-                "min_steps": ft.get("min_steps", 0), "seed": ft["seed"],
+                "min_steps": effective_min_steps(ft, summary.get("labelled_images")), "seed": ft["seed"],
                 "distilled": bool(metrics.get("distilled", False)),
                 "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
                 "distill_threshold": distill.get("threshold"), "distill_rounds": distill.get("rounds", 1),
@@ -119,6 +133,8 @@ def experiment_rows(show: list) -> pd.DataFrame:
     # the same settings run twice (a commit and its experiment): keep the newest
     return (table.sort_values("timestamp").drop_duplicates([*EXPERIMENT_KEYS, *DISTILL_KEYS], keep="last")
             .drop(columns="timestamp"))
+
+
 EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed"]
 DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_rounds"]
 
