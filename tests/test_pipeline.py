@@ -162,7 +162,7 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     before = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     run([sys.executable, *collect.group(1).split()[1:]], repo, env)
     after = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
-    keys = ["pretext", "labels_per_class", "epochs", "seed"]
+    keys = ["pretext", "labels_per_class", "epochs", "min_steps", "seed"]
     assert before[keys].merge(after, on=keys).test_accuracy.tolist() == before.test_accuracy.tolist()
     new = after[(after.epochs == 2) & (after.pretext == "rotation")]
     assert sorted(new.seed) == [1, 2] and set(new.experiment) == set(names)
