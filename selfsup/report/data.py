@@ -45,7 +45,7 @@ def pretexts(root: Path, read) -> list[str]:
 def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
     """A sweep table (COMPARISON, DISTILLED, REFERENCE_VIEWS) of the repository at `root`; `read` maps a path to
     its text. Rows from before finetune.min_steps ran with none: 0."""
-    table = pd.read_csv(io.StringIO(read(root / path)), sep="\t", dtype={"labels_per_class": str})
+    table = read_table(root, path, read, dtype={"labels_per_class": str})  # "all" among integers: text
     if "min_steps" not in table:
         table.insert(list(table.columns).index("epochs") + 1, "min_steps", 0)
     return table
@@ -59,9 +59,9 @@ def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
     return table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
 
 
-def read_table(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
-    """A benchmark's table (RECIPE, SCHEDULE, ...) of the repository at `root`."""
-    return pd.read_csv(io.StringIO(read(root / path)), sep="\t")
+def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict | None = None) -> pd.DataFrame:
+    """A committed TSV table (a benchmark's, or a sweep's through `read_sweep`) of the repository at `root`."""
+    return pd.read_csv(io.StringIO(read(root / path)), sep="\t", dtype=dtype)
 
 
 def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
