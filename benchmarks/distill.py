@@ -23,18 +23,19 @@ from tqdm.auto import tqdm
 
 from benchmarks.common import EPOCHS, parse_budget, write_runs
 from selfsup.data import load_prepared
-from selfsup.distill import distill_student
-from selfsup.evaluate import top1_accuracy
+from selfsup.distill import Labelled, distill, new_student
+from selfsup.evaluate import classification_metrics, top1_accuracy
 from selfsup.finetune import budget as labelled_budget
-from selfsup.finetune import finetune_backbone
+from selfsup.finetune import Start, finetune_backbone
 from selfsup.models import load_backbone
-from selfsup.params import load_params, to_dict
+from selfsup.params import load_params
 from selfsup.pretexts import get_pretext
 from selfsup.runtime import predict, setup
 
 # What every variant changes (written out, so that a later change of params.yaml's distill defaults does not
 # change what a row of metrics/distill_recipe.tsv means): soft targets, a copy of the teacher, one round.
-BASELINE = {"init": "teacher", "epochs": 5, "rounds": 1, "temperature": 1.0, "threshold": 0.0, "label_weight": 1.0,
+BASELINE = {"init": "teacher", "epochs": 5, "rounds": 1, "temperature": 1.0, "threshold": 0.0, "per_class": 0,
+            "label_weight": 1.0,
             "augment": {"flip": True, "translate": 2, "cutout": 0}}
 
 # name -> changes to the baseline
@@ -47,6 +48,8 @@ VARIANTS = {
     "pseudo-labels >= 0.9, 2 rounds of 3 epochs": {"init": "teacher", "threshold": 0.9, "rounds": 2, "epochs": 3},
     "pseudo-labels >= 0.9, noisier student (shift 4 px, cutout 8 px)":
         {"init": "teacher", "threshold": 0.9, "augment": {"translate": 4, "cutout": 8}},
+    "2000 most confident per class, 2 rounds of 3 epochs": {"init": "teacher", "per_class": 2000, "rounds": 2,
+                                                            "epochs": 3},
     "pseudo-labels >= 0.9, 2 rounds of 3 epochs, noisier student":
         {"init": "teacher", "threshold": 0.9, "rounds": 2, "epochs": 3, "augment": {"translate": 4, "cutout": 8}},
 }
@@ -74,36 +77,45 @@ def main(argv=None):
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     train = splits["train"]
-    compute, norm = setup(params.compute, meta)
+    runtime = setup(params.compute, meta)
     rows = []
     for pretext in args.pretexts:
-        backbone = load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext, to_dict(params.model))["state_dict"]
+        backbone = load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext, params.model)["state_dict"]
+        start = Start(backbone, params.model, meta, len(prepared.classes))
         for budget in args.budgets:
             for seed in range(args.seeds):
                 cfg = dataclasses.replace(params.finetune, labels_per_class=budget, seed=seed,
                                           epochs=EPOCHS.get(budget, params.finetune.epochs))
-                teacher, _, _, val = finetune_backbone(backbone, to_dict(params.model), meta, len(prepared.classes),
-                                                       train, splits["val"], cfg, get_pretext(pretext).trains,
-                                                       compute, norm)
+                teacher, _, _, val = finetune_backbone(start, train, splits["val"], cfg, get_pretext(pretext).trains,
+                                                       runtime)
                 chosen, _ = labelled_budget(train, splits["val"], cfg)
 
                 def accuracy(model, split):
-                    return top1_accuracy(predict(model, split.images, norm, 1000, compute), split.labels).item()
+                    return top1_accuracy(predict(model, split.images, runtime, 1000), split.labels).item()
+
+                def worst_class(model, split):  # the lowest recall of a class: a class the targets starved
+                    guess = predict(model, split.images, runtime, 1000).argmax(1).cpu()
+                    per_class = classification_metrics(split.labels, guess, prepared.classes)["per_class"].values()
+                    return min(c["accuracy"] for c in per_class if c["support"])
 
                 row = {"pretext": pretext, "labels_per_class": budget, "seed": seed, "val_images": len(val),
+                       "teacher_epochs": cfg.epochs, "teacher_min_steps": cfg.min_steps,
                        "teacher_val_accuracy": accuracy(teacher, val),
-                       "teacher_test_accuracy": accuracy(teacher, splits["test"])}
+                       "teacher_test_accuracy": accuracy(teacher, splits["test"]),
+                       "teacher_test_worst_class": worst_class(teacher, splits["test"])}
                 for name in tqdm(args.variants, desc=f"distill {pretext} {budget} seed {seed}"):
                     dcfg = variant_params(params, VARIANTS[name], seed)
                     started = time.perf_counter()
-                    student, _, targets = distill_student(teacher, backbone, to_dict(params.model), meta, train.images,
-                                                          chosen, train.labels[chosen], val, dcfg, cfg.transfer,
-                                                          compute, norm)
+                    student = new_student(teacher, start, dcfg, cfg.transfer)
+                    _, targets = distill(teacher, student, train.images, Labelled(chosen, train.labels[chosen]), val,
+                                         dcfg, runtime)
                     seconds = time.perf_counter() - started
                     rows.append({**row, "variant": name, "epochs": dcfg.epochs,
                                  "val_accuracy": accuracy(student, val), "test_accuracy": accuracy(student, splits["test"]),
+                                 "val_worst_class": worst_class(student, val),
+                                 "test_worst_class": worst_class(student, splits["test"]),
                                  "targets": int((targets.sum(1) > 0).sum()), "seconds": round(seconds, 1),
-                                 "threads": torch.get_num_threads(), "compute": compute.describe()})
+                                 "threads": torch.get_num_threads(), "compute": runtime.describe()})
                     tqdm.write(f"{pretext} {budget} seed {seed} {name}: val {row['teacher_val_accuracy']:.4f} -> "
                                f"{rows[-1]['val_accuracy']:.4f}, test {row['teacher_test_accuracy']:.4f} -> "
                                f"{rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")

@@ -28,10 +28,11 @@ from benchmarks.common import write_runs
 from selfsup.data import load_prepared, pretraining_images
 from selfsup.distributed import NullLive
 from selfsup.models import build_backbone
-from selfsup.params import load_params, to_dict
+from selfsup.params import load_params
 from selfsup.pretexts import get_pretext
 from selfsup.pretrain import pretrain
 from selfsup.probe import probe_backbone
+from selfsup.progress import Progress
 from selfsup.runtime import predict, setup
 
 # name -> (pretext, its views and epochs), written out so that a later change of params.yaml's defaults does not
@@ -71,19 +72,19 @@ def main(argv=None):
     images = pretraining_images(prepared, args.data)
     common = params.pretrain.common
     probe_cfg = dataclasses.replace(params.probe, labels_per_class=tuple(args.budgets))
-    compute, norm = setup(params.compute, meta)
+    runtime = setup(params.compute, meta)
     labels = {split: s.labels for split, s in splits.items()}
     for name in tqdm(args.variants, desc="pretext variants"):
         pretext, changes = VARIANTS[name]
         spec, cfg = variant_config(params, pretext, changes)
         torch.manual_seed(common.seed)  # as the stage: the same initialisation for every variant
-        backbone = build_backbone(to_dict(params.model), meta["channels"], meta["image_size"])
+        backbone = build_backbone(params.model, meta["channels"], meta["image_size"])
         started = time.perf_counter()
-        pretrain(spec, cfg, common, backbone, images, splits["val"].images[: common.val_images], compute, norm,
-                 NullLive(), desc=name)
+        pretrain(spec, cfg, common, backbone, images, splits["val"].images[: common.val_images], runtime,
+                 Progress(name, NullLive()))
         seconds = time.perf_counter() - started
         backbone.to(memory_format=torch.channels_last)
-        feats = {split: predict(backbone, s.images, norm, 1000, compute, method="layer_features")
+        feats = {split: predict(backbone, s.images, runtime, 1000, method="layer_features")
                  for split, s in splits.items()}
         probe = probe_backbone(feats, labels, probe_cfg, len(prepared.classes), log=tqdm.write)
         reference = name == next(n for n, (p, _) in VARIANTS.items() if p == pretext)  # the pretext's first
@@ -94,7 +95,7 @@ def main(argv=None):
             row[f"val_{budget}"] = sum(d["val"][d["layer"]] for d in draws) / len(draws)
             row[f"test_{budget}"] = probe["test"][str(budget)]["linear"]["mean"]
             row[f"layers_{budget}"] = ",".join(d["layer"] for d in draws)
-        row.update(threads=torch.get_num_threads(), compute=compute.describe())
+        row.update(threads=torch.get_num_threads(), compute=runtime.describe())
         tqdm.write(f"{name}: {seconds / 60:.1f} min; " + ", ".join(
             f"probe val {row[f'val_{b}']:.4f} test {row[f'test_{b}']:.4f} at {b}/class" for b in args.budgets))
         write_runs(Path(args.out), [row], ["variant"])  # each variant as it ends: a long run interrupted keeps them

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from benchmarks.common import EPOCHS, parse_budget, write_runs
 from selfsup.data import load_prepared
 from selfsup.evaluate import top1_accuracy
-from selfsup.finetune import finetune_backbone
+from selfsup.finetune import Start, finetune_backbone
 from selfsup.models import TTA, load_backbone
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
@@ -55,17 +55,27 @@ VARIANTS = {
     "1500 steps, LP-FT on the probe's layer, pretrained at 0.1 lr": (
         {"min_steps": 1500, "head": "probe", "protocol": "lp-ft", "pretrained_lr": 0.1}, {}),
     "flip TTA": ({"tta": "flip"}, {}),  # evaluation only: trains as the baseline, whose model it reuses in one run
+    # the optimiser, re-chosen on the default schedule (--base tuning)
+    "lr 0.02": ({"lr": 0.02}, {}),
+    "lr 0.1": ({"lr": 0.1}, {}),
+    "weight decay 0.005": ({"weight_decay": 0.005}, {}),
+    "pretrained layers at 0.3 lr": ({"pretrained_lr": 0.3}, {}),
 }
+TUNED = ("lr", "weight_decay")  # what --base tuning takes from params.yaml beyond BASELINE's keys
 
 
 def baseline(params, base: str) -> dict:
     """The recipe the variants change one thing of: BASELINE (`plain`), or params.yaml's own finetune recipe and
     test-time augmentation with the sweep's schedule (`defaults`: the sweep's epochs and no min_steps, whatever
-    params.yaml's min_steps, so that the schedules are all measured against the same one)."""
+    params.yaml's min_steps, so that the schedules are all measured against the same one; `tuning`: the sweep's
+    epochs with params.yaml's min_steps, the default run of every budget, and its lr and weight decay)."""
     if base == "plain":
         return BASELINE
     recipe = to_dict(params.finetune)
-    return {**{k: recipe[k] for k in BASELINE if k != "tta"}, "min_steps": 0, "tta": params.evaluate.tta}
+    start = {**{k: recipe[k] for k in BASELINE if k != "tta"}, "min_steps": 0, "tta": params.evaluate.tta}
+    if base == "tuning":
+        start.update({"min_steps": recipe["min_steps"], **{k: recipe[k] for k in TUNED}})
+    return start
 
 
 def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int, base: str = "plain"):
@@ -79,6 +89,9 @@ def variant_params(params, changes: dict, compute_changes: dict, budget: int, se
     return cfg, dataclasses.replace(params.compute, **compute_changes), changes.get("tta", start["tta"])
 
 
+OUT = {"plain": "metrics/recipe.tsv", "defaults": "metrics/schedule.tsv", "tuning": "metrics/tuning.tsv"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--pretexts", nargs="+", default=["none", "rotation", "autoencoder"])
@@ -88,40 +101,42 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", default="data/prepared")
     parser.add_argument("--backbones", default="models/pretrain")
-    parser.add_argument("--base", choices=["plain", "defaults"], default="plain",
-                        help="what the variants change: the plain baseline (BASELINE) or params.yaml's finetune recipe")
-    parser.add_argument("--out", help="default: metrics/recipe.tsv (plain), metrics/schedule.tsv (defaults)")
+    parser.add_argument("--base", choices=list(OUT), default="plain",
+                        help="what the variants change: the plain baseline (BASELINE), params.yaml's finetune recipe on "
+                             "the epochs alone (defaults) or on its own schedule (tuning)")
+    parser.add_argument("--out", help="default: " + ", ".join(f"{v} ({k})" for k, v in OUT.items()))
     args = parser.parse_args(argv)
-    args.out = args.out or {"plain": "metrics/recipe.tsv", "defaults": "metrics/schedule.tsv"}[args.base]
+    args.out = args.out or OUT[args.base]
     params = load_params()
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     runs = [(p, b, s, v) for p in args.pretexts for b in args.budgets for v in args.variants
             for s in range(args.first_seed, args.first_seed + args.seeds)]
     backbones = {pretext: load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext,
-                                        to_dict(params.model))["state_dict"] for pretext in args.pretexts}
+                                        params.model)["state_dict"] for pretext in args.pretexts}
     rows, trained = [], {}  # variants that train alike (flip TTA and the baseline) share one fine-tuning
     for pretext, budget, seed, name in tqdm(runs, desc="recipe"):
         cfg, compute_cfg, tta = variant_params(params, *VARIANTS[name], budget, seed, args.base)
-        compute, norm = setup(compute_cfg, meta)
+        runtime = setup(compute_cfg, meta)
         key = (pretext, cfg, compute_cfg)
         if key not in trained:
             started = time.perf_counter()
-            model, result, _, val = finetune_backbone(backbones[pretext], to_dict(params.model), meta,
-                                                 len(prepared.classes), splits["train"], splits["val"], cfg,
-                                                 get_pretext(pretext).trains, compute, norm)
+            start = Start(backbones[pretext], params.model, meta, len(prepared.classes))
+            model, result, _, val = finetune_backbone(start, splits["train"], splits["val"], cfg,
+                                                      get_pretext(pretext).trains, runtime)
             trained[key] = model, val, time.perf_counter() - started, result.steps
         model, val, seconds, steps = trained[key]
         classify = TTA[tta](model)
 
         def accuracy(split):
-            return top1_accuracy(predict(classify, split.images, norm, 1000, compute), split.labels).item()
+            return top1_accuracy(predict(classify, split.images, runtime, 1000), split.labels).item()
 
         rows.append({"pretext": pretext, "labels_per_class": budget, "variant": name, "seed": seed,
-                     "epochs": cfg.epochs, "min_steps": cfg.min_steps, "steps": steps, "protocol": cfg.protocol,
+                     "epochs": cfg.epochs, "min_steps": cfg.min_steps, "steps": steps, "lr": cfg.lr,
+                     "weight_decay": cfg.weight_decay, "pretrained_lr": cfg.pretrained_lr, "protocol": cfg.protocol,
                      "head": cfg.head, "layer": model.layer, "val_images": len(val), "val_accuracy": accuracy(val),
                      "test_accuracy": accuracy(splits["test"]), "seconds": round(seconds, 1),
-                     "threads": torch.get_num_threads(), "compute": compute.describe()})
+                     "threads": torch.get_num_threads(), "compute": runtime.describe()})
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "
                    f"test {rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
     write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed"])

@@ -29,8 +29,9 @@ from selfsup.models import CifarNet, Classifier
 from selfsup.params import ComputeParams, FinetuneParams, OptimParams
 from selfsup.pretexts.exemplar import ExemplarParams
 from selfsup.pretrain import pretext_objective
-from selfsup.runtime import Compute, Normalize
-from selfsup.train import Objective, fit
+from selfsup.progress import Progress
+from selfsup.runtime import Compute, Normalize, Runtime
+from selfsup.train import Objective, Plan, fit
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10  # main() sets the shape from the command line
 
@@ -42,13 +43,13 @@ def images_per_second(objective: Objective, n_images: int, batch_size: int, comp
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, CHANNELS, SIZE, SIZE), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, CLASSES, (n_images,), generator=gen)
-    norm = Normalize([0.286] * CHANNELS, [0.353] * CHANNELS, compute.device)
-    cfg = OptimParams(batch_size=batch_size, lr=0.01)
-    fit(objective, images[: 2 * batch_size], labels[: 2 * batch_size], cfg, 1, norm, compute=compute, desc="warm-up")
+    runtime = Runtime(compute, Normalize([0.286] * CHANNELS, [0.353] * CHANNELS, compute.device))
+    plan = Plan(OptimParams(batch_size=batch_size, lr=0.01), 1)
+    fit(objective, images[: 2 * batch_size], labels[: 2 * batch_size], plan, runtime, progress=Progress("warm-up"))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        fit(objective, images, labels, cfg, 1, norm, compute=compute, desc="timed")
+        fit(objective, images, labels, plan, runtime, progress=Progress("timed"))
         if compute.device.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)

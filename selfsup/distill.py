@@ -5,13 +5,16 @@ Student, Xie et al. 2020).
 
 What reaches the loss is one target row per training image (`targets`): the teacher's temperature-softened
 probabilities, or (threshold > 0) its one-hot guess where it is at least that confident and nothing where it is
-not; on the labelled images the true label, mixed in by `label_weight`. Only the labelled subset's labels
+not, or (per_class > 0) its one-hot guess on the per_class images it is most confident of in every class and
+nothing elsewhere (Noisy Student's balancing: a class the teacher is rarely sure of still gets its share); on
+the labelled images the true label, mixed in by `label_weight`. Only the labelled subset's labels
 are ever read: the function that builds the targets is given those and nothing else.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +22,12 @@ import torch.nn.functional as F
 from selfsup.augment import cutout, flip_translate
 from selfsup.data import Split
 from selfsup.evaluate import top1_accuracy
-from selfsup.finetune import initial_classifier, validation
+from selfsup.finetune import Start, initial_classifier, validation
 from selfsup.models import Classifier
 from selfsup.params import DistillParams
-from selfsup.runtime import Compute, Normalize, predict
-from selfsup.train import FitResult, Objective, fit
+from selfsup.progress import Progress
+from selfsup.runtime import Runtime, predict
+from selfsup.train import FitResult, Objective, Plan, fit
 
 
 def wanted(cfg: DistillParams, labelled: int, images: int) -> bool:
@@ -37,15 +41,26 @@ def targets(teacher_logits: torch.Tensor, labelled: torch.Tensor, labels: torch.
 
     teacher_logits: the teacher's outputs on every training image; labelled: the positions of the labelled
     images among them; labels: their labels (the only labels this function sees)."""
-    if cfg.threshold > 0:  # hard pseudo-labels, where the teacher is confident enough (FixMatch's rule)
-        probs = teacher_logits.float().softmax(1)
-        confidence, guess = probs.max(1)
-        rows = F.one_hot(guess, teacher_logits.shape[1]).float() * (confidence >= cfg.threshold).float().unsqueeze(1)
+    if cfg.per_class > 0 or cfg.threshold > 0:  # hard pseudo-labels
+        confidence, guess = teacher_logits.float().softmax(1).max(1)
+        kept = most_confident(confidence, guess, cfg.per_class) if cfg.per_class > 0 else confidence >= cfg.threshold
+        rows = F.one_hot(guess, teacher_logits.shape[1]).float() * kept.float().unsqueeze(1)
     else:
         rows = (teacher_logits.float() / cfg.temperature).softmax(1)
     truth = F.one_hot(labels, teacher_logits.shape[1]).float()
     rows[labelled] = cfg.label_weight * truth + (1 - cfg.label_weight) * rows[labelled]
     return rows
+
+
+def most_confident(confidence: torch.Tensor, guess: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Which images are among the `per_class` most confident guesses of their guessed class (all of a class guessed
+    fewer times); ties broken by position, so the choice is deterministic."""
+    kept = torch.zeros_like(guess, dtype=torch.bool)
+    for c in guess.unique():
+        members = (guess == c).nonzero().squeeze(1)
+        order = torch.sort(confidence[members], descending=True, stable=True).indices
+        kept[members[order[:per_class]]] = True
+    return kept
 
 
 def soft_cross_entropy(temperature: float):
@@ -76,38 +91,43 @@ def objective(student: Classifier, rows: torch.Tensor, cfg: DistillParams) -> Ob
     return Objective(student, make_batch, soft_cross_entropy(cfg.temperature), student.unused(), accuracy=agreement)
 
 
-def distill(teacher: Classifier, student: Classifier, train_images: torch.Tensor, labelled: torch.Tensor,
-            labels: torch.Tensor, val: Split, cfg: DistillParams, compute: Compute, norm: Normalize,
-            live=None) -> tuple[FitResult, torch.Tensor]:
+@dataclass(frozen=True)
+class Labelled:
+    """The labels distillation may read: the positions of the labelled images among the training images, and their
+    labels (no other image's)."""
+
+    positions: torch.Tensor
+    labels: torch.Tensor
+
+
+def distill(teacher: Classifier, student: Classifier, train_images: torch.Tensor, labelled: Labelled, val: Split,
+            cfg: DistillParams, runtime: Runtime, live=None) -> tuple[FitResult, torch.Tensor]:
     """Train `student` on every training image against the teacher's targets for cfg.epochs; the last epoch
     is kept (nothing is chosen with labels; `val`, at most the budget per class, only draws the curves). With
     cfg.rounds > 1 the student of a round is the teacher of the next (Noisy Student's iterations); the curves
     are the last round's.
 
     Returns the last round's fit result and target rows (their sums say which images had a target)."""
-    device = norm.mean.device
+    device = runtime.device
     for n in range(1, cfg.rounds + 1):
-        logits = predict(teacher.to(device), train_images, norm, 1000, compute)
-        rows = targets(logits, labelled, labels, cfg).to(device)
-        result = fit(objective(student, rows, cfg), train_images, torch.arange(len(train_images)), cfg, cfg.epochs,
-                     norm, live if n == cfg.rounds else None, validate=validation(val, norm, compute),
-                     desc="distill" if cfg.rounds == 1 else f"distill round {n}/{cfg.rounds}", compute=compute)
+        logits = predict(teacher.to(device), train_images, runtime, 1000)
+        rows = targets(logits, labelled.positions, labelled.labels, cfg).to(device)
+        progress = Progress("distill" if cfg.rounds == 1 else f"distill round {n}/{cfg.rounds}",
+                            live if n == cfg.rounds else None)
+        result = fit(objective(student, rows, cfg), train_images, torch.arange(len(train_images)),
+                     Plan(cfg, cfg.epochs), runtime, validation(val, runtime), progress)
         student.load_state_dict(result.best_state)
         teacher = student
     return result, rows.cpu()
 
 
-def distill_student(teacher: Classifier, backbone_state: dict, model_cfg: dict, meta: dict, train_images: torch.Tensor,
-                    labelled: torch.Tensor, labels: torch.Tensor, val: Split, cfg: DistillParams, transfer: str,
-                    compute: Compute, norm: Normalize, live=None) -> tuple[Classifier, FitResult, torch.Tensor]:
-    """The distill stage's work: a student that starts as a copy of the teacher (init: teacher) or afresh from
-    the pretext's backbone as finetune does (init: backbone, with finetune's `transfer`), seeded by cfg.seed,
-    distilled on every training image (`distill`). Returns the student, the fit's result and the target rows."""
+def new_student(teacher: Classifier, start: Start, cfg: DistillParams, transfer: str) -> Classifier:
+    """The student distillation trains: a copy of the teacher (init: teacher), or afresh from the pretext's backbone
+    as finetune starts (init: backbone, with finetune's `transfer`) seeded by cfg.seed; the dropout masks seeded
+    by cfg.seed after it."""
     if cfg.init == "teacher":
-        student = copy.deepcopy(teacher)
+        model = copy.deepcopy(teacher)
     else:
-        student = initial_classifier(backbone_state, model_cfg, meta, teacher.logits.out_features, cfg.seed, transfer,
-                                     teacher.layer)
+        model = initial_classifier(start, cfg.seed, transfer, teacher.layer)
     torch.manual_seed(cfg.seed)  # dropout masks
-    result, rows = distill(teacher, student, train_images, labelled, labels, val, cfg, compute, norm, live)
-    return student, result, rows
+    return model

@@ -8,6 +8,7 @@ curves, and the kept epoch with `keep: best`) are at most as many per class as t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -17,10 +18,11 @@ from selfsup.augment import cutout, flip_translate
 from selfsup.data import Split, labelled_subset, val_subset
 from selfsup.evaluate import top1_accuracy
 from selfsup.models import HEAD_LAYERS, Classifier, build_classifier, load_backbone_into
-from selfsup.params import FinetuneParams
+from selfsup.params import FinetuneParams, ModelParams
 from selfsup.probe import LinearProbe, accuracy
-from selfsup.runtime import Compute, Normalize, predict
-from selfsup.train import FitResult, Objective, fit
+from selfsup.progress import Progress
+from selfsup.runtime import Runtime, predict
+from selfsup.train import FitResult, Objective, Plan, fit
 
 # The modules each protocol keeps frozen. head: only the new logits layer trains; fc: also fc3 and fc4;
 # full and lp-ft: every layer (lp-ft first fits the head on the frozen features: `fit_head`).
@@ -57,12 +59,12 @@ def head_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, c
     return LinearProbe(num_classes, cfg.weight_decay, HEAD_STEPS, standardise=False).fit(features, labels)
 
 
-def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: FinetuneParams, norm: Normalize,
-             compute: Compute) -> None:
+def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: FinetuneParams,
+             runtime: Runtime) -> None:
     """LP-FT's first step (Kumar et al. 2022): the logits layer set to a linear probe (`head_probe`) of the frozen
     backbone's features (at the head's layer) of the labelled images, so that full fine-tuning starts from a head
     that fits the features instead of a random one that distorts them."""
-    features = predict(model, images, norm, 1000, compute, method="features")
+    features = predict(model, images, runtime, 1000, method="features")
     probe = head_probe(features, labels, model.logits.out_features, cfg)
     with torch.no_grad():
         model.logits.weight.copy_(probe.linear.weight)
@@ -70,19 +72,19 @@ def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg:
 
 
 def probe_layers(backbone, images: torch.Tensor, labels: torch.Tensor, val: Split, num_classes: int,
-                 cfg: FinetuneParams, norm: Normalize, compute: Compute) -> dict[str, float]:
+                 cfg: FinetuneParams, runtime: Runtime) -> dict[str, float]:
     """Per layer a head can sit on (HEAD_LAYERS), the val accuracy of a `head_probe` of the frozen `backbone`'s
     features of the labelled images: what `head: probe` chooses by, on at most the budget's val images per class."""
-    train, held = (predict(backbone, x, norm, 1000, compute, method="layer_features") for x in (images, val.images))
+    train, held = (predict(backbone, x, runtime, 1000, method="layer_features") for x in (images, val.images))
     return {layer: accuracy(head_probe(train[layer], labels, num_classes, cfg).predict(held[layer]), val.labels)
             for layer in HEAD_LAYERS}
 
 
-def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 1000):
+def validation(val: Split, runtime: Runtime, batch_size: int = 1000):
     """model → its val loss and accuracy (the curves; with keep: best, what selects the kept epoch)."""
 
     def validate(model) -> dict[str, float]:
-        logits = predict(model, val.images, norm, batch_size, compute)
+        logits = predict(model, val.images, runtime, batch_size)
         return {"val/loss": F.cross_entropy(logits, val.labels).item(),
                 "val/accuracy": top1_accuracy(logits, val.labels).item()}
 
@@ -90,26 +92,36 @@ def validation(val: Split, norm: Normalize, compute: Compute, batch_size: int = 
 
 
 def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val: Split, cfg: FinetuneParams,
-             pretrained: bool, compute: Compute, norm: Normalize, live=None) -> FitResult:
+             pretrained: bool, runtime: Runtime, live=None) -> FitResult:
     """Train `model` on the labelled `images` for cfg.epochs (of at least cfg.min_steps steps in all: a few
     labelled images are passed over many times) and load the kept epoch into it: the last, or
     (keep: best) the one with the best accuracy on `val`; with cfg.ema, of the moving average of the weights."""
     if cfg.protocol == "lp-ft":
-        fit_head(model.to(norm.mean.device), images, labels.cpu(), cfg, norm, compute)
-    result = fit(objective(model, cfg, pretrained), images, labels, cfg, cfg.epochs, norm, live,
-                 validate=validation(val, norm, compute), select="val/accuracy" if cfg.keep == "best" else None,
-                 desc="finetune", compute=compute, average=cfg.ema, min_steps=cfg.min_steps)
+        fit_head(model.to(runtime.device), images, labels.cpu(), cfg, runtime)
+    plan = Plan(cfg, cfg.epochs, cfg.min_steps, "val/accuracy" if cfg.keep == "best" else None, cfg.ema)
+    result = fit(objective(model, cfg, pretrained), images, labels, plan, runtime, validation(val, runtime),
+                 Progress("finetune", live))
     model.load_state_dict(result.best_state)
     return result
 
 
-def initial_classifier(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, seed: int,
-                       transfer: str, layer: str = "fc4") -> Classifier:
+@dataclass(frozen=True)
+class Start:
+    """What a classifier starts from: a pretext's backbone weights, the model settings it was built with, and the
+    data's meta (channels, image size) and number of classes."""
+
+    backbone: dict
+    model_cfg: ModelParams
+    meta: dict
+    num_classes: int
+
+
+def initial_classifier(start: Start, seed: int, transfer: str, layer: str = "fc4") -> Classifier:
     """A classifier seeded by `seed` on the backbone: all of it, or (transfer: conv) only its convolutions; its
     logits on `layer`."""
     torch.manual_seed(seed)
-    model = build_classifier(model_cfg, meta, num_classes, layer)
-    load_backbone_into(model, backbone_state)
+    model = build_classifier(start.model_cfg, start.meta, start.num_classes, layer)
+    load_backbone_into(model, start.backbone)
     if transfer == "conv":  # the layers the pretext specialised left behind: fc3 and fc4 start afresh
         for fc in (model.backbone.fc3, model.backbone.fc4):
             fc.reset_parameters()
@@ -123,8 +135,7 @@ def budget(train: Split, val: Split, cfg: FinetuneParams) -> tuple[torch.Tensor,
     return chosen, val.subset(val_subset(val.labels, cfg.labels_per_class, cfg.seed))
 
 
-def finetune_backbone(backbone_state: dict, model_cfg: dict, meta: dict, num_classes: int, train: Split, val: Split,
-                      cfg: FinetuneParams, pretrained: bool, compute: Compute, norm: Normalize,
+def finetune_backbone(start: Start, train: Split, val: Split, cfg: FinetuneParams, pretrained: bool, runtime: Runtime,
                       live=None) -> tuple[Classifier, FitResult, int, Split]:
     """The finetune stage's work: `initial_classifier`, its head on cfg.head's layer (`probe`: the layer whose
     linear probe scores best on the val images, `probe_layers`), fine-tuned on the budget's labelled training
@@ -135,11 +146,11 @@ def finetune_backbone(backbone_state: dict, model_cfg: dict, meta: dict, num_cla
     images, labels = train.images[chosen], train.labels[chosen]
     layer = cfg.head
     if layer == "probe":
-        start = initial_classifier(backbone_state, model_cfg, meta, num_classes, cfg.seed, cfg.transfer)
-        scores = probe_layers(start.backbone.to(norm.mean.device), images, labels, val, num_classes, cfg, norm, compute)
+        first = initial_classifier(start, cfg.seed, cfg.transfer)
+        scores = probe_layers(first.backbone.to(runtime.device), images, labels, val, start.num_classes, cfg, runtime)
         layer = max(scores, key=scores.get)
         print(f"finetune: head on {layer} (linear probes on {len(val)} val images: "
               + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
-    model = initial_classifier(backbone_state, model_cfg, meta, num_classes, cfg.seed, cfg.transfer, layer)
-    result = finetune(model, images, labels, val, cfg, pretrained, compute, norm, live)
+    model = initial_classifier(start, cfg.seed, cfg.transfer, layer)
+    result = finetune(model, images, labels, val, cfg, pretrained, runtime, live)
     return model, result, len(chosen), val

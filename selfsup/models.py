@@ -14,6 +14,7 @@ from torch import nn
 
 from selfsup import SelfSupError
 from selfsup.io import atomic_path
+from selfsup.params import ModelParams, to_dict
 
 FEATURE_DIM = 192
 ARCH = "cifarnet"
@@ -113,7 +114,7 @@ class CifarNet(nn.Module):
             return _half(first)
         if layer == "conv2":
             return self.conv[4:](first).flatten(1)
-        raise ValueError(f"no features at {layer!r}; valid: {', '.join(HEAD_LAYERS)}")
+        raise _no_features(layer)
 
     def feature_dim(self, layer: str) -> int:
         return FEATURE_DIM if layer == "fc4" else self.conv_dim
@@ -127,6 +128,10 @@ def _half(first: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(first, (first.shape[-2] // 2, first.shape[-1] // 2)).flatten(1)
 
 
+def _no_features(layer: str) -> ValueError:
+    return ValueError(f"no features at {layer!r}; valid: {', '.join(HEAD_LAYERS)}")
+
+
 class Classifier(nn.Module):
     """A backbone with a linear `logits` layer on the features of one of its layers: fc4, the whole backbone (the
     default), or a convolution (conv1, conv2: the layer a frozen-feature probe often prefers), where the fully
@@ -135,7 +140,7 @@ class Classifier(nn.Module):
     def __init__(self, backbone: CifarNet, num_classes: int, layer: str = "fc4"):
         super().__init__()
         if layer not in HEAD_LAYERS:
-            raise ValueError(f"no features at {layer!r}; valid: {', '.join(HEAD_LAYERS)}")
+            raise _no_features(layer)
         self.backbone, self.layer = backbone, layer
         self.logits = nn.Linear(backbone.feature_dim(layer), num_classes)
         nn.init.zeros_(self.logits.bias)
@@ -166,12 +171,12 @@ class FlipAverage(nn.Module):
 TTA = {"none": lambda classifier: classifier, "flip": FlipAverage}  # evaluate.tta -> the model that classifies
 
 
-def build_backbone(model_cfg: dict, in_channels: int, image_size: int) -> CifarNet:
-    """The backbone `model_cfg` (the params.yaml `model` section as a dict) describes."""
-    return CifarNet(in_channels, image_size, norm=model_cfg["norm"], dropout=model_cfg["dropout"])
+def build_backbone(model_cfg: ModelParams, in_channels: int, image_size: int) -> CifarNet:
+    """The backbone `model_cfg` (the params.yaml `model` section) describes."""
+    return CifarNet(in_channels, image_size, norm=model_cfg.norm, dropout=model_cfg.dropout)
 
 
-def build_classifier(model_cfg: dict, data: dict, num_classes: int, layer: str = "fc4") -> Classifier:
+def build_classifier(model_cfg: ModelParams, data: dict, num_classes: int, layer: str = "fc4") -> Classifier:
     """The classifier for data with `data["channels"]` and `data["image_size"]` (prepared meta or a checkpoint's),
     its logits on `layer`."""
     return Classifier(build_backbone(model_cfg, data["channels"], data["image_size"]), num_classes, layer)
@@ -179,7 +184,8 @@ def build_classifier(model_cfg: dict, data: dict, num_classes: int, layer: str =
 
 def load_classifier(ckpt: dict) -> Classifier:
     """The classifier of a finetune or distill checkpoint (as load_checkpoint returns it), weights loaded."""
-    model = build_classifier(ckpt["config"]["model"], ckpt["data"], len(ckpt["classes"]), ckpt.get("layer", "fc4"))
+    model = build_classifier(ModelParams(**ckpt["config"]["model"]), ckpt["data"], len(ckpt["classes"]),
+                             ckpt.get("layer", "fc4"))
     model.load_state_dict(ckpt["state_dict"])
     return model
 
@@ -260,13 +266,13 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     return ckpt
 
 
-def load_backbone(path: str | Path, pretext: str, model_cfg: dict) -> dict:
+def load_backbone(path: str | Path, pretext: str, model_cfg: ModelParams) -> dict:
     """The backbone checkpoint at `path`, which must hold `pretext` trained with the `model_cfg` params."""
     ckpt = load_checkpoint(path, "backbone")
-    if ckpt.get("pretext") != pretext or ckpt.get("config", {}).get("model") != model_cfg:
+    if ckpt.get("pretext") != pretext or ckpt.get("config", {}).get("model") != to_dict(model_cfg):
         raise SelfSupError(
             f"{path} holds pretext {ckpt.get('pretext')!r} with model {ckpt.get('config', {}).get('model')}, but "
-            f"params.yaml asks for pretext {pretext!r} with model {model_cfg}; rerun `dvc repro`"
+            f"params.yaml asks for pretext {pretext!r} with model {to_dict(model_cfg)}; rerun `dvc repro`"
         )
     return ckpt
 

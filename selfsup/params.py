@@ -169,6 +169,7 @@ class DistillParams(OptimParams):
     rounds: int = field(default=2, metadata=check(positive, "a positive integer"))
     temperature: float = field(default=1.0, metadata=check(positive, "a positive number, e.g. 1"))
     threshold: float = field(default=0.9, metadata=check(lambda t: 0 <= t < 1, "a number in [0, 1): 0 for soft targets"))
+    per_class: int = field(default=0, metadata=check(non_negative, "0 (off) or a number of images per class"))
     label_weight: float = field(default=1.0, metadata=check(lambda w: 0 <= w <= 1, "a number in [0, 1]"))
     augment: AugmentParams = AugmentParams()
 

@@ -58,11 +58,11 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
     ckpt = load_checkpoint(path, "classifier")
     tta = EvaluateParams().tta if tta is None else tta
     model = delivered_model(ckpt, tta).classifier  # without the wrapper: normalised as evaluate normalises
-    compute, norm = setup(ComputeParams(device=device), ckpt["data"])
-    model.to(compute.device)
+    runtime = setup(ComputeParams(device=device), ckpt["data"])
+    model.to(runtime.device)
 
     def run_checkpoint(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = predict(model, images, norm, batch_size, compute)
+        logits = predict(model, images, runtime, batch_size)
         return logits.softmax(1), logits
 
     return run_checkpoint, model_spec(ckpt, tta)

@@ -11,8 +11,9 @@ from torch import nn
 
 from selfsup.params import PretrainCommon
 from selfsup.pretexts import PretextSpec
-from selfsup.runtime import Compute, Normalize
-from selfsup.train import Objective, Resume, evaluate_objective, fit
+from selfsup.progress import Progress
+from selfsup.runtime import Runtime
+from selfsup.train import Objective, Plan, evaluate_objective, fit
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -30,16 +31,17 @@ def image_grid(inputs: torch.Tensor, outputs: torch.Tensor, zoom: int = 3) -> "P
     return to_pil_image(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2))
 
 
-def filter_grid(backbone: nn.Module, zoom: int = 4) -> "PIL.Image.Image":
-    """The first convolution's 64 filters, each stretched to [0, 1], 16 to a row, `zoom`× enlarged: what
-    the pretext taught the first layer (a random backbone's filters are noise)."""
+def filter_grid(backbone: nn.Module, zoom: int = 8) -> "PIL.Image.Image":
+    """The first convolution's 64 filters, each stretched to [0, 1], 8 to a row, `zoom`× enlarged (about 400 px
+    square: large enough to compare two pretexts' side by side): what the pretext taught the first layer (a random
+    backbone's filters are noise)."""
     from torchvision.transforms.functional import to_pil_image
     from torchvision.utils import make_grid
 
     weight = backbone.conv[0].weight.detach().float().cpu()
     low = weight.amin(dim=(1, 2, 3), keepdim=True)
     high = weight.amax(dim=(1, 2, 3), keepdim=True)
-    grid = make_grid((weight - low) / (high - low).clamp(min=1e-12), nrow=16, padding=1, pad_value=1.0)
+    grid = make_grid((weight - low) / (high - low).clamp(min=1e-12), nrow=8, padding=1, pad_value=1.0)
     return to_pil_image(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2))
 
 
@@ -50,8 +52,7 @@ def pretext_objective(spec: PretextSpec, cfg, backbone: nn.Module, channels: int
 
 
 def pretrain(spec: PretextSpec, cfg, common: PretrainCommon, backbone: nn.Module, images: torch.Tensor,
-             val_images: torch.Tensor, compute: Compute, norm: Normalize, live, resume: Resume | None = None,
-             desc: str = "pretrain") -> None:
+             val_images: torch.Tensor, runtime: Runtime, progress: Progress = Progress("pretrain")) -> None:
     """Train `backbone` in place on the uint8 `images` by the pretext `spec` with its params `cfg`; log the
     pretext loss (and accuracy) on `val_images` each epoch. The batch maker is given each image's index in
     `images`, never a label. Pretext tasks have no labelled val set to select on: the last epoch is the
@@ -62,12 +63,12 @@ def pretrain(spec: PretextSpec, cfg, common: PretrainCommon, backbone: nn.Module
     optim = dataclasses.replace(common, batch_size=spec.source_batch_size(cfg, common.batch_size))
 
     def validate(model):
-        metrics = evaluate_objective(objective, val_images, val_ids, norm, optim.batch_size, common.seed, compute)
+        metrics = evaluate_objective(objective, val_images, val_ids, runtime, optim.batch_size, common.seed)
         if spec.shows_images:
-            x = norm.unit(val_images[:GRID_IMAGES].to(norm.mean.device))
-            with torch.no_grad(), compute.autocast():
-                metrics[f"reconstructions/epoch_{live.step:02d}.png"] = image_grid(x, model(norm(x)))
+            norm = runtime.norm
+            x = norm.unit(val_images[:GRID_IMAGES].to(runtime.device))
+            with torch.no_grad(), runtime.autocast():
+                metrics[f"reconstructions/epoch_{progress.live.step:02d}.png"] = image_grid(x, model(norm(x)))
         return metrics
 
-    fit(objective, images, torch.arange(len(images)), optim, cfg.epochs, norm, live, validate=validate, desc=desc,
-        compute=compute, resume=resume)
+    fit(objective, images, torch.arange(len(images)), Plan(optim, cfg.epochs), runtime, validate, progress)

@@ -112,7 +112,32 @@ class Normalize:
         return ((x01 - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
 
-def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
+@dataclass(frozen=True, eq=False)
+class Runtime:
+    """What a stage runs the model with, built once (`setup`) and passed down: the device and precision
+    (`compute`) and the normalisation of uint8 images on that device (`norm`)."""
+
+    compute: Compute
+    norm: Normalize
+
+    @classmethod
+    def plain(cls, stats: dict, device: torch.device | str = "cpu") -> "Runtime":
+        """fp32 on `device` (nothing asked of the hardware), normalised by `stats`: for tools and tests."""
+        device = torch.device(device)
+        return cls(Compute(device), Normalize(stats["mean"], stats["std"], device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.compute.device
+
+    def autocast(self):
+        return self.compute.autocast()
+
+    def describe(self) -> str:
+        return self.compute.describe()
+
+
+def setup(cfg: ComputeParams, stats: dict) -> Runtime:
     """The resolved compute setting and, on its device, the normalisation by `stats` (the mean and std of
     a prepared meta.json or of a checkpoint's data): what every stage that runs the model starts with."""
     # under torchrun: join the process group and take this rank's GPU first (a single process keeps its
@@ -120,21 +145,20 @@ def setup(cfg: ComputeParams, stats: dict) -> tuple[Compute, Normalize]:
     device = distributed.init(resolve_device(cfg.device))
     set_determinism(device, cfg.deterministic)
     compute = Compute.resolve(cfg, device)
-    return compute, Normalize(stats["mean"], stats["std"], compute.device)
+    return Runtime(compute, Normalize(stats["mean"], stats["std"], compute.device))
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, norm: Normalize, batch_size: int,
-            compute: Compute | None = None, method: str | None = None):
+def predict(model: nn.Module, images: torch.Tensor, runtime: Runtime, batch_size: int, method: str | None = None):
     """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode.
 
     `method` names another of the model's functions to apply instead (e.g. "layer_features"); one that
     returns a dict of tensors gives a dict of the concatenated tensors."""
     model.eval()
-    device = norm.mean.device
+    norm, device = runtime.norm, runtime.device
     fn = getattr(model, method) if method else model
     chunks = []
-    with (compute or Compute(device)).autocast():
+    with runtime.autocast():
         for i in range(0, len(images), batch_size):
             out = fn(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True))))
             chunks.append({k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else out.float().cpu())

@@ -45,13 +45,14 @@ def _legend(names: list[str], colours: list[str] | None = None) -> list[str]:
             for i, (n, c) in enumerate(zip(names, colours))]
 
 
-def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]], title: str,
-               x_label: str, y_label: str, log_x: bool = True, colours: dict[str, str] | None = None,
+def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]],
+               titles: tuple[str, str, str], log_x: bool = True, colours: dict[str, str] | None = None,
                zero_line: bool = False, dodge: float = 0.0) -> str:
     """One line per series of (x, mean, error) points, the error (a std, or an interval's half-width) as error bars;
-    x_ticks are (x, label); `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
+    x_ticks are (x, label); `titles` are the chart's, the x axis's and the y axis's; `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
     draws y = 0 (and keeps it in view); `dodge` shifts series apart by that many pixels so that error bars at the
     same x do not hide each other."""
+    title, x_label, y_label = titles
     fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
     xs = [fx(x) for x, _ in x_ticks]
     lows = [m - s for pts in series.values() for _, m, s in pts] + [0.0] * zero_line

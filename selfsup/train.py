@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -23,9 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from selfsup import SelfSupError, distributed
-from selfsup.io import atomic_path
 from selfsup.params import OptimParams
-from selfsup.runtime import Compute, Normalize
+from selfsup.progress import Progress, is_image, log_epoch, rng_states, set_rng_states, storable
+from selfsup.runtime import Runtime
 
 # (images in [0, 1], labels or image indices or None, generator) -> (model inputs, targets)
 MakeBatch = Callable[[torch.Tensor, "torch.Tensor | None", torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -55,6 +52,20 @@ class Objective:
     frozen: list[nn.Module] = field(default_factory=list)
     accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     lr_scales: list[tuple[nn.Module, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long `fit` trains and what it keeps: the optimiser's params (`cfg`: batch size, lr, momentum, weight
+    decay, seed), the epochs (of at least `min_steps` optimizer steps in all), the validated metric whose best
+    epoch is kept (`select`; None: the last), and the decay of a moving average of the weights that is validated
+    and kept instead of them (`average`; 0: off)."""
+
+    cfg: OptimParams
+    epochs: int
+    min_steps: int = 0
+    select: str | None = None
+    average: float = 0.0
 
 
 @dataclass
@@ -142,20 +153,20 @@ def _keep_best(result: FitResult, epoch: int, score: float | None, select: str |
 
 
 @torch.inference_mode()
-def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Tensor, norm: Normalize,
-                       batch_size: int, seed: int, compute: Compute | None = None) -> dict[str, float]:
+def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Tensor, runtime: Runtime,
+                       batch_size: int, seed: int) -> dict[str, float]:
     """Mean loss (and accuracy) of the objective on held-out images, batched as in training, in eval mode.
 
     A fixed `seed` draws the same random views every time, so epochs are compared on equal terms.
     """
     objective.model.eval()
-    device = norm.mean.device
+    norm, device = runtime.norm, runtime.device
     gen = torch.Generator(device=device).manual_seed(seed)
     losses, accuracies = [], []
     for i in range(0, len(images), batch_size):
         x = norm.unit(images[i : i + batch_size].to(device))
         inputs, targets = objective.make_batch(x, ids[i : i + batch_size].to(device), gen)
-        with (compute or Compute(device)).autocast():
+        with runtime.autocast():
             outputs = objective.model(norm(inputs))
         outputs = outputs.float()
         losses.append(objective.loss(outputs, targets).item())
@@ -167,153 +178,15 @@ def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Te
     return metrics
 
 
-@dataclass(frozen=True)
-class Resume:
-    """Where fit keeps its training state after every epoch, and what the state must match to be resumed.
-
-    An interrupted run restarted with the same `fingerprint` (e.g. params, data, compute, a digest of the
-    code: selfsup.io.loaded_sources) continues from the last finished epoch and ends exactly as an
-    uninterrupted run would; a state saved under another fingerprint is ignored. The file is removed by
-    the caller once its outputs are written.
-    """
-
-    path: Path
-    fingerprint: dict
-
-    def key(self) -> str:
-        return json.dumps(self.fingerprint, sort_keys=True)
-
-    def local_path(self, previous: bool = False) -> Path:
-        """This process's state file: `path` itself, or a file beside it for rank r > 0 of several; with
-        `previous`, the state of the epoch before (kept only by several processes)."""
-        r = distributed.rank()
-        path = self.path if r == 0 else self.path.with_name(f"{self.path.stem}.rank{r}{self.path.suffix}")
-        return path.with_name(f"{path.name}.previous") if previous else path
-
-    def _read(self, path: Path, desc: str) -> dict | None:
-        if not path.is_file():
-            return None
-        try:
-            # on the CPU whatever the device: the history's images must stay host tensors (dvclive reads them
-            # with .numpy()); restore() moves what trains
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001  any unreadable state is only a lost head start
-            tqdm.write(f"{desc}: {path} cannot be read ({type(err).__name__}); starting afresh")
-            return None
-        if state.get("fingerprint") != self.key():
-            tqdm.write(f"{desc}: {path} was saved under other params, data or code; starting afresh")
-            return None
-        return state
-
-    def load(self, desc: str, device: torch.device) -> dict | None:
-        """The saved state to continue from; None when there is none, it is unreadable, or it was saved
-        under another fingerprint.
-
-        Several processes continue only from an epoch that every rank saved: ranks save one after another,
-        so a kill between their saves leaves them one epoch apart, and a rank that is ahead goes back to its
-        previous state. If the ranks cannot agree, all start afresh (never a rank alone: it would wait
-        forever for the others in DDP). A kill between a save's two steps (the newest state moved aside,
-        the next not yet written) leaves the previous state alone: it is the one to continue from."""
-        state = self._read(self.local_path(), desc)
-        if state is None and self.local_path(previous=True).is_file():
-            state = self._read(self.local_path(previous=True), desc)
-        if distributed.world_size() == 1:
-            return state
-        mine = state["epoch"] if state is not None else -1
-        agreed = distributed.all_min(mine, device)
-        if state is not None and mine > agreed:
-            state = self._read(self.local_path(previous=True), desc)
-        usable = state is not None and state["epoch"] == agreed
-        return state if distributed.all_min(int(usable), device) == 1 else None
-
-    def save(self, state: dict) -> None:
-        """Write this process's state atomically; several processes keep their previous one beside it."""
-        path = self.local_path()
-        if distributed.world_size() > 1 and path.is_file():
-            os.replace(path, self.local_path(previous=True))
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-
-    def clear(self) -> None:
-        """Remove this process's state files (once the run's outputs are written)."""
-        for previous in (False, True):
-            self.local_path(previous).unlink(missing_ok=True)
-
-
-def _rng_states(device: torch.device) -> dict:
-    """The global random states a training step draws from (dropout uses the device's default generator)."""
-    states = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    elif device.type == "mps":
-        states["mps"] = torch.mps.get_rng_state()
-    return states
-
-
-def _set_rng_states(states: dict, device: torch.device) -> None:
-    torch.set_rng_state(states["cpu"])
-    if "cuda" in states:
-        torch.cuda.set_rng_state(states["cuda"], device)
-    if "mps" in states:
-        torch.mps.set_rng_state(states["mps"])
-
-
-def _is_image(key: str) -> bool:
-    return key.endswith(".png")
-
-
-CURVES = "curves.csv"  # beside dvclive's summary: one row per epoch and split (train, val), for one chart of both
-
-
-def write_curves(directory: str | Path, history: list[dict]) -> None:
-    """The per-epoch numbers of `history` as `directory`/curves.csv: epoch (from 1), split, then one column per
-    metric (loss, accuracy; empty where a split has none). A run that trains nothing writes the header alone."""
-    rows = []
-    for epoch, metrics in enumerate(history, start=1):
-        by_split: dict[str, dict] = {}
-        for key, value in metrics.items():
-            if not _is_image(key) and "/" in key:
-                split, name = key.split("/", 1)
-                by_split.setdefault(split, {})[name] = value
-        rows += [{"epoch": epoch, "split": split, **values} for split, values in by_split.items()]
-    names = sorted({k for row in rows for k in row} - {"epoch", "split"}, key=lambda n: (n != "loss", n))
-    lines = [",".join(["epoch", "split", *names])]
-    lines += [",".join([str(row["epoch"]), row["split"], *(repr(float(row[n])) if n in row else "" for n in names)])
-              for row in rows]
-    with atomic_path(Path(directory) / CURVES) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-
-
-def _log_epoch(live, history: list[dict]) -> None:
-    """Send the last epoch of `history` to dvclive (its numbers to the summary, at step = the epoch, from 1; its
-    images as plots) and rewrite curves.csv from the whole history."""
-    live.step = len(history)
-    for key, value in history[-1].items():
-        if _is_image(key):
-            live.log_image(key, value.numpy())
-        else:
-            live.log_metric(key, value, plot=False)  # the curves are curves.csv, train and val in one file
-    directory = getattr(live, "dir", None)
-    if isinstance(directory, (str, Path)):  # not on the ranks that do not log (distributed.NullLive)
-        write_curves(directory, history)
-    live.next_step()
-
-
-def _storable(metrics: dict) -> dict:
-    """Epoch metrics with images as uint8 H×W×C tensors, so the training state loads with weights_only."""
-    import numpy as np
-
-    return {k: torch.from_numpy(np.array(v)) if _is_image(k) else v for k, v in metrics.items()}
-
-
 class _Trainer:
     """One run of fit: the model (DDP-wrapped under torchrun), optimiser, schedule, gradient scaler, random
     generators, the best epoch so far and the logged history: everything a resumed run restores."""
 
-    def __init__(self, objective: Objective, n: int, cfg: OptimParams, epochs: int, norm: Normalize,
-                 compute: Compute, desc: str, average: float = 0.0, min_steps: int = 0):
-        self.objective, self.norm, self.compute, self.desc, self.epochs = objective, norm, compute, desc, epochs
-        device = self.device = norm.mean.device
+    def __init__(self, objective: Objective, n: int, plan: Plan, runtime: Runtime, desc: str):
+        cfg, epochs, average = plan.cfg, plan.epochs, plan.average
+        self.objective, self.norm, self.compute, self.desc, self.epochs = objective, runtime.norm, runtime.compute, desc, epochs
+        device = self.device = runtime.device
+        compute = runtime.compute
         self.scaler = torch.amp.GradScaler(device.type, enabled=compute.dtype == torch.float16)
         self.model = objective.model.to(device).to(memory_format=torch.channels_last)
         for module in objective.frozen:
@@ -323,7 +196,7 @@ class _Trainer:
         self.train_model = (DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
                             if self.world > 1 else self.model)
         self.n = n
-        self.batch_size, self.steps = _batch_plan(n, cfg.batch_size, self.world, desc, min_steps, epochs)
+        self.batch_size, self.steps = _batch_plan(n, cfg.batch_size, self.world, desc, plan.min_steps, epochs)
         self.optimizer, self.scheduler = _optimizer(objective, cfg, max(1, self.steps * epochs))
         # the batch order: drawn on the CPU, so every rank draws the same one whatever its GPU model
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -352,7 +225,7 @@ class _Trainer:
         return {"fingerprint": key, "epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "generators": [self.gen.get_state(), self.aug_gen.get_state()],
-                "rng": _rng_states(self.device), "best_state": self.result.best_state,
+                "rng": rng_states(self.device), "best_state": self.result.best_state,
                 "best_epoch": self.result.best_epoch, "best_score": self.result.best_score, "history": self.history,
                 **({"average": self.average.module.state_dict(), "average_steps": self.average.steps}
                    if self.average is not None else {})}
@@ -364,7 +237,7 @@ class _Trainer:
         self.scaler.load_state_dict(state["scaler"])
         for g, saved in zip((self.gen, self.aug_gen), state["generators"]):
             g.set_state(saved)
-        _set_rng_states(state["rng"], self.device)
+        set_rng_states(state["rng"], self.device)
         self.result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
         self.history, self.epoch = state["history"], state["epoch"]
         if self.average is not None:
@@ -425,37 +298,23 @@ class _Trainer:
         return metrics
 
 
-def fit(
-    objective: Objective,
-    images: torch.Tensor,
-    labels: torch.Tensor | None,
-    cfg: OptimParams,
-    epochs: int,
-    norm: Normalize,
-    live=None,
-    validate: Callable[[nn.Module], dict] | None = None,
-    select: str | None = None,
-    desc: str = "train",
-    compute: Compute | None = None,
-    resume: Resume | None = None,
-    average: float = 0.0,
-    min_steps: int = 0,
-) -> FitResult:
-    """Train `objective.model` for `epochs` on uint8 `images` (and `labels`); keep the best epoch.
+def fit(objective: Objective, images: torch.Tensor, labels: torch.Tensor | None, plan: Plan, runtime: Runtime,
+        validate: Callable[[nn.Module], dict] | None = None, progress: Progress = Progress()) -> FitResult:
+    """Train `objective.model` for `plan.epochs` on uint8 `images` (and `labels`); keep the best epoch.
 
     SGD with Nesterov momentum and a cosine learning-rate schedule over all steps. After each epoch,
     `validate(model)` returns metrics (and images: PIL images under keys ending in .png); the epoch with
-    the highest `select` metric is kept (a copy of its weights), or the last epoch when `select` is None.
-    Metrics go to the dvclive `live` per epoch. The forward pass runs under `compute`'s autocast; the
-    whole image set sits on the device, so a step moves no data between host and device. With `resume`,
-    the full training state is saved after every epoch and an interrupted run continues from it. With
-    `average` (a decay in (0, 1)), what is validated and kept is an exponential moving average of the weights
-    (`WeightAverage`), updated after every step; `objective.model` itself ends with the last step's weights.
-    With `min_steps`, an epoch of a small image set repeats it until the epochs add up to at least that many
-    steps (`_batch_plan`): the same schedule length whatever the number of labelled images.
+    the highest `plan.select` metric is kept (a copy of its weights), or the last epoch when it is None.
+    Metrics go to the dvclive `progress.live` per epoch. The forward pass runs under `runtime`'s autocast; the
+    whole image set sits on the device, so a step moves no data between host and device. With
+    `progress.resume`, the full training state is saved after every epoch and an interrupted run continues from
+    it. With `plan.average` (a decay in (0, 1)), what is validated and kept is an exponential moving average of
+    the weights (`WeightAverage`), updated after every step; `objective.model` itself ends with the last step's
+    weights. With `plan.min_steps`, an epoch of a small image set repeats it until the epochs add up to at least
+    that many steps (`_batch_plan`): the same schedule length whatever the number of labelled images.
     """
-    trainer = _Trainer(objective, len(images), cfg, epochs, norm, compute or Compute(norm.mean.device), desc, average,
-                       min_steps)
+    epochs, select, desc, live, resume = plan.epochs, plan.select, progress.desc, progress.live, progress.resume
+    trainer = _Trainer(objective, len(images), plan, runtime, desc)
     images = images.to(trainer.device)
     labels = labels.to(trainer.device) if labels is not None else None
     saved = resume.load(desc, trainer.device) if resume is not None else None
@@ -464,7 +323,7 @@ def fit(
         tqdm.write(f"{desc}: resuming after epoch {trainer.epoch}/{epochs} from {resume.local_path()}")
         if live is not None:
             for epoch in range(1, len(trainer.history) + 1):
-                _log_epoch(live, trainer.history[:epoch])
+                log_epoch(live, trainer.history[:epoch])
     if live is not None:
         live.step = trainer.epoch + 1  # the epoch about to run, counted from 1: validate may name images by it
     while trainer.epoch < epochs:
@@ -475,12 +334,12 @@ def fit(
                 metrics.update(validate(trainer.kept_model))
             trainer.result = _keep_best(trainer.result, trainer.epoch, metrics[select] if select else None, select,
                                         trainer.snapshot)
-            metrics = _storable(metrics)
+            metrics = storable(metrics)
             trainer.history.append(metrics)
             if live is not None:
-                _log_epoch(live, trainer.history)
+                log_epoch(live, trainer.history)
             tqdm.write(f"{desc} epoch {trainer.epoch}/{epochs}: "
-                       + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not _is_image(k)))
+                       + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not is_image(k)))
         if resume is not None:
             resume.save(trainer.state(resume.key()))
     return dataclasses.replace(trainer.result, steps=trainer.steps * epochs)

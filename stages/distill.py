@@ -9,13 +9,13 @@ from pathlib import Path
 from selfsup import SelfSupError
 from selfsup.cli import open_live, run_stage
 from selfsup.data import load_prepared, pretraining_images
-from selfsup.distill import distill_student, wanted
-from selfsup.finetune import budget
+from selfsup.distill import Labelled, distill, new_student, wanted
+from selfsup.finetune import Start, budget
 from selfsup.io import atomic_path
 from selfsup.models import load_backbone, load_checkpoint, load_classifier, save_checkpoint
 from selfsup.params import load_params, to_dict
+from selfsup.progress import write_curves
 from selfsup.runtime import setup
-from selfsup.train import write_curves
 
 
 def main(argv=None):
@@ -47,12 +47,13 @@ def main(argv=None):
         print(f"distill: off (when: {cfg.when}, {len(chosen)} of {len(images)} training images labelled); "
               "the fine-tuned model is delivered")
         return
-    compute, norm = setup(params.compute, meta)
+    runtime = setup(params.compute, meta)
     teacher = load_classifier(teacher_ckpt)
-    backbone = load_backbone(args.backbone, params.pretext, to_dict(params.model))["state_dict"]
+    backbone = load_backbone(args.backbone, params.pretext, params.model)["state_dict"]
+    student = new_student(teacher, Start(backbone, params.model, meta, teacher.logits.out_features), cfg,
+                          ft.transfer)
     # the labels of the labelled subset, and no other, leave this function
-    student, result, rows = distill_student(teacher, backbone, to_dict(params.model), meta, images, chosen,
-                                            train.labels[chosen], val, cfg, ft.transfer, compute, norm, live)
+    result, rows = distill(teacher, student, images, Labelled(chosen, train.labels[chosen]), val, cfg, runtime, live)
     live.summary.update({"distilled": True, "labelled_images": len(chosen), "images": len(images),
                          "targets": int((rows.sum(1) > 0).sum()), "val_images": len(val)})
     save_checkpoint(out, student, pretext=params.pretext, classes=teacher_ckpt["classes"],

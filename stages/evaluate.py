@@ -28,11 +28,11 @@ def main(argv=None):
     ckpt = load_checkpoint(args.model, "classifier")
     test = load_prepared(args.data, splits=("test",)).splits["test"]
     classes = ckpt["classes"]
-    compute, norm = setup(params.compute, ckpt["data"])
+    runtime = setup(params.compute, ckpt["data"])
 
     def test_predictions(checkpoint):
-        model = TTA[cfg.tta](load_classifier(checkpoint)).to(compute.device)
-        return predict(model, test.images, norm, cfg.batch_size, compute).argmax(1)
+        model = TTA[cfg.tta](load_classifier(checkpoint)).to(runtime.device)
+        return predict(model, test.images, runtime, cfg.batch_size).argmax(1)
 
     predicted = test_predictions(ckpt)
     metrics = classification_metrics(test.labels, predicted, classes)

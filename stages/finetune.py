@@ -6,7 +6,7 @@ from pathlib import Path
 from selfsup import distributed
 from selfsup.cli import open_live, run_stage
 from selfsup.data import load_prepared, short_classes
-from selfsup.finetune import finetune_backbone
+from selfsup.finetune import Start, finetune_backbone
 from selfsup.models import load_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
@@ -25,12 +25,12 @@ def main(argv=None):
     prepared = load_prepared(args.data, splits=("train", "val"))
     meta, train, val = prepared.meta, prepared.splits["train"], prepared.splits["val"]
 
-    ckpt = load_backbone(args.backbone, params.pretext, to_dict(params.model))
-    compute, norm = setup(params.compute, meta)
+    ckpt = load_backbone(args.backbone, params.pretext, params.model)
+    runtime = setup(params.compute, meta)
     live = open_live(args.metrics)
-    model, result, labelled, val = finetune_backbone(ckpt["state_dict"], to_dict(params.model), meta,
-                                                     len(prepared.classes), train, val, cfg,
-                                                     get_pretext(params.pretext).trains, compute, norm, live)
+    start = Start(ckpt["state_dict"], params.model, meta, len(prepared.classes))
+    model, result, labelled, val = finetune_backbone(start, train, val, cfg, get_pretext(params.pretext).trains,
+                                                     runtime, live)
     live.summary.update({"kept_epoch": result.best_epoch, "steps": result.steps, "layer": model.layer,
                          "labelled_images": labelled,
                          "val_images": len(val)})

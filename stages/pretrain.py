@@ -13,8 +13,8 @@ from selfsup.models import build_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
 from selfsup.pretrain import filter_grid, pretrain
+from selfsup.progress import Progress, Resume, write_curves
 from selfsup.runtime import setup
-from selfsup.train import Resume, write_curves
 
 
 def main(argv=None):
@@ -38,19 +38,19 @@ def main(argv=None):
 
     config = {"model": to_dict(params.model), "pretrain": {"common": to_dict(common), args.pretext: to_dict(cfg)}}
     torch.manual_seed(common.seed)
-    backbone = build_backbone(to_dict(params.model), meta["channels"], meta["image_size"])
+    backbone = build_backbone(params.model, meta["channels"], meta["image_size"])
     live = open_live(args.metrics)
     live.summary["backbone_parameters"] = sum(p.numel() for p in backbone.parameters())
     resume = None
     if spec.trains:
-        compute, norm = setup(params.compute, meta)
-        live.summary["compute"] = compute.describe()
+        runtime = setup(params.compute, meta)
+        live.summary["compute"] = runtime.describe()
         if args.checkpoint:  # a state saved by other code (of the modules this stage runs) is not resumed
             code = files_digest(loaded_sources("selfsup", "stages"))
-            resume = Resume(Path(args.checkpoint), {"pretext": args.pretext, "config": config, "compute": compute.describe(),
+            resume = Resume(Path(args.checkpoint), {"pretext": args.pretext, "config": config, "compute": runtime.describe(),
                                                     "data": [fingerprint(images), fingerprint(val_images)], "code": code})
-        pretrain(spec, cfg, common, backbone, images, val_images, compute, norm, live, resume,
-                 desc=f"pretrain {args.pretext}")
+        pretrain(spec, cfg, common, backbone, images, val_images, runtime,
+                 Progress(f"pretrain {args.pretext}", live, resume))
         backbone.cpu()
     if distributed.is_main():  # under torchrun, rank 0 alone draws and writes
         live.log_image("filters.png", filter_grid(backbone))

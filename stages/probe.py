@@ -13,7 +13,7 @@ from selfsup.cli import run_stage
 from selfsup.data import load_prepared, short_classes
 from selfsup.io import atomic_path, write_json
 from selfsup.models import build_classifier, load_backbone, load_backbone_into
-from selfsup.params import load_params, to_dict
+from selfsup.params import load_params
 from selfsup.probe import pca_2d, probe_backbone
 from selfsup.runtime import predict, setup
 
@@ -31,13 +31,13 @@ def main(argv=None):
     params = load_params()
     prepared = load_prepared(args.data)
     meta, classes = prepared.meta, prepared.classes
-    ckpt = load_backbone(args.backbone, args.pretext, to_dict(params.model))
-    model = build_classifier(to_dict(params.model), meta, len(classes))
+    ckpt = load_backbone(args.backbone, args.pretext, params.model)
+    model = build_classifier(params.model, meta, len(classes))
     load_backbone_into(model, ckpt["state_dict"])  # checks that every layer fits
     backbone = model.backbone
-    compute, norm = setup(params.compute, meta)
-    backbone.to(compute.device).to(memory_format=torch.channels_last)
-    feats = {split: predict(backbone, s.images, norm, 1000, compute, method="layer_features")
+    runtime = setup(params.compute, meta)
+    backbone.to(runtime.device).to(memory_format=torch.channels_last)
+    feats = {split: predict(backbone, s.images, runtime, 1000, method="layer_features")
              for split, s in prepared.splits.items()}
     labels = {split: s.labels for split, s in prepared.splits.items()}
     print(f"probe {args.pretext}: features of {sum(map(len, labels.values()))} images in {time.perf_counter() - started:.0f} s")

@@ -10,12 +10,12 @@ import torch
 import selfsup.distill
 from selfsup import SelfSupError
 from selfsup.data import Split, load_prepared
-from selfsup.distill import distill_student, targets
+from selfsup.distill import Labelled, new_student, most_confident, targets
 from selfsup.evaluate import top1_accuracy
-from selfsup.finetune import budget, finetune, initial_classifier
+from selfsup.finetune import Start, budget, finetune, initial_classifier
 from selfsup.models import build_backbone, load_checkpoint, load_classifier
-from selfsup.params import DistillParams, FinetuneParams, load_params
-from selfsup.runtime import Compute, Normalize, predict
+from selfsup.params import DistillParams, FinetuneParams, ModelParams, load_params
+from selfsup.runtime import Compute, Runtime, predict
 from stages import distill, evaluate, finetune as finetune_stage, pretrain
 from tests.conftest import set_param
 
@@ -141,21 +141,21 @@ def test_a_student_beats_its_teacher_where_unlabelled_images_help(seed):
     gen = torch.Generator().manual_seed(seed)
     images, labels = bars(1200, gen)
     test_images, test_labels = bars(400, gen)
-    norm, compute = Normalize([0.3], [0.2], torch.device("cpu")), Compute(torch.device("cpu"))
-    meta, model_cfg = {"channels": 1, "image_size": 8}, {"norm": "batch", "dropout": 0.5}
+    runtime = Runtime.plain({"mean": [0.3], "std": [0.2]})
+    model_cfg = ModelParams(norm="batch", dropout=0.5)
     torch.manual_seed(0)
-    backbone = build_backbone(model_cfg, 1, 8).state_dict()
+    start = Start(build_backbone(model_cfg, 1, 8).state_dict(), model_cfg, {"channels": 1, "image_size": 8}, 2)
     labelled = torch.arange(6)
     val = Split(test_images[:20], test_labels[:20], "test", torch.arange(20))
-    teacher = initial_classifier(backbone, model_cfg, meta, 2, seed, "all")
+    teacher = initial_classifier(start, seed, "all")
     finetune(teacher, images[labelled], labels[labelled], val,
-             FinetuneParams(labels_per_class=3, epochs=30, min_steps=0, batch_size=6, seed=seed), False, compute, norm)
-    student, _, _ = distill_student(teacher, backbone, model_cfg, meta, images, labelled, labels[labelled], val,
-                                    DistillParams(epochs=3, rounds=1, threshold=0.0, batch_size=64, seed=seed), "all",
-                                    compute, norm)
+             FinetuneParams(labels_per_class=3, epochs=30, min_steps=0, batch_size=6, seed=seed), False, runtime)
+    cfg = DistillParams(epochs=3, rounds=1, threshold=0.0, batch_size=64, seed=seed)
+    student = new_student(teacher, start, cfg, "all")
+    selfsup.distill.distill(teacher, student, images, Labelled(labelled, labels[labelled]), val, cfg, runtime)
 
     def accuracy(model):
-        return top1_accuracy(predict(model, test_images, norm, 1000, compute), test_labels).item()
+        return top1_accuracy(predict(model, test_images, runtime, 1000), test_labels).item()
 
     assert accuracy(student) > accuracy(teacher) + 0.01
 
@@ -170,9 +170,9 @@ def test_each_round_is_taught_by_the_student_of_the_last(workdir, monkeypatch):
     first, second = teachers
     teacher = load_classifier(load_checkpoint(workdir / "ft/model.pt"))
     train = load_prepared("prepared", splits=("train",)).splits["train"]
-    norm = Normalize(*(json.loads((workdir / "prepared/meta.json").read_text())[k] for k in ("mean", "std")),
-                     torch.device("cpu"))
-    assert torch.allclose(first, predict(teacher, train.images, norm, 1000, Compute.resolve(load_params().compute)))
+    meta = json.loads((workdir / "prepared/meta.json").read_text())
+    runtime = Runtime(Compute.resolve(load_params().compute), Runtime.plain(meta).norm)
+    assert torch.allclose(first, predict(teacher, train.images, runtime, 1000))
     assert not torch.allclose(first, second)  # the second round's teacher is the first round's student
 
 
@@ -191,13 +191,13 @@ class BrightnessTeacher(torch.nn.Module):
 def test_each_target_row_is_its_own_images(monkeypatch):
     """Row i of the targets belongs to image i, in every shuffled training batch: each image of 4 brightness
     levels (class = level) meets the target the teacher gave that very image."""
-    norm = Normalize([0.0], [1.0], torch.device("cpu"))
+    runtime = Runtime.plain({"mean": [0.0], "std": [1.0]})
     levels = torch.tensor([20, 90, 160, 230], dtype=torch.uint8)
     classes = torch.randint(0, 4, (96,), generator=torch.Generator().manual_seed(0))
     images = levels[classes].view(-1, 1, 1, 1).expand(-1, 1, 8, 8).contiguous()
     teacher = BrightnessTeacher(levels.float() / 255)
-    student = initial_classifier(build_backbone({"norm": "none", "dropout": 0.0}, 1, 8).state_dict(),
-                                 {"norm": "none", "dropout": 0.0}, {"channels": 1, "image_size": 8}, 4, 0, "all")
+    student = initial_classifier(Start(build_backbone(ModelParams(norm="none", dropout=0.0), 1, 8).state_dict(),
+                                       ModelParams(norm="none", dropout=0.0), {"channels": 1, "image_size": 8}, 4), 0, "all")
     met = []
     real_objective = selfsup.distill.objective
 
@@ -217,8 +217,8 @@ def test_each_target_row_is_its_own_images(monkeypatch):
     monkeypatch.setattr(selfsup.distill, "objective", spy_objective)
     val = Split(images[:8], classes[:8], "train", torch.arange(8))
     cfg = DistillParams(epochs=2, rounds=1, threshold=0.0, batch_size=16, augment=DistillParams().augment)
-    _, rows = selfsup.distill.distill(teacher, student, images, torch.tensor([], dtype=torch.long),
-                                      torch.tensor([], dtype=torch.long), val, cfg, Compute(torch.device("cpu")), norm)
+    nothing = torch.tensor([], dtype=torch.long)
+    _, rows = selfsup.distill.distill(teacher, student, images, Labelled(nothing, nothing), val, cfg, runtime)
     assert torch.equal(rows.argmax(1), classes)  # row i: image i's class, for all 96
     assert len(met) == 2 * 96 // 16 and all(met)
 
@@ -228,16 +228,36 @@ def test_a_student_keeps_its_teachers_head_layer_and_leaves_the_unused_fc_layers
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     images, labels = bars(64, gen)
-    norm, compute = Normalize([0.3], [0.2], torch.device("cpu")), Compute(torch.device("cpu"))
-    meta, model_cfg = {"channels": 1, "image_size": 8}, {"norm": "batch", "dropout": 0.5}
+    runtime = Runtime.plain({"mean": [0.3], "std": [0.2]})
+    model_cfg = ModelParams(norm="batch", dropout=0.5)
     torch.manual_seed(0)
-    backbone = build_backbone(model_cfg, 1, 8).state_dict()
-    teacher = initial_classifier(backbone, model_cfg, meta, 2, 0, "conv", "conv1")
+    start = Start(build_backbone(model_cfg, 1, 8).state_dict(), model_cfg, {"channels": 1, "image_size": 8}, 2)
+    teacher = initial_classifier(start, 0, "conv", "conv1")
     before = {k: v.clone() for k, v in teacher.backbone.fc3.state_dict().items()}
     val = Split(images[:8], labels[:8], "train", torch.arange(8))
-    student, _, _ = distill_student(teacher, backbone, model_cfg, meta, images, torch.arange(4), labels[:4], val,
-                                    DistillParams(init=init, epochs=1, rounds=1, batch_size=16), "conv", compute, norm)
+    cfg = DistillParams(init=init, epochs=1, rounds=1, batch_size=16)
+    student = new_student(teacher, start, cfg, "conv")
+    selfsup.distill.distill(teacher, student, images, Labelled(torch.arange(4), labels[:4]), val, cfg, runtime)
     assert student.layer == "conv1"
-    fresh = initial_classifier(backbone, model_cfg, meta, 2, 0, "conv", "conv1")  # what init: backbone starts from
+    fresh = initial_classifier(start, 0, "conv", "conv1")  # what init: backbone starts from
     start = before if init == "teacher" else fresh.backbone.fc3.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in student.backbone.fc3.state_dict().items())
+
+
+def test_per_class_keeps_each_classs_most_confident_guesses_whatever_the_threshold():
+    # class 0 is guessed confidently three times, class 1 only unsurely twice: a threshold of 0.9 would starve
+    # class 1; two per class keep the two surest guesses of class 0 and both of class 1
+    logits = torch.tensor([[5.0, 0.0], [4.0, 0.0], [3.0, 0.0], [0.0, 0.5], [0.0, 0.3]])
+    none = torch.tensor([], dtype=torch.long)
+    assert targets(logits, none, none, DistillParams(threshold=0.9)).sum(0).tolist() == [3.0, 0.0]
+    rows = targets(logits, none, none, DistillParams(threshold=0.9, per_class=2))
+    assert rows.tolist() == [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    # a labelled image keeps its true label whether or not it is among the chosen
+    rows = targets(logits, torch.tensor([2]), torch.tensor([1]), DistillParams(per_class=1))
+    assert rows.tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
+
+
+def test_most_confident_breaks_ties_by_position():
+    confidence = torch.tensor([0.5, 0.9, 0.5, 0.5])
+    guess = torch.tensor([0, 0, 0, 0])
+    assert most_confident(confidence, guess, 2).tolist() == [True, True, False, False]

@@ -19,10 +19,10 @@ from selfsup import SelfSupError, distributed
 from selfsup.launch import command
 from selfsup.models import CifarNet, Classifier, load_checkpoint
 from selfsup.pretexts.exemplar import Projection, multi_positive_loss
-from selfsup.runtime import Normalize
-from selfsup.train import Objective, Resume, fit
+from selfsup.progress import Progress, Resume
+from selfsup.train import Objective, Plan, fit
 from tests.conftest import REPO
-from tests.test_train import CFG, keep_labels, toy_problem
+from tests.test_train import CFG, RT, keep_labels, toy_problem
 
 
 def free_port() -> int:
@@ -58,8 +58,8 @@ def rank_main(rank: int, world: int, port: int, out: str, kind: str) -> None:
     images, labels = toy_problem()
     validated = []
     objective = make_objective(kind)
-    fit(objective, images, labels if kind == "classifier" else torch.arange(len(images)), CFG, 2,
-        Normalize([0.3], [0.3], torch.device("cpu")), validate=lambda net: validated.append(1) or {"val/score": 1.0})
+    fit(objective, images, labels if kind == "classifier" else torch.arange(len(images)), Plan(CFG, 2), RT,
+        lambda net: validated.append(1) or {"val/score": 1.0})
     torch.save({"state": objective.model.state_dict(), "validated": len(validated)}, f"{out}.{rank}")
     distributed.shutdown()
 
@@ -73,8 +73,7 @@ def test_two_processes_compute_what_one_process_computes(tmp_path, kind):
     images, labels = toy_problem()
     start = make_objective(kind)
     initial = {k: v.clone() for k, v in start.model.state_dict().items()}
-    single = fit(start, images, labels if kind == "classifier" else torch.arange(len(images)), CFG, 2,
-                 Normalize([0.3], [0.3], torch.device("cpu")))
+    single = fit(start, images, labels if kind == "classifier" else torch.arange(len(images)), Plan(CFG, 2), RT)
     ranks = [torch.load(tmp_path / f"r.{r}", weights_only=True) for r in (0, 1)]
     assert [r["validated"] for r in ranks] == [2, 0]  # rank 0 alone validates (and logs, and writes)
     for key, value in single.best_state.items():
@@ -107,8 +106,7 @@ def resume_rank_main(rank: int, world: int, port: int, out: str, state: str, kil
         return {}
 
     validated = []
-    fit(Objective(model, keep_labels), images, labels, CFG, 3, Normalize([0.3], [0.3], torch.device("cpu")),
-        validate=validate, resume=resume)
+    fit(Objective(model, keep_labels), images, labels, Plan(CFG, 3), RT, validate, Progress(resume=resume))
     torch.save({"state": model.state_dict(), "mask": masks[0], "validated": len(validated)}, f"{out}.{rank}")
     distributed.shutdown()
 

@@ -16,6 +16,7 @@ from selfsup.data import make_splits, read_fashion_mnist, save_prepared
 from selfsup.download import CLASSES
 from selfsup.export import delivered_model, load_exported
 from selfsup.models import build_classifier, load_checkpoint, save_checkpoint
+from selfsup.params import ModelParams
 from stages import export
 from tests.conftest import REPO
 
@@ -28,7 +29,7 @@ def calibrated_checkpoint(path, images: torch.Tensor, norm: str = "batch", seed:
     model_cfg = {"norm": norm, "dropout": 0.5}
     data = {"dataset": "fashion_mnist", "channels": images.shape[1], "image_size": images.shape[2],
             "mean": [0.2860], "std": [0.3530]}
-    model = build_classifier(model_cfg, data, len(CLASSES))
+    model = build_classifier(ModelParams(**model_cfg), data, len(CLASSES))
     with torch.no_grad():  # train mode: the running statistics move towards those of real images
         for _ in range(3):
             model(((images[:256].float() / 255 - 0.2860) / 0.3530))

@@ -3,7 +3,7 @@ import torch
 
 from selfsup.finetune import FROZEN, objective
 from selfsup.models import CifarNet, Classifier
-from selfsup.params import FinetuneParams
+from selfsup.params import FinetuneParams, ModelParams
 from selfsup.train import param_groups
 
 
@@ -53,19 +53,19 @@ def test_the_batches_are_augmented_and_keep_their_labels():
 def test_lp_ft_starts_from_a_head_that_is_the_linear_probe_of_the_frozen_features():
     from selfsup.finetune import fit_head
     from selfsup.probe import LinearProbe
-    from selfsup.runtime import Compute, Normalize, predict
+    from selfsup.runtime import Runtime, predict
 
     model = classifier()
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(60) % 3
     images = (labels.view(-1, 1, 1, 1) * 70 + torch.randint(0, 40, (60, 1, 8, 8), generator=gen)).to(torch.uint8)
-    norm = Normalize([0.3], [0.3], torch.device("cpu"))
+    runtime = Runtime.plain({"mean": [0.3], "std": [0.3]})
     backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     cfg = FinetuneParams(protocol="lp-ft", weight_decay=1e-3)
-    fit_head(model, images, labels, cfg, norm, Compute(torch.device("cpu")))
-    features = predict(model.backbone, images, norm, 1000)
+    fit_head(model, images, labels, cfg, runtime)
+    features = predict(model.backbone, images, runtime, 1000)
     probe = LinearProbe(3, cfg.weight_decay, 100, standardise=False).fit(features, labels)
-    logits = predict(model, images, norm, 1000)
+    logits = predict(model, images, runtime, 1000)
     assert torch.equal(logits.argmax(1), probe.predict(features))  # the head is the probe of the raw features
     with torch.no_grad():
         assert torch.allclose(logits, probe.linear(features.clone()), atol=1e-4)
@@ -96,8 +96,8 @@ def test_cutout_is_applied_when_asked():
 @pytest.mark.parametrize("transfer", ["all", "conv"])
 def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_afresh(transfer):
     from selfsup.data import Split
-    from selfsup.finetune import finetune_backbone
-    from selfsup.runtime import Compute, Normalize
+    from selfsup.finetune import Start, finetune_backbone
+    from selfsup.runtime import Runtime
 
     torch.manual_seed(1)
     pretext = CifarNet(1, 8)
@@ -105,10 +105,8 @@ def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_a
     labels = torch.arange(24) % 3
     data = Split(torch.randint(0, 255, (24, 1, 8, 8), dtype=torch.uint8, generator=gen), labels, "train", torch.arange(24))
     cfg = FinetuneParams(transfer=transfer, epochs=1, min_steps=0, lr=1e-9, momentum=0.0, weight_decay=0.0, batch_size=8)
-    norm = Normalize([0.5], [0.3], torch.device("cpu"))
-    model, _, labelled, val = finetune_backbone(pretext.state_dict(), {"norm": "batch", "dropout": 0.5},
-                                                {"channels": 1, "image_size": 8}, 3, data, data, cfg, True,
-                                                Compute(torch.device("cpu")), norm)
+    start = Start(pretext.state_dict(), ModelParams(norm="batch", dropout=0.5), {"channels": 1, "image_size": 8}, 3)
+    model, _, labelled, val = finetune_backbone(start, data, data, cfg, True, Runtime.plain({"mean": [0.5], "std": [0.3]}))
     assert labelled == 24 and len(val) == 24
     close = {name: torch.allclose(model.backbone.state_dict()[name], value, atol=1e-6)
              for name, value in pretext.state_dict().items() if name.endswith("weight")}
@@ -118,29 +116,28 @@ def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_a
 
 def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc_layers_untrained():
     from selfsup.data import Split
-    from selfsup.finetune import budget, finetune_backbone, initial_classifier, probe_layers
-    from selfsup.runtime import Compute, Normalize
+    from selfsup.finetune import Start, budget, finetune_backbone, initial_classifier, probe_layers
+    from selfsup.runtime import Runtime
 
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(90) % 3
     images = (labels.view(-1, 1, 1, 1) * 70 + torch.randint(0, 40, (90, 1, 8, 8), generator=gen)).to(torch.uint8)
     train = Split(images[:60], labels[:60], "train", torch.arange(60))
     val = Split(images[60:], labels[60:], "train", torch.arange(60, 90))
-    norm, compute = Normalize([0.3], [0.3], torch.device("cpu")), Compute(torch.device("cpu"))
+    runtime = Runtime.plain({"mean": [0.3], "std": [0.3]})
     torch.manual_seed(1)
-    backbone = CifarNet(1, 8).state_dict()
-    model_cfg, meta = {"norm": "batch", "dropout": 0.5}, {"channels": 1, "image_size": 8}
+    backbone = Start(CifarNet(1, 8).state_dict(), ModelParams(norm="batch", dropout=0.5), {"channels": 1, "image_size": 8}, 3)
     cfg = FinetuneParams(head="probe", labels_per_class=10, epochs=2, min_steps=0, batch_size=10, transfer="conv")
-    start = initial_classifier(backbone, model_cfg, meta, 3, cfg.seed, cfg.transfer)
+    start = initial_classifier(backbone, cfg.seed, cfg.transfer)
     chosen, held = budget(train, val, cfg)
-    scores = probe_layers(start.backbone, train.images[chosen], train.labels[chosen], held, 3, cfg, norm, compute)
+    scores = probe_layers(start.backbone, train.images[chosen], train.labels[chosen], held, 3, cfg, runtime)
     assert set(scores) == {"conv1", "conv2", "fc4"} and all(0 <= v <= 1 for v in scores.values())
-    model, result, labelled, _ = finetune_backbone(backbone, model_cfg, meta, 3, train, val, cfg, True, compute, norm)
+    model, result, labelled, _ = finetune_backbone(backbone, train, val, cfg, True, runtime)
     assert labelled == 30 and result.steps == 6
     assert model.layer == max(scores, key=scores.get)
-    on_conv = initial_classifier(backbone, model_cfg, meta, 3, cfg.seed, cfg.transfer, "conv2")
+    on_conv = initial_classifier(backbone, cfg.seed, cfg.transfer, "conv2")
     cfg = FinetuneParams(head="conv2", labels_per_class=10, epochs=2, min_steps=0, batch_size=10, transfer="conv")
-    model, *_ = finetune_backbone(backbone, model_cfg, meta, 3, train, val, cfg, True, compute, norm)
+    model, *_ = finetune_backbone(backbone, train, val, cfg, True, runtime)
     assert model.layer == "conv2" and model.logits.in_features == 64 * 2 * 2
     for name in ("fc3", "fc4"):  # as transfer left them: unused, out of the optimiser
         assert torch.equal(getattr(model.backbone, name).weight, getattr(on_conv.backbone, name).weight)

@@ -5,6 +5,7 @@ from torch import nn
 from selfsup import SelfSupError
 from selfsup.models import (FEATURE_DIM, TTA, CifarNet, Classifier, FastLRN, load_backbone_into, load_checkpoint,
                             save_checkpoint)
+from selfsup.params import ModelParams
 
 
 @pytest.mark.parametrize("norm", ["batch", "lrn", "none"])
@@ -113,7 +114,7 @@ def test_a_head_on_a_convolution_sees_that_layers_probe_features_and_survives_a_
     for layer in ("conv1", "conv2", "fc4"):
         torch.testing.assert_close(net.features_at(x, layer), feats[layer])
     data = {"channels": 3, "image_size": 32}
-    model = build_classifier({"norm": norm, "dropout": 0.5}, data, 5, "conv2").eval()
+    model = build_classifier(ModelParams(norm=norm), data, 5, "conv2").eval()
     assert model.logits.in_features == 64 * 8 * 8 and model.unused() == [model.backbone.fc3, model.backbone.fc4]
     save_checkpoint(tmp_path / "m.pt", model, classes=list("abcde"), config={"model": {"norm": norm, "dropout": 0.5}},
                     data=data, layer=model.layer)

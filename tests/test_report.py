@@ -11,8 +11,9 @@ import yaml
 import selfsup.report.data as report_data
 from selfsup.cli import run_stage
 from selfsup.report.__main__ import main as report_main
-from selfsup.report.benchmarks import (distill_recipe_markdown, epochs_markdown, pretext_compute_markdown,
-                                       recipe_markdown, schedule_block, schedule_markdown)
+from selfsup.report.benchmarks import (balance_markdown, distill_recipe_markdown, epochs_markdown,
+                                       pretext_compute_markdown, recipe_markdown, schedule_block, schedule_markdown,
+                                       tuning_markdown)
 from selfsup.report.blocks import rendered, replace_block
 from selfsup.report.data import (EXPERIMENT_KEYS, effective_min_steps, experiment_rows, merged, on_schedule,
                                  read_comparison, sweep_tables)
@@ -120,7 +121,7 @@ def test_distilled_experiments_are_tabled_beside_their_teachers(tmp_path):
     distilled.to_csv(path, sep="\t", index=False)
     again = distilled[distilled.experiment == "d2"].assign(experiment="d9", test_accuracy=0.5)
     keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed", "distill_epochs", "distill_init",
-            "distill_threshold", "distill_rounds"]
+            "distill_threshold", "distill_per_class", "distill_rounds"]
     assert sorted(merged(path, again, keys).experiment) == ["d0", "d1", "d9"]
 
 
@@ -365,6 +366,38 @@ def test_schedule_table_pairs_each_schedule_with_the_baseline_seed_by_seed_and_m
     assert md[4] == "| none | at least 1500 steps (default) | 1500 | 71.00 (**+6.00, +3.52 to +8.48**) | 50.00 |"
     assert md[5] == "| none | probe head | 1500 (conv2 ×2, conv1) | 71.00 (**+6.00, +3.52 to +8.48**) | 50.00 |"
     assert md[-1].startswith("Means over seeds (per budget 10: 3)") and md[-1].endswith("cpu bfloat16, 1 thread(s).")
+
+
+def test_tuning_table_pairs_each_optimiser_with_the_default_schedules_runs_seed_by_seed():
+    params = {"finetune": {"min_steps": 500, "head": "fc4", "protocol": "full", "lr": 0.05, "weight_decay": 0.0005,
+                           "pretrained_lr": 1.0}}
+    run = {"pretext": "none", "labels_per_class": 10, "epochs": 60, "steps": 540, "protocol": "full", "head": "fc4",
+           "layer": "fc4", "val_images": 100, "test_accuracy": 0.5, "seconds": 30.0, "threads": 1, "compute": "cpu"}
+    schedule = pd.DataFrame([{**run, "variant": v, "min_steps": m, "seed": seed, "val_accuracy": val}
+                             for v, m, vals in [("baseline", 0, [0.1, 0.1]), ("at least 500 steps", 500, [0.60, 0.70])]
+                             for seed, val in enumerate(vals)])
+    tuning = pd.DataFrame([{**run, "variant": "lr 0.1", "min_steps": 500, "seed": seed, "val_accuracy": val,
+                            "test_accuracy": 0.6} for seed, val in enumerate([0.65, 0.74])])
+    md = tuning_markdown(tuning, schedule, params).splitlines()
+    assert md[0] == "| pretext | optimiser | val, 10 per class | test, 10 per class |"
+    # the default: the schedule benchmark's runs of params.yaml's schedule (not its epochs-alone baseline)
+    assert md[2] == "| none | lr 0.05, weight decay 0.0005, pretrained layers at 1.0 lr (default) | 65.00 | 50.00 |"
+    # differences +5 and +4 points: mean 4.5 ± 12.706 × 0.5
+    assert md[3] == "| none | lr 0.1 | 69.50 (+4.50, -1.85 to +10.85) | 60.00 |"
+    assert md[-1].startswith("Means over seeds (per budget 10: 2)") and md[-1].endswith("cpu, 1 thread(s).")
+
+
+def test_balance_table_shows_the_teacher_and_pairs_each_pseudo_labelling_with_the_first():
+    run = {"pretext": "rotation", "labels_per_class": 10, "val_images": 100, "teacher_val_accuracy": 0.70,
+           "teacher_test_accuracy": 0.71, "teacher_test_worst_class": 0.30, "threads": 1, "compute": "cpu"}
+    rows = [{**run, "seed": seed, "variant": v, "val_accuracy": val, "test_accuracy": 0.72, "test_worst_class": worst,
+             "targets": targets}
+            for v, vals, worst, targets in [("threshold", [0.70, 0.72], 0.0, 20000), ("balanced", [0.74, 0.77], 0.4, 20010)]
+            for seed, val in enumerate(vals)]
+    md = balance_markdown(pd.DataFrame(rows), {"pretexts": ["none", "rotation"]}).splitlines()
+    assert md[2] == "| rotation | 10 | none (the fine-tuned teacher) | 10 per class | 70.00 | 71.00 | 30.0 | 2 |"
+    assert md[3] == "| rotation | 10 | threshold | 20,000 | 71.00 | 72.00 | 0.0 | 2 |"
+    assert md[4] == "| rotation | 10 | balanced | 20,010 | 75.50 (+4.50, -1.85 to +10.85) | 72.00 | 40.0 | 2 |"
 
 
 def test_the_schedule_block_pairs_each_schedule_with_the_probe_of_its_draws(tmp_path):

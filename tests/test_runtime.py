@@ -6,7 +6,7 @@ import torch
 from selfsup import SelfSupError
 from selfsup.params import ComputeParams
 from selfsup import runtime
-from selfsup.runtime import Compute, Normalize, predict, set_determinism
+from selfsup.runtime import Compute, Normalize, Runtime, predict, set_determinism
 
 
 def test_compute_auto_on_cpu_and_impossible_choices_refused(monkeypatch):
@@ -33,14 +33,15 @@ def test_predict_batches_give_what_one_batch_gives_and_dicts_are_concatenated():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     images = torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8)
-    norm = Normalize([0.5], [0.2], torch.device("cpu"))
-    torch.testing.assert_close(predict(net, images, norm, 3), predict(net, images, norm, 10))
+    runtime = Runtime.plain({"mean": [0.5], "std": [0.2]})
+    assert runtime.device == torch.device("cpu") and runtime.compute.dtype is None  # plain: fp32
+    torch.testing.assert_close(predict(net, images, runtime, 3), predict(net, images, runtime, 10))
 
     class Two(torch.nn.Module):
         def both(self, x):
             return {"sum": x.sum((1, 2, 3)), "max": x.amax((1, 2, 3))}
 
-    out = predict(Two(), images, norm, 4, method="both")
+    out = predict(Two(), images, runtime, 4, method="both")
     assert set(out) == {"sum", "max"} and out["sum"].shape == (10,)
 
 

@@ -259,3 +259,12 @@ def test_finetune_sees_no_more_val_labels_than_its_budget(workdir, keep, monkeyp
     else:
         assert val_accuracy[summary["kept_epoch"]] == val_accuracy.max()
     assert load_checkpoint(workdir / "ft/model.pt")["best_epoch"] == summary["kept_epoch"]
+
+
+def test_the_filter_picture_is_a_square_large_enough_to_compare():
+    from selfsup.models import CifarNet
+    from selfsup.pretrain import filter_grid
+
+    picture = filter_grid(CifarNet(1, 28))
+    # 64 filters of 5×5, 8 to a row with 1 px between, 8× enlarged
+    assert picture.size == (8 * (8 * 6 + 1), 8 * (8 * 6 + 1)) == (392, 392)

@@ -13,7 +13,7 @@ NS = "{http://www.w3.org/2000/svg}"
 
 def test_line_chart_draws_one_line_and_legend_entry_per_series():
     svg = line_chart({"none": [(10, 70.0, 1.0), (100, 80.0, 0.5)], "rotation": [(10, 75.0, 2.0), (100, 84.0, 0.0)]},
-                     [(10, "10"), (100, "100")], "accuracy", "labels per class", "test accuracy (%)")
+                     [(10, "10"), (100, "100")], ("accuracy", "labels per class", "test accuracy (%)"))
     root = ElementTree.fromstring(svg)
     assert len(root.findall(f"{NS}polyline")) == 2
     texts = [t.text for t in root.iter(f"{NS}text")]
@@ -28,8 +28,8 @@ def test_scatter_draws_every_point_coloured_by_group():
 
 def test_dodge_sets_series_apart_and_the_zero_line_stays_in_view():
     series = {"a": [(10, 1.0, 0.5), (100, 2.0, 0.5)], "b": [(10, 1.5, 0.5), (100, 2.5, 0.5)]}
-    plain = line_chart(series, [(10, "10"), (100, "100")], "t", "x", "y")
-    dodged = line_chart(series, [(10, "10"), (100, "100")], "t", "x", "y", zero_line=True, dodge=6)
+    plain = line_chart(series, [(10, "10"), (100, "100")], ("t", "x", "y"))
+    dodged = line_chart(series, [(10, "10"), (100, "100")], ("t", "x", "y"), zero_line=True, dodge=6)
     xs = lambda svg: sorted({float(x) for x in re.findall(r'<circle cx="([\d.]+)"', svg)})  # noqa: E731
     assert len(xs(plain)) == 2 and len(xs(dodged)) == 4  # each series 3 px to its side of the budget
     assert xs(dodged)[1] - xs(dodged)[0] == pytest.approx(6, abs=0.11)
@@ -45,7 +45,7 @@ def test_dvcs_label_efficiency_page_colours_each_pretext_as_the_readmes_charts_d
 
 
 def test_a_long_legend_widens_the_chart_instead_of_being_clipped():
-    short = line_chart({"none": [(10, 70.0, 1.0)]}, [(10, "10")], "t", "x", "y")
-    long = line_chart({"autoencoder, fine-tuned": [(10, 70.0, 1.0)]}, [(10, "10")], "t", "x", "y")
+    short = line_chart({"none": [(10, 70.0, 1.0)]}, [(10, "10")], ("t", "x", "y"))
+    long = line_chart({"autoencoder, fine-tuned": [(10, 70.0, 1.0)]}, [(10, "10")], ("t", "x", "y"))
     width = lambda svg: int(re.search(r'<svg [^>]*width="(\d+)"', svg).group(1))
     assert width(short) == 640 and width(long) >= 640 - 150 + 15 + 18 + 7 * len("autoencoder, fine-tuned")

@@ -9,9 +9,9 @@ from selfsup import SelfSupError
 from selfsup.evaluate import top1_accuracy
 from selfsup.models import CifarNet, Classifier
 from selfsup.params import OptimParams
-from selfsup.runtime import Compute, Normalize, predict
-from selfsup.train import (DivergedError, Objective, Resume, WeightAverage, _batch_plan, epoch_order, fit, param_groups,
-                           shard, write_curves)
+from selfsup.progress import Progress, Resume, write_curves
+from selfsup.runtime import Compute, Runtime, predict
+from selfsup.train import DivergedError, Objective, Plan, WeightAverage, _batch_plan, epoch_order, fit, param_groups, shard
 
 
 def toy_problem(n=256, size=8):
@@ -34,22 +34,22 @@ def make_model(seed=0):
     return Classifier(CifarNet(1, 8, norm="batch", dropout=0.0), 2)
 
 
-NORM = Normalize([0.3], [0.3], torch.device("cpu"))
+RT = Runtime.plain({"mean": [0.3], "std": [0.3]})
 CFG = OptimParams(seed=0, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0)
 EPOCHS = 3
 
 
 def accuracy_on(model, images, labels):
-    return (predict(model, images, NORM, 64).argmax(1) == labels).float().mean().item()
+    return (predict(model, images, RT, 64).argmax(1) == labels).float().mean().item()
 
 
 def test_fit_learns_a_separable_problem():
     images, labels = toy_problem()
     model = make_model()
-    before = F.cross_entropy(predict(model, images, NORM, 64), labels).item()
-    result = fit(Objective(model, keep_labels), images, labels, CFG, EPOCHS, NORM)
+    before = F.cross_entropy(predict(model, images, RT, 64), labels).item()
+    result = fit(Objective(model, keep_labels), images, labels, Plan(CFG, EPOCHS), RT)
     model.load_state_dict(result.best_state)
-    after = F.cross_entropy(predict(model, images, NORM, 64), labels).item()
+    after = F.cross_entropy(predict(model, images, RT, 64), labels).item()
     assert after < before / 2
     assert accuracy_on(model, images, labels) > 0.95
 
@@ -64,7 +64,7 @@ def test_best_epoch_is_kept_as_a_real_copy():
         seen.append({k: v.clone() for k, v in net.state_dict().items()})
         return {"val/accuracy": next(scores)}
 
-    result = fit(Objective(model, keep_labels), images, labels, CFG, EPOCHS, NORM, validate=validate, select="val/accuracy")
+    result = fit(Objective(model, keep_labels), images, labels, Plan(CFG, EPOCHS, select="val/accuracy"), RT, validate)
     assert result.best_epoch == 2 and result.best_score == 0.9
     for key, value in result.best_state.items():
         assert torch.equal(value, seen[1][key])
@@ -76,7 +76,7 @@ def test_head_protocol_trains_only_the_final_layer():
     model = make_model()
     backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     logits_before = model.logits.weight.clone()
-    fit(Objective(model, keep_labels, frozen=[model.backbone]), images, labels, CFG, EPOCHS, NORM)
+    fit(Objective(model, keep_labels, frozen=[model.backbone]), images, labels, Plan(CFG, EPOCHS), RT)
     for key, value in model.backbone.state_dict().items():
         assert torch.equal(value, backbone_before[key]), key  # weights and batch-norm statistics
     assert not torch.equal(model.logits.weight, logits_before)
@@ -84,7 +84,7 @@ def test_head_protocol_trains_only_the_final_layer():
 
 def test_same_seed_same_weights():
     images, labels = toy_problem()
-    states = [fit(Objective(make_model(), keep_labels), images, labels, CFG, EPOCHS, NORM).best_state for _ in range(2)]
+    states = [fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, EPOCHS), RT).best_state for _ in range(2)]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
 
@@ -98,13 +98,13 @@ def test_non_finite_loss_stops_and_says_where():
         return loss * float("nan") if calls[0] == 3 else loss
 
     with pytest.raises(DivergedError, match=r"loss became nan at epoch 1, step 3; lower the learning rate"):
-        fit(Objective(make_model(), keep_labels, loss=nan_after_first_step), images, labels, CFG, EPOCHS, NORM)
+        fit(Objective(make_model(), keep_labels, loss=nan_after_first_step), images, labels, Plan(CFG, EPOCHS), RT)
 
 
 def test_bf16_training_is_deterministic_and_still_learns():
     images, labels = toy_problem()
     bf16 = Compute(torch.device("cpu"), torch.bfloat16)
-    runs = [fit(Objective(make_model(), keep_labels), images, labels, CFG, EPOCHS, NORM, compute=bf16) for _ in range(2)]
+    runs = [fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, EPOCHS), Runtime(bf16, RT.norm)) for _ in range(2)]
     for key in runs[0].best_state:
         assert torch.equal(runs[0].best_state[key], runs[1].best_state[key]), key
     model = make_model()
@@ -140,8 +140,8 @@ def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path, 
 
         live = RecordingLive()
         result = fit(Objective(dropout_model(), keep_labels, accuracy=top1_accuracy), images, labels,
-                     dataclasses.replace(CFG, lr=0.005), EPOCHS, NORM, live, validate=validate, resume=resume,
-                     average=average)
+                     Plan(dataclasses.replace(CFG, lr=0.005), EPOCHS, average=average), RT, validate,
+                     Progress(live=live, resume=resume))
         return result, live.logged
 
     expected, expected_log = run()
@@ -158,16 +158,17 @@ def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path, 
 
 def test_state_saved_under_another_fingerprint_is_not_resumed(tmp_path, capsys):
     images, labels = toy_problem()
-    fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM, resume=Resume(tmp_path / "s.pt", {"lr": 1}))
-    fresh = fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM)
-    other = fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM,
-                resume=Resume(tmp_path / "s.pt", {"lr": 2}))
+    fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT,
+        progress=Progress(resume=Resume(tmp_path / "s.pt", {"lr": 1})))
+    fresh = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT)
+    other = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT,
+                progress=Progress(resume=Resume(tmp_path / "s.pt", {"lr": 2})))
     assert "saved under other params, data or code; starting afresh" in capsys.readouterr().out
     for key, value in fresh.best_state.items():
         assert torch.equal(other.best_state[key], value), key
     (tmp_path / "s.pt").write_bytes(b"half a zip")  # e.g. a disk that filled up
-    broken = fit(Objective(make_model(), keep_labels), images, labels, CFG, 1, NORM,
-                 resume=Resume(tmp_path / "s.pt", {"lr": 2}))
+    broken = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT,
+                 progress=Progress(resume=Resume(tmp_path / "s.pt", {"lr": 2})))
     assert "s.pt cannot be read" in capsys.readouterr().out
     for key, value in fresh.best_state.items():
         assert torch.equal(broken.best_state[key], value), key
@@ -227,10 +228,10 @@ def test_fit_with_min_steps_runs_them_and_reports_them():
         calls.append(len(x))
         return x, y
 
-    result = fit(Objective(make_model(), counting), images, labels, CFG, 2, NORM, min_steps=9)
+    result = fit(Objective(make_model(), counting), images, labels, Plan(CFG, 2, min_steps=9), RT)
     assert result.steps == 10 == len(calls)  # 2 epochs of ceil(9 / 2) = 5 steps
     assert set(calls) == {16}
-    plain = fit(Objective(make_model(), keep_labels), images, labels, CFG, 2, NORM)
+    plain = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 2), RT)
     assert plain.steps == 2
 
 
@@ -253,7 +254,7 @@ def test_a_step_does_not_wait_for_the_host(monkeypatch):
     real_item, real_randperm = torch.Tensor.item, torch.randperm
     monkeypatch.setattr(torch.Tensor, "item", lambda self: items.append(1) or real_item(self))
     monkeypatch.setattr(torch, "randperm", lambda *a, **k: perms.append(k) or real_randperm(*a, **k))
-    fit(Objective(make_model(), keep_labels, accuracy=top1_accuracy), images, labels, CFG, 2, NORM)
+    fit(Objective(make_model(), keep_labels, accuracy=top1_accuracy), images, labels, Plan(CFG, 2), RT)
     assert len(items) < 4  # not one per step
     assert all(k["generator"].device.type == "cpu" and "device" not in k for k in perms) and len(perms) == 2
 
@@ -267,7 +268,7 @@ def test_divergence_under_fp16_names_the_precision_too():
 
     fp16 = Compute(torch.device("cpu"), torch.float16)  # resolve refuses it on a CPU; fit runs it
     with pytest.raises(DivergedError, match=r"step 1; lower the learning rate \(lr\) or use precision bf16 or fp32"):
-        fit(Objective(make_model(), keep_labels, loss=nan_loss), images, labels, CFG, 1, NORM, compute=fp16)
+        fit(Objective(make_model(), keep_labels, loss=nan_loss), images, labels, Plan(CFG, 1), Runtime(fp16, RT.norm))
 
 
 class RecordingLive:
@@ -291,10 +292,10 @@ def test_curves_hold_train_and_val_per_epoch_from_1_and_dvclive_steps_are_epochs
 
     images, labels = toy_problem()
     model = make_model()
-    validate = lambda m: {"val/loss": 0.5, "val/accuracy": top1_accuracy(predict(m, images, NORM, 64), labels).item()}
+    validate = lambda m: {"val/loss": 0.5, "val/accuracy": top1_accuracy(predict(m, images, RT, 64), labels).item()}
     live = Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False, report=None)
-    fit(Objective(model, keep_labels, accuracy=top1_accuracy), images, labels, CFG, EPOCHS, NORM, live,
-        validate=validate, select="val/accuracy")
+    fit(Objective(model, keep_labels, accuracy=top1_accuracy), images, labels, Plan(CFG, EPOCHS, select="val/accuracy"), RT,
+        validate, Progress(live=live))
     live.end()
     lines = (tmp_path / "live/curves.csv").read_text().splitlines()
     assert lines[0] == "epoch,split,loss,accuracy"
@@ -337,7 +338,7 @@ def test_fit_with_an_average_keeps_the_averaged_weights_and_validates_them():
         validated.append({k: v.clone() for k, v in net.state_dict().items()})
         return {"val/accuracy": accuracy_on(net, images, labels)}
 
-    result = fit(Objective(model, keep_labels), images, labels, CFG, EPOCHS, NORM, validate=validate, average=0.9)
+    result = fit(Objective(model, keep_labels), images, labels, Plan(CFG, EPOCHS, average=0.9), RT, validate)
     last = model.state_dict()
     weight = next(iter(last))
     assert not torch.equal(result.best_state[weight], last[weight])  # the average, not the last step's weights

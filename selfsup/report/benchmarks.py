@@ -50,12 +50,64 @@ def recipe_markdown(table: pd.DataFrame) -> str:
 BASELINE_SCHEDULE = "the epochs alone"  # the schedule table's baseline: the sweep's epochs per budget, no min_steps
 
 
-def schedule_rows(table: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """The schedule benchmark's rows in the order its tables show them: by pretext (params.yaml's `pretexts`), then
-    by steps; budgets as text."""
+def by_pretext(table: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """A benchmark's rows by pretext (params.yaml's `pretexts`), otherwise in their order; budgets as text."""
     order = {p: i for i, p in enumerate(pretext_order(table.pretext.unique(), params.get("pretexts", ())))}
-    rows = table.astype({"labels_per_class": str}).sort_values("steps", kind="stable")
-    return rows.sort_values("pretext", key=lambda p: p.map(order), kind="stable")
+    return table.astype({"labels_per_class": str}).sort_values("pretext", key=lambda p: p.map(order), kind="stable")
+
+
+def schedule_rows(table: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The schedule benchmark's rows in the order its tables show them: by pretext, then by steps."""
+    return by_pretext(table.sort_values("steps", kind="stable"), params)
+
+
+def paired_val(at: pd.DataFrame, base: pd.Series | None) -> str:
+    """The mean val accuracy of runs indexed by (budget, seed) and, against `base` (val accuracy by the same index),
+    the difference seed by seed with its 95% interval, bold where it excludes 0."""
+    val = f"{100 * at.val_accuracy.mean():.2f}"
+    paired = (at.val_accuracy - base).dropna() if base is not None else ()
+    if len(paired):
+        n, mean, low, high = paired_interval(paired)
+        text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
+        val += f" ({'**' + text + '**' if excludes_zero(n, low, high) else text})"
+    return val
+
+
+def default_schedule(table: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The schedule benchmark's runs of params.yaml's schedule (min_steps, head and protocol)."""
+    finetune = params["finetune"]
+    return table[(table.min_steps == finetune["min_steps"]) & (table["head"] == finetune["head"])
+                 & (table.protocol == finetune["protocol"])]
+
+
+def tuning_markdown(table: pd.DataFrame, schedule: pd.DataFrame, params: dict) -> str:
+    """The optimiser re-chosen on the default schedule (benchmarks/recipe.py --base tuning): per pretext, variant and
+    budget, the honest val accuracy (what decides) with its difference, seed by seed, from the default's runs (the
+    schedule benchmark's runs of params.yaml's schedule, the same labelled and val images), and the test accuracy,
+    never used to choose."""
+    table, schedule = schedule_rows(table, params), schedule_rows(default_schedule(schedule, params), params)
+    budgets = budget_order(table.labels_per_class.unique())
+    finetune = params["finetune"]
+    lines = ["| pretext | optimiser | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
+             + " |", "|---" * (2 * len(budgets) + 2) + "|"]
+    default = (f"lr {finetune['lr']}, weight decay {finetune['weight_decay']}, pretrained layers at "
+               f"{finetune['pretrained_lr']} lr (default)")
+    for pretext, part in table.groupby("pretext", sort=False):
+        base = schedule[schedule.pretext == pretext].set_index(["labels_per_class", "seed"])
+        for variant, runs in [(default, base.reset_index()), *part.groupby("variant", sort=False)]:
+            cells = []
+            for b in budgets:
+                at = runs[runs.labels_per_class == b].set_index(["labels_per_class", "seed"])
+                cells += (["—"] * 2 if at.empty else
+                          [paired_val(at, None if variant == default else base.val_accuracy),
+                           f"{100 * at.test_accuracy.mean():.2f}"])
+            lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + " |")
+    seeds = ", ".join(f"{b}: {table[table.labels_per_class == b].seed.nunique()}" for b in budgets)
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + (f"\n\nMeans over seeds (per budget {seeds}), each on the default schedule (the sweep's "
+                               "epochs, at least finetune.min_steps steps); in brackets the val difference from the "
+                               "default, seed by seed, and its 95% interval (**bold**: it excludes 0); "
+                               f"{table.compute.iloc[0]}, {threads} thread(s).")
 
 
 def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
@@ -78,12 +130,7 @@ def schedule_markdown(table: pd.DataFrame, params: dict) -> str:
                 if at.empty:
                     cells += ["—"] * 3
                     continue
-                val = f"{100 * at.val_accuracy.mean():.2f}"
-                paired = (at.val_accuracy - base).dropna()
-                if variant != "baseline" and len(paired):
-                    n, mean, low, high = paired_interval(paired)
-                    text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
-                    val += f" ({'**' + text + '**' if excludes_zero(n, low, high) else text})"
+                val = paired_val(at, None if variant == "baseline" else base)
                 steps = str(int(at.steps.iloc[0]))
                 if (at["head"] == "probe").all():
                     chosen = at.layer.value_counts()
@@ -115,6 +162,32 @@ def distill_recipe_markdown(table: pd.DataFrame) -> str:
                      f"| {len(runs)} |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     return "\n".join(lines) + f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the distillation alone, wall time as measured (not always on an idle machine)."
+
+
+def balance_markdown(table: pd.DataFrame, params: dict) -> str:
+    """Pseudo-labels by a threshold against pseudo-labels balanced per class (benchmarks/distill.py --out
+    metrics/distill_balance.tsv): per pretext, budget and variant, the student's honest val accuracy (what decides)
+    with its difference from the first variant seed by seed (the same teacher, labelled and val images), the test
+    accuracy and the test recall of the class the student recognises worst, means over seeds."""
+    table = by_pretext(table, params)
+    lines = ["| pretext | labels per class | pseudo-labels | images with a target | val | test | worst class on test "
+             "| runs |", "|---|---|---|---|---|---|---|---|"]
+    for (pretext, budget), part in table.groupby(["pretext", "labels_per_class"], sort=False):
+        variants = list(part.variant.unique())
+        base = part[part.variant == variants[0]].set_index(["labels_per_class", "seed"]).val_accuracy
+        teacher = part.drop_duplicates("seed")
+        lines.append(f"| {pretext} | {budget} | none (the fine-tuned teacher) | {budget} per class | "
+                     f"{100 * teacher.teacher_val_accuracy.mean():.2f} | {100 * teacher.teacher_test_accuracy.mean():.2f} "
+                     f"| {100 * teacher.teacher_test_worst_class.mean():.1f} | {len(teacher)} |")
+        for variant, runs in part.groupby("variant", sort=False):
+            at = runs.set_index(["labels_per_class", "seed"])
+            lines.append(f"| {pretext} | {budget} | {variant} | {runs.targets.mean():,.0f} | "
+                         f"{paired_val(at, None if variant == variants[0] else base)} | "
+                         f"{100 * runs.test_accuracy.mean():.2f} | {100 * runs.test_worst_class.mean():.1f} | {len(runs)} |")
+    threads = ", ".join(map(str, sorted(table.threads.unique())))
+    return "\n".join(lines) + ("\n\nMeans over seeds; in brackets the val difference from the first variant, seed by "
+                               "seed, and its 95% interval (**bold**: it excludes 0); the teachers fine-tuned on the "
+                               f"default schedule; {table.compute.iloc[0]}, {threads} thread(s).")
 
 
 def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:

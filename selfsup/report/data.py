@@ -20,6 +20,8 @@ RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
 DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
 PRETEXT_COMPUTE = Path("metrics/pretext_compute.tsv")  # written by benchmarks/pretext.py
 SCHEDULE = Path("metrics/schedule.tsv")  # written by benchmarks/recipe.py --base defaults
+TUNING = Path("metrics/tuning.tsv")  # written by benchmarks/recipe.py --base tuning
+BALANCE = Path("metrics/distill_balance.tsv")  # written by benchmarks/distill.py --out metrics/distill_balance.tsv
 COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
 # the sweep's rows of the pretexts whose default views changed, fine-tuned from backbones pre-trained with the
 # papers' views (rotation 4, exemplar 6), as collected before the change; comparison.tsv now holds the defaults'
@@ -124,7 +126,8 @@ def experiment_rows(show: list) -> pd.DataFrame:
                 "min_steps": effective_min_steps(ft, summary.get("labelled_images")), "seed": ft["seed"],
                 "distilled": bool(metrics.get("distilled", False)),
                 "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
-                "distill_threshold": distill.get("threshold"), "distill_rounds": distill.get("rounds", 1),
+                "distill_threshold": distill.get("threshold"), "distill_per_class": distill.get("per_class", 0),
+                "distill_rounds": distill.get("rounds", 1),
                 "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
                 "finetuned_accuracy": finetuned["accuracy"], "finetuned_macro_f1": finetuned["macro_f1"],
             })
@@ -136,7 +139,7 @@ def experiment_rows(show: list) -> pd.DataFrame:
 
 
 EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed"]
-DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_rounds"]
+DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_per_class", "distill_rounds"]
 
 
 def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -32,7 +32,9 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
     lines += ["", f"Distillation: {int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs "
                   "over every training image, the student "
                   f"starting from the {settings.distill_init}"
-                  + (f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
+                  + (f", the teacher's {int(settings.distill_per_class):,} most confident guesses of each class as "
+                     "pseudo-labels" if settings.get("distill_per_class", 0) > 0
+                     else f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
                      else ", the teacher's soft probabilities")
               + f". The teachers' fine-tuning: {budget_schedules(table)}.", "",
               *distilled_targets(summary)]
@@ -52,7 +54,7 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
         series[f"{pretext}, distilled"] = [(position[r.labels_per_class], 100 * r.distilled, 100 * r.distilled_std)
                                            for r in part]
     return line_chart(series, [(position[b], b) for b in budgets],
-                      "Fashion-MNIST test accuracy, fine-tuned and distilled", "labels per class", "test accuracy (%)")
+                      ("Fashion-MNIST test accuracy, fine-tuned and distilled", "labels per class", "test accuracy (%)"))
 
 
 def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:

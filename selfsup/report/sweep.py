@@ -142,8 +142,8 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
                             0.0 if r.seeds < 2 else 100 * (r.high - r.gain)) for r in part]
         colours[pretext] = COLOURS[names.index(pretext) % len(COLOURS)]
     return line_chart(series, [(position[b], b) for b in budgets],
-                      f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
-                      "test accuracy gain (points)", colours=colours, zero_line=True, dodge=6)
+                      (f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
+                       "test accuracy gain (points)"), colours=colours, zero_line=True, dodge=6)
 
 
 def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
@@ -157,8 +157,8 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
         series[pretext] = [(position[r.labels_per_class], 100 * r.mean, 100 * r.std)
                            for r in sorted(part.itertuples(), key=lambda r: position[r.labels_per_class])]
     ticks = [(position[b], b) for b in budgets]
-    return line_chart(series, ticks, f"Fashion-MNIST test accuracy after fine-tuning ({protocol})",
-                      "labels per class", "test accuracy (%)")
+    return line_chart(series, ticks, (f"Fashion-MNIST test accuracy after fine-tuning ({protocol})",
+                                      "labels per class", "test accuracy (%)"))
 
 
 def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
