@@ -32,11 +32,9 @@ def random_rotate90(x: torch.Tensor, views: int, generator: torch.Generator) -> 
     view-major like rotate90 (the first view of every image, then the second...)."""
     ks = torch.rand(len(x), 4, generator=generator, device=x.device).argsort(1)[:, :views].T.reshape(-1)
     source = x.repeat(views, 1, 1, 1)
-    rotated = torch.empty_like(source)
-    for k in range(4):
-        chosen = ks == k
-        rotated[chosen] = torch.rot90(source[chosen], k, dims=(-2, -1))
-    return rotated, ks
+    # all four rotations of every input, then each input's own: no boolean mask, so nothing waits for the device
+    every = torch.stack([torch.rot90(source, k, dims=(-2, -1)) for k in range(4)])
+    return every[ks, torch.arange(len(source), device=x.device)], ks
 
 
 def make_batch(cfg: RotationParams):

@@ -48,3 +48,32 @@ def test_one_view_per_image_draws_every_rotation_and_feeds_four_times_the_source
     assert len(targets) == 64 and set(targets.tolist()) == {0, 1, 2, 3}
     assert SPEC.source_batch_size(cfg, 128) == 128
 
+
+
+def masked_rotate90(x, views, generator):
+    """The batch maker as it was, one boolean mask per rotation (a host synchronisation each on a GPU): the
+    reference the mask-free one must equal byte for byte."""
+    ks = torch.rand(len(x), 4, generator=generator, device=x.device).argsort(1)[:, :views].T.reshape(-1)
+    source = x.repeat(views, 1, 1, 1)
+    rotated = torch.empty_like(source)
+    for k in range(4):
+        chosen = ks == k
+        rotated[chosen] = torch.rot90(source[chosen], k, dims=(-2, -1))
+    return rotated, ks
+
+
+def test_the_mask_free_batch_maker_gives_the_masked_ones_bytes_labels_and_generator_state():
+    from selfsup.pretexts.rotation import random_rotate90
+
+    x, _ = garments(n=9)
+    x = x.float() / 255
+    for views in (1, 2, 3):
+        new_gen, old_gen = torch.Generator().manual_seed(views), torch.Generator().manual_seed(views)
+        for _ in range(3):  # successive batches: the generators stay in step
+            (new, new_ks), (old, old_ks) = random_rotate90(x, views, new_gen), masked_rotate90(x, views, old_gen)
+            assert torch.equal(new, old) and torch.equal(new_ks, old_ks) and new.is_contiguous()
+        assert torch.equal(new_gen.get_state(), old_gen.get_state())
+    # four views: every rotation of each image, as before (rotate90)
+    cfg = RotationParams(flip=False, translate=0, views=4)
+    inputs, targets = SPEC.make_batch(cfg)(x, None, torch.Generator())
+    assert torch.equal(inputs, torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]))
