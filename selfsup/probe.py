@@ -30,31 +30,34 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, query: torch.Te
 
     In fp32: in bf16 the similarities of sparse ReLU features tie often enough to cost several points.
     """
-    train = F.normalize(train, dim=1)
+    train, train_labels = F.normalize(train, dim=1), train_labels.to(train.device)
     k = min(k, len(train))
     out = []
     for i in range(0, len(query), chunk):
         sim, idx = (F.normalize(query[i : i + chunk], dim=1) @ train.T).topk(k, dim=1)
-        votes = torch.zeros(len(idx), num_classes).scatter_add_(1, train_labels[idx], sim.clamp(min=0) + 1e-6)
+        votes = torch.zeros(len(idx), num_classes, device=sim.device)
+        votes.scatter_add_(1, train_labels[idx], sim.clamp(min=0) + 1e-6)
         out.append(votes.argmax(1))
     return torch.cat(out)
 
 
 class LinearProbe:
     """Multinomial logistic regression on standardised features (or, `standardise=False`, the features as
-    they are): fit(features, labels), then predict."""
+    they are): fit(features, labels), then predict; on the features' device."""
 
     def __init__(self, num_classes: int, weight_decay: float, steps: int, standardise: bool = True):
         self.num_classes, self.weight_decay, self.steps, self.standardise = num_classes, weight_decay, steps, standardise
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "LinearProbe":
+        device, labels = features.device, labels.to(features.device)
         if self.standardise:
             self.mean = features.mean(0)
             self.std = features.std(0, unbiased=False).clamp(min=1e-6)
         else:
-            self.mean, self.std = torch.zeros(features.shape[1]), torch.ones(features.shape[1])
+            dim = features.shape[1]
+            self.mean, self.std = torch.zeros(dim, device=device), torch.ones(dim, device=device)
         x = (features - self.mean) / self.std
-        self.linear = nn.Linear(x.shape[1], self.num_classes)
+        self.linear = nn.Linear(x.shape[1], self.num_classes).to(device)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         optimizer = torch.optim.LBFGS(self.linear.parameters(), lr=1, max_iter=self.steps, history_size=10,
@@ -76,7 +79,7 @@ class LinearProbe:
 
 
 def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
-    return (predicted == labels).float().mean().item()
+    return (predicted.cpu() == labels.cpu()).float().mean().item()
 
 
 def pca_2d(features: torch.Tensor) -> torch.Tensor:

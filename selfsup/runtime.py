@@ -149,8 +149,10 @@ def setup(cfg: ComputeParams, stats: dict) -> Runtime:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, runtime: Runtime, batch_size: int, method: str | None = None):
-    """Model outputs (fp32, on the cpu) for uint8 images, in batches, in eval mode.
+def predict(model: nn.Module, images: torch.Tensor, runtime: Runtime, batch_size: int, method: str | None = None,
+            on_device: bool = False):
+    """Model outputs (fp32, on the cpu; `on_device`: on the runtime's device) for uint8 images, in batches, in
+    eval mode.
 
     `method` names another of the model's functions to apply instead (e.g. "layer_features"); one that
     returns a dict of tensors gives a dict of the concatenated tensors."""
@@ -161,7 +163,8 @@ def predict(model: nn.Module, images: torch.Tensor, runtime: Runtime, batch_size
     with runtime.autocast():
         for i in range(0, len(images), batch_size):
             out = fn(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True))))
-            chunks.append({k: v.float().cpu() for k, v in out.items()} if isinstance(out, dict) else out.float().cpu())
+            keep = (lambda t: t.float()) if on_device else (lambda t: t.float().cpu())
+            chunks.append({k: keep(v) for k, v in out.items()} if isinstance(out, dict) else keep(out))
     if isinstance(chunks[0], dict):
         return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
     return torch.cat(chunks)

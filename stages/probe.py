@@ -37,7 +37,8 @@ def main(argv=None):
     backbone = model.backbone
     runtime = setup(params.compute, meta)
     backbone.to(runtime.device).to(memory_format=torch.channels_last)
-    feats = {split: predict(backbone, s.images, runtime, 1000, method="layer_features")
+    # the features stay on the device, where the probes run
+    feats = {split: predict(backbone, s.images, runtime, 1000, method="layer_features", on_device=True)
              for split, s in prepared.splits.items()}
     labels = {split: s.labels for split, s in prepared.splits.items()}
     print(f"probe {args.pretext}: features of {sum(map(len, labels.values()))} images in {time.perf_counter() - started:.0f} s")
@@ -54,7 +55,7 @@ def main(argv=None):
     write_json(out / "metrics.json", {"layer": metrics["layer"],
                                       "test": {b: v["linear"]["mean"] for b, v in metrics["test"].items()},
                                       **({"short_classes": short} if short else {})})
-    points = pca_2d(feats["test"][metrics["layer"]][:EMBEDDING_POINTS])
+    points = pca_2d(feats["test"][metrics["layer"]][:EMBEDDING_POINTS]).cpu()
     test_labels = labels["test"][:EMBEDDING_POINTS].tolist()
     with atomic_path(out / "embedding.csv") as tmp:
         pd.DataFrame({"pc1": points[:, 0].numpy(), "pc2": points[:, 1].numpy(), "label": test_labels,
