@@ -31,9 +31,9 @@ def main(argv=None):
     start = Start(ckpt["state_dict"], params.model, meta, len(prepared.classes))
     model, result, labelled, val = finetune_backbone(start, train, val, cfg, get_pretext(params.pretext).trains,
                                                      runtime, live)
-    live.summary.update({"kept_epoch": result.best_epoch, "steps": result.steps, "layer": model.layer,
-                         "labelled_images": labelled,
-                         "val_images": len(val)})
+    # the device and precision it ran in: a silent fall-back to the CPU shows in `dvc metrics diff`
+    live.summary.update({"compute": runtime.describe(), "kept_epoch": result.best_epoch, "steps": result.steps,
+                         "layer": model.layer, "labelled_images": labelled, "val_images": len(val)})
     short = short_classes(train.labels, cfg.labels_per_class, prepared.classes)
     if short:  # at_most: the classes that had fewer training images than the budget, used whole
         live.summary["short_classes"] = short

@@ -252,6 +252,7 @@ def test_finetune_sees_no_more_val_labels_than_its_budget(workdir, keep, monkeyp
     assert set(val.source_index.tolist()) <= set(load_prepared("prepared", splits=("val",)).splits["val"].source_index.tolist())
     summary = json.loads((workdir / "m/ft/metrics.json").read_text())
     assert summary["val_images"] == 12 and summary["labelled_images"] == 12
+    assert summary["compute"].startswith("cpu ")  # the device it ran on, in the metrics: a fall-back shows in a diff
     curves = pd.read_csv(workdir / "m/ft/curves.csv")
     val_accuracy = curves[curves.split == "val"].set_index("epoch").accuracy
     if keep == "last":
