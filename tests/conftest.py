@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from benchmarks.device import smoke_params as shrink_params  # noqa: F401  (the tests import it from here)
 from selfsup.data import make_splits, save_prepared
 from selfsup.download import MIRROR_ENV, OFFICIAL_MIRRORS
 from selfsup.pretexts import names
@@ -20,18 +21,6 @@ def write_idx(path: Path, array: torch.Tensor) -> Path:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
     path.write_bytes(gzip.compress(header + array.numpy().tobytes()))
     return path
-
-
-def shrink_params(params: dict, batch_size: int, val_images: int) -> dict:
-    """params.yaml settings for a smoke run: one epoch per pretext, two of fine-tuning (no min_steps), small batches,
-    probes with a few labels per class."""
-    params["pretrain"]["common"].update(batch_size=batch_size, val_images=val_images)
-    for section in params["pretrain"].values():
-        if "epochs" in (section or {}):
-            section["epochs"] = 1
-    params["finetune"].update(epochs=2, min_steps=0)  # two short epochs, however few the labelled images
-    params["probe"].update(select_labels_per_class=5, labels_per_class=[2, "all"], seeds=2, steps=20)
-    return params
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 
 import sys
@@ -15,13 +14,11 @@ import torch
 import yaml
 from PIL import Image
 
+from benchmarks.device import copy_project
 from selfsup.report.data import experiment_rows
 from selfsup.report.probes import render_probe
 from tests.conftest import REPO, shrink_params
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore", ".dvc/plots", "metrics/comparison.tsv", "metrics/distilled.tsv", "stages", "selfsup",
-                 "README.md", "docs/results.md"]
 
 
 def run(cmd: list[str], cwd, env) -> str:
@@ -43,22 +40,9 @@ def stages_run(output: str) -> set[str]:
 def project_repo(tmp_path, edit_params, extra_env=None):
     """A git repo in tmp_path/repo holding the project's pipeline and code, with params.yaml edited by
     `edit_params(params)`; returns it and the environment to run DVC in."""
-    repo = tmp_path / "repo"
-    for name in PROJECT_FILES:
-        src, dst = REPO / name, repo / name
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    edit_params(params)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo = copy_project(tmp_path / "repo", edit_params)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **(extra_env or {})}
-    run(["git", "init", "-q"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "tiny"], repo, env)
     return repo, env
 
 
