@@ -1,13 +1,16 @@
 """Training throughput on this machine: a plain supervised step, each pretext's step, and the exemplar batch.
 
-    python -m benchmarks.throughput [--steps 20] [--batch-size 128] [--channels 3 --size 32 --steps-only]
+    python -m benchmarks.throughput [--steps 40] [--batch-size 128] [--channels 3 --size 32 --steps-only]
 
 Every number comes from the code the pipeline runs (the registry's objectives through `fit`), on random
 1×28×28 images (the cost does not depend on their content; --channels and --size give another shape, e.g.
 DeepFashion's 3×32×32). Printed: images per second of each step, its
 cost per image relative to a plain step, the exemplar batch made on the device versus the seed's way
 (per-image torchvision transforms in a DataLoader), and the options weighed for speed (precision,
-channels_last, LRN, torch.compile). Not a test: it takes a few minutes and its numbers depend on the machine.
+channels_last, LRN, torch.compile). Every step runs under the pipeline's own settings (compute's defaults: the
+precision `auto` picks, and on a GPU the deterministic kernels every stage sets), and on a GPU the plain step is
+also timed with `compute.deterministic: false`, what bitwise-repeatable runs cost. Not a test: it takes a few
+minutes and its numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from selfsup.params import ComputeParams, FinetuneParams, OptimParams
 from selfsup.pretexts.exemplar import ExemplarParams
 from selfsup.pretrain import pretext_objective
 from selfsup.progress import Progress
-from selfsup.runtime import Compute, Normalize, Runtime
+from selfsup.runtime import Compute, Normalize, Runtime, set_determinism
 from selfsup.train import Objective, Plan, fit
 
 CHANNELS, SIZE, CLASSES = 1, 28, 10  # main() sets the shape from the command line
@@ -124,7 +127,8 @@ def exemplar_batches_per_second(batch_size: int, batches: int, device: torch.dev
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, help="timed steps per measurement (default: 40 on a CPU, 400 on a GPU, "
+                                                  "where 40 steps take less time than the timer's noise)")
     parser.add_argument("--batch-size", type=int, default=128, help="source images per step")
     parser.add_argument("--channels", type=int, default=1, help="image channels (DeepFashion: 3)")
     parser.add_argument("--size", type=int, default=28, help="image side in pixels (DeepFashion: data.deepfashion.image_size)")
@@ -133,8 +137,11 @@ def main():
     global CHANNELS, SIZE
     CHANNELS, SIZE = args.channels, args.size
     torch.manual_seed(0)
-    auto = Compute.resolve(ComputeParams())
+    settings = ComputeParams()  # the pipeline's defaults: what `dvc repro` runs
+    auto = Compute.resolve(settings)
+    set_determinism(auto.device, settings.deterministic)  # as every stage does (on a GPU: deterministic kernels)
     fp32 = Compute(auto.device)
+    args.steps = args.steps or (400 if auto.device.type == "cuda" else 40)
     n = args.steps * args.batch_size
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; device {auto.describe()} (compute: auto); batch {args.batch_size}, {args.steps} steps; "
@@ -162,6 +169,11 @@ def main():
 
     print("\noptions (plain supervised step)       images/s")
     print(f"  {auto.describe():<34} {plain:8.0f}   (the pipeline's choice)")
+    if auto.device.type == "cuda":  # the price of bitwise-repeatable runs: cuDNN's autotuned kernels instead
+        set_determinism(auto.device, False)
+        rate = images_per_second(supervised(), n, args.batch_size, auto)
+        set_determinism(auto.device, settings.deterministic)
+        print(f"  {'compute.deterministic: false':<34} {rate:8.0f}")
     if fp32 != auto:
         print(f"  {fp32.describe():<34} {images_per_second(supervised(), n, args.batch_size, fp32):8.0f}")
     print(f"  {'norm lrn, FastLRN':<34} {images_per_second(supervised('lrn'), n, args.batch_size, auto):8.0f}")
