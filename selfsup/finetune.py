@@ -50,6 +50,7 @@ def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool) -> Objec
 
 
 HEAD_STEPS = 100  # L-BFGS iterations of a head fitted on frozen features
+SELECT_PER_CLASS = 1000  # at most this many labelled images per class choose the head's layer (as the probe stage)
 
 
 def head_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: FinetuneParams) -> LinearProbe:
@@ -74,7 +75,10 @@ def fit_head(model: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg:
 def probe_layers(backbone, images: torch.Tensor, labels: torch.Tensor, val: Split, num_classes: int,
                  cfg: FinetuneParams, runtime: Runtime) -> dict[str, float]:
     """Per layer a head can sit on (HEAD_LAYERS), the val accuracy of a `head_probe` of the frozen `backbone`'s
-    features of the labelled images: what `head: probe` chooses by, on at most the budget's val images per class."""
+    features of the labelled images (at most SELECT_PER_CLASS of each class, seeded: as the probe stage chooses its
+    layer, for speed with many labels): what `head: probe` chooses by, on at most the budget's val images per class."""
+    kept = labelled_subset(labels, SELECT_PER_CLASS, cfg.seed, at_most=True)
+    images, labels = images[kept], labels[kept]
     train, held = (predict(backbone, x, runtime, 1000, method="layer_features") for x in (images, val.images))
     return {layer: accuracy(head_probe(train[layer], labels, num_classes, cfg).predict(held[layer]), val.labels)
             for layer in HEAD_LAYERS}

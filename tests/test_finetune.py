@@ -142,3 +142,22 @@ def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc
     for name in ("fc3", "fc4"):  # as transfer left them: unused, out of the optimiser
         assert torch.equal(getattr(model.backbone, name).weight, getattr(on_conv.backbone, name).weight)
     assert not torch.equal(model.backbone.conv[0].weight, on_conv.backbone.conv[0].weight)  # the convolutions train
+
+
+def test_the_heads_layer_is_chosen_on_at_most_select_per_class_images_of_each_class(monkeypatch):
+    import selfsup.finetune
+    from selfsup.data import Split
+    from selfsup.runtime import Runtime
+
+    monkeypatch.setattr(selfsup.finetune, "SELECT_PER_CLASS", 4)
+    seen = []
+    real = selfsup.finetune.head_probe
+    monkeypatch.setattr(selfsup.finetune, "head_probe", lambda f, y, *a: seen.append(y) or real(f, y, *a))
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(30) % 3
+    images = torch.randint(0, 255, (30, 1, 8, 8), dtype=torch.uint8, generator=gen)
+    val = Split(images[:6], labels[:6], "train", torch.arange(6))
+    torch.manual_seed(0)
+    selfsup.finetune.probe_layers(CifarNet(1, 8), images, labels, val, 3, FinetuneParams(), Runtime.plain(
+        {"mean": [0.5], "std": [0.3]}))
+    assert [torch.bincount(y).tolist() for y in seen] == [[4, 4, 4]] * 3  # one probe per layer, 4 of each class
