@@ -86,7 +86,10 @@ def test_experiments_become_one_row_per_setting_and_seeds_are_averaged():
          "executor": {"state": "success"}},
         *({"revs": [exp_entry(f"exp-{state}", "none", "all", 0.9, "2026-01-06T00:00:00", seed=7)],
            "executor": {"state": state}} for state in ("queued", "running", "failed")),  # baseline's metrics
+        {"revs": [exp_entry("taste", "none", "all", 0.5, "2026-01-07T00:00:00", seed=2)]},
     ]
+    taste = baseline["experiments"][-1]["revs"][0]["data"]["params"]["params.yaml"]["data"]
+    taste["preprocess"] = {"fraction": 0.05}  # a quick run on 5% of the data: not a result
     workspace = {**exp_entry("x", "none", "all", 0.1, None), "rev": "workspace"}
     table = experiment_rows([workspace, baseline])
     assert sorted(table.experiment) == ["exp-a", "exp-c", "exp-d", "exp-e", "main"]
