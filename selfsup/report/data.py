@@ -106,8 +106,12 @@ def effective_min_steps(finetune: dict, labelled: int | None) -> int:
 
 
 def experiment_rows(show: list) -> pd.DataFrame:
-    """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on all of
-    the data (not a taste run on a fraction of it)."""
+    """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on its
+    commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's)."""
+    def fraction(entry: dict):
+        params = ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
+        return params.get("preprocess", {}).get("fraction", 1.0)
+
     rows = []
     for commit in show:
         entries = [commit] + [rev for exp in finished_experiments(commit) for rev in exp.get("revs", [])]
@@ -117,7 +121,7 @@ def experiment_rows(show: list) -> pd.DataFrame:
             metrics = data.get("metrics", {}).get("metrics/evaluate/metrics.json", {}).get("data")
             if entry.get("rev") == "workspace" or not params or not metrics:
                 continue
-            if params.get("preprocess", {}).get("fraction", 1.0) != 1.0:  # a quick look at a part of the data
+            if fraction(entry) != fraction(commit):  # a quick look at a part of its commit's data
                 continue
             ft, distill = params["finetune"], params.get("distill") or {}
             summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
