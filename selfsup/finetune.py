@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from selfsup.augment import cutout, flip_translate
+from selfsup.consistency import Thresholds, consistency_batches, consistency_loss, labelled_part
 from selfsup.data import Split, labelled_subset, val_subset
 from selfsup.evaluate import top1_accuracy
 from selfsup.models import HEAD_LAYERS, Classifier, build_classifier, load_backbone_into
@@ -34,10 +36,12 @@ FROZEN = {
 }
 
 
-def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool) -> Objective:
+def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool, unlabelled: Unlabelled | None = None
+              ) -> Objective:
     """Cross-entropy (label-smoothed by cfg.label_smoothing) on flipped, shifted (and cut-out) labelled
     images. Layers a pretext trained (`pretrained`) learn at pretrained_lr × lr; a random (`none`) backbone
-    and the new head train at lr."""
+    and the new head train at lr. With `unlabelled` images (cfg.unlabelled: consistency), every step also trains
+    on strong views of them against the model's confident guesses (selfsup.consistency)."""
     aug = cfg.augment
 
     def make_batch(x, y, gen):
@@ -45,8 +49,32 @@ def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool) -> Objec
 
     scales = [(model.backbone, cfg.pretrained_lr)] if pretrained else []
     loss = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing) if cfg.label_smoothing else F.cross_entropy
-    return Objective(model, make_batch, loss, FROZEN[cfg.protocol](model) + model.unused(), accuracy=top1_accuracy,
-                     lr_scales=scales)
+    frozen = FROZEN[cfg.protocol](model) + model.unused()
+    if unlabelled is None:
+        return Objective(model, make_batch, loss, frozen, accuracy=top1_accuracy, lr_scales=scales)
+    cc = cfg.consistency
+    thresholds = Thresholds(cc, len(unlabelled.images), model.logits.out_features, unlabelled.runtime.device)
+    return Objective(model, consistency_batches(model, make_batch, unlabelled.images, cc, thresholds,
+                                                unlabelled.runtime),
+                     consistency_loss(loss, cc), frozen, accuracy=labelled_part(top1_accuracy, cc.ratio),
+                     lr_scales=scales, state=thresholds.state)
+
+
+@dataclass(frozen=True)
+class Unlabelled:
+    """Consistency training's pool: uint8 images without their labels, on the runtime's device."""
+
+    images: torch.Tensor
+    runtime: Runtime
+
+
+def unlabelled_pool(train: Split, chosen: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+    """The images consistency training may use without their labels: the training images outside the budget's
+    `chosen` positions, and `extra` (a folder's unlabelled/ images); never val or test."""
+    outside = torch.ones(len(train), dtype=torch.bool)
+    outside[chosen] = False
+    images = train.images[outside]
+    return images if extra is None else torch.cat([images, extra])
 
 
 HEAD_STEPS = 100  # L-BFGS iterations of a head fitted on frozen features
@@ -95,15 +123,19 @@ def validation(val: Split, runtime: Runtime, batch_size: int = 1000):
     return validate
 
 
-def finetune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, val: Split, cfg: FinetuneParams,
-             pretrained: bool, runtime: Runtime, live=None) -> FitResult:
-    """Train `model` on the labelled `images` for cfg.epochs (of at least cfg.min_steps steps in all: a few
+def finetune(model: Classifier, labelled: Split, val: Split, cfg: FinetuneParams, pretrained: bool,
+             runtime: Runtime, live=None, unlabelled: torch.Tensor | None = None) -> FitResult:
+    """Train `model` on the `labelled` images for cfg.epochs (of at least cfg.min_steps steps in all: a few
     labelled images are passed over many times) and load the kept epoch into it: the last, or
-    (keep: best) the one with the best accuracy on `val`; with cfg.ema, of the moving average of the weights."""
+    (keep: best) the one with the best accuracy on `val`; with cfg.ema, of the moving average of the weights.
+    With `unlabelled` uint8 images, consistency training uses them too (`objective`)."""
+    images, labels = labelled.images, labelled.labels
+    model.to(runtime.device)
     if cfg.protocol == "lp-ft":
-        fit_head(model.to(runtime.device), images, labels.cpu(), cfg, runtime)
+        fit_head(model, images, labels.cpu(), cfg, runtime)
     plan = Plan(cfg, cfg.epochs, cfg.min_steps, "val/accuracy" if cfg.keep == "best" else None, cfg.ema)
-    result = fit(objective(model, cfg, pretrained), images, labels, plan, runtime, validation(val, runtime),
+    pool = None if unlabelled is None else Unlabelled(unlabelled.to(runtime.device), runtime)
+    result = fit(objective(model, cfg, pretrained, pool), images, labels, plan, runtime, validation(val, runtime),
                  Progress("finetune", live))
     model.load_state_dict(result.best_state)
     return result
@@ -140,13 +172,20 @@ def budget(train: Split, val: Split, cfg: FinetuneParams) -> tuple[torch.Tensor,
 
 
 def finetune_backbone(start: Start, train: Split, val: Split, cfg: FinetuneParams, pretrained: bool, runtime: Runtime,
-                      live=None) -> tuple[Classifier, FitResult, int, Split]:
+                      live=None, extra: torch.Tensor | None = None) -> tuple[Classifier, FitResult, Counts, Split]:
     """The finetune stage's work: `initial_classifier`, its head on cfg.head's layer (`probe`: the layer whose
     linear probe scores best on the val images, `probe_layers`), fine-tuned on the budget's labelled training
-    images with at most as many val images per class (`budget`).
+    images with at most as many val images per class (`budget`); with cfg.unlabelled: consistency, also on the
+    training images outside the budget and the `extra` unlabelled images (`unlabelled_pool`), where there are any.
 
-    Returns the model (the kept epoch loaded), the fit's result, the number of labelled images and the val images."""
+    Returns the model (the kept epoch loaded), the fit's result, the numbers of labelled and unlabelled images
+    trained on, and the val images."""
     chosen, val = budget(train, val, cfg)
+    pool = unlabelled_pool(train, chosen, extra) if cfg.unlabelled == "consistency" else None
+    if pool is not None and not len(pool):
+        print("finetune: every training image is labelled and there are no unlabelled images; "
+              "consistency training has nothing to add and is skipped")
+        pool = None
     images, labels = train.images[chosen], train.labels[chosen]
     layer = cfg.head
     if layer == "probe":
@@ -156,5 +195,12 @@ def finetune_backbone(start: Start, train: Split, val: Split, cfg: FinetuneParam
         print(f"finetune: head on {layer} (linear probes on {len(val)} val images: "
               + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
     model = initial_classifier(start, cfg.seed, cfg.transfer, layer)
-    result = finetune(model, images, labels, val, cfg, pretrained, runtime, live)
-    return model, result, len(chosen), val
+    result = finetune(model, train.subset(chosen), val, cfg, pretrained, runtime, live, pool)
+    return model, result, Counts(len(chosen), 0 if pool is None else len(pool)), val
+
+
+class Counts(NamedTuple):
+    """The images a fine-tuning trained on: with labels, and without them (consistency training's pool)."""
+
+    labelled: int
+    unlabelled: int

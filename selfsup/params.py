@@ -142,6 +142,31 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
+class StrongParams:
+    """Consistency training's strong view of an unlabelled image: a random affine (and flip), contrast and brightness,
+    and a cut-out square."""
+
+    rotate: float = field(default=20.0, metadata=check(non_negative, "0 or more degrees"))
+    scale_min: float = field(default=0.8, metadata=check(positive, "a positive zoom, e.g. 0.8"))
+    scale_max: float = field(default=1.2, metadata=check(positive, "a positive zoom, e.g. 1.2"))
+    translate: float = field(default=0.15, metadata=check(lambda t: 0 <= t < 1, "a fraction of the size in [0, 1)"))
+    brightness: float = field(default=0.3, metadata=check(non_negative, "0 or more, on the [0, 1] scale"))
+    contrast: float = field(default=0.4, metadata=check(lambda c: 0 <= c < 1, "a number in [0, 1)"))
+    cutout: int = field(default=12, metadata=check(non_negative, "0 (off) or the side of the square, in pixels"))
+
+
+@dataclass(frozen=True)
+class ConsistencyParams:
+    """FixMatch: an unlabelled image's confident guess on a weak view is the target for a strong view of it."""
+
+    threshold: float = field(default=0.95, metadata=check(lambda t: 0 < t < 1, "a confidence in (0, 1), e.g. 0.95"))
+    thresholds: Literal["fixed", "per_class"] = "fixed"
+    ratio: int = field(default=3, metadata=check(positive, "a positive number of unlabelled images per labelled one"))
+    weight: float = field(default=1.0, metadata=check(non_negative, "0 or more, e.g. 1"))
+    strong: StrongParams = StrongParams()
+
+
+@dataclass(frozen=True)
 class FinetuneParams(OptimParams):
     protocol: Literal["full", "fc", "head", "lp-ft"] = "full"
     transfer: Literal["all", "conv"] = "conv"
@@ -157,6 +182,14 @@ class FinetuneParams(OptimParams):
     keep: Literal["last", "best"] = "last"
     label_smoothing: float = field(default=0.0, metadata=check(lambda e: 0 <= e < 1, "a number in [0, 1)"))
     ema: float = field(default=0.0, metadata=check(lambda d: 0 <= d < 1, "0 (off) or a decay in (0, 1), e.g. 0.999"))
+    unlabelled: Literal["none", "consistency"] = "none"
+    consistency: ConsistencyParams = ConsistencyParams()
+
+    def __post_init__(self):
+        strong = self.consistency.strong
+        if strong.scale_min > strong.scale_max:
+            raise ParamsError(f"params.yaml: finetune.consistency.strong.scale_min ({strong.scale_min}) is above "
+                              f"scale_max ({strong.scale_max}); swap them")
 
 
 @dataclass(frozen=True)

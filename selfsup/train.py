@@ -43,7 +43,9 @@ class Objective:
     (augmentation and the pretext's transformation live here); loss: outputs × targets → scalar;
     frozen: submodules kept in eval mode and out of the optimiser (e.g. the backbone for a linear head);
     accuracy: outputs × targets → fraction correct, logged where the task has one;
-    lr_scales: (submodule, factor) pairs whose parameters train at factor × lr (e.g. pretrained layers).
+    lr_scales: (submodule, factor) pairs whose parameters train at factor × lr (e.g. pretrained layers);
+    state: tensors make_batch updates in place as it trains (e.g. consistency training's per-class thresholds),
+    saved and restored with the rest of a resumed run.
     """
 
     model: nn.Module
@@ -52,6 +54,7 @@ class Objective:
     frozen: list[nn.Module] = field(default_factory=list)
     accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     lr_scales: list[tuple[nn.Module, float]] = field(default_factory=list)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,7 @@ class _Trainer:
                 "scaler": self.scaler.state_dict(), "generators": [self.gen.get_state(), self.aug_gen.get_state()],
                 "rng": rng_states(self.device), "best_state": self.result.best_state,
                 "best_epoch": self.result.best_epoch, "best_score": self.result.best_score, "history": self.history,
+                "objective": {name: t.clone() for name, t in self.objective.state.items()},
                 **({"average": self.average.module.state_dict(), "average_steps": self.average.steps}
                    if self.average is not None else {})}
 
@@ -238,6 +242,8 @@ class _Trainer:
         for g, saved in zip((self.gen, self.aug_gen), state["generators"]):
             g.set_state(saved)
         set_rng_states(state["rng"], self.device)
+        for name, saved in state.get("objective", {}).items():
+            self.objective.state[name].copy_(saved)
         self.result = FitResult(state["best_state"], state["best_epoch"], state["best_score"])
         self.history, self.epoch = state["history"], state["epoch"]
         if self.average is not None:

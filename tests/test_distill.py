@@ -148,7 +148,7 @@ def test_a_student_beats_its_teacher_where_unlabelled_images_help(seed):
     labelled = torch.arange(6)
     val = Split(test_images[:20], test_labels[:20], "test", torch.arange(20))
     teacher = initial_classifier(start, seed, "all")
-    finetune(teacher, images[labelled], labels[labelled], val,
+    finetune(teacher, Split(images[labelled], labels[labelled], "train", labelled), val,
              FinetuneParams(labels_per_class=3, epochs=30, min_steps=0, batch_size=6, seed=seed), False, runtime)
     cfg = DistillParams(epochs=3, rounds=1, threshold=0.0, batch_size=64, seed=seed)
     student = new_student(teacher, start, cfg, "all")

@@ -107,7 +107,7 @@ def test_transfer_conv_keeps_the_pretext_convolutions_and_starts_the_fc_layers_a
     cfg = FinetuneParams(transfer=transfer, epochs=1, min_steps=0, lr=1e-9, momentum=0.0, weight_decay=0.0, batch_size=8)
     start = Start(pretext.state_dict(), ModelParams(norm="batch", dropout=0.5), {"channels": 1, "image_size": 8}, 3)
     model, _, labelled, val = finetune_backbone(start, data, data, cfg, True, Runtime.plain({"mean": [0.5], "std": [0.3]}))
-    assert labelled == 24 and len(val) == 24
+    assert labelled == (24, 0) and len(val) == 24
     close = {name: torch.allclose(model.backbone.state_dict()[name], value, atol=1e-6)
              for name, value in pretext.state_dict().items() if name.endswith("weight")}
     assert close["conv.0.weight"] and close["conv.4.weight"]
@@ -133,7 +133,7 @@ def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc
     scores = probe_layers(start.backbone, train.images[chosen], train.labels[chosen], held, 3, cfg, runtime)
     assert set(scores) == {"conv1", "conv2", "fc4"} and all(0 <= v <= 1 for v in scores.values())
     model, result, labelled, _ = finetune_backbone(backbone, train, val, cfg, True, runtime)
-    assert labelled == 30 and result.steps == 6
+    assert labelled == (30, 0) and result.steps == 6
     assert model.layer == max(scores, key=scores.get)
     on_conv = initial_classifier(backbone, cfg.seed, cfg.transfer, "conv2")
     cfg = FinetuneParams(head="conv2", labels_per_class=10, epochs=2, min_steps=0, batch_size=10, transfer="conv")
