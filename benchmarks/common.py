@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path
 from selfsup.report.data import merged
 
@@ -26,3 +28,10 @@ def write_runs(path: Path, rows: list[dict], keys: list[str]) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
     print(f"{len(rows)} runs written to {path} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+
+
+def worst_class(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> tuple[float, str]:
+    """The lowest recall of a class present among `labels` (a class the training starved), and its name."""
+    per_class = classification_metrics(labels, logits.argmax(1).cpu(), classes)["per_class"]
+    name = min((c for c in per_class if per_class[c]["support"]), key=lambda c: per_class[c]["accuracy"])
+    return per_class[name]["accuracy"], name

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import EPOCHS, parse_budget, write_runs
+from benchmarks.common import EPOCHS, parse_budget, worst_class, write_runs
 from selfsup.data import load_prepared
 from selfsup.distill import Labelled, distill, new_student
-from selfsup.evaluate import classification_metrics, top1_accuracy
+from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import budget as labelled_budget
 from selfsup.finetune import Start, finetune_backbone
 from selfsup.models import load_backbone
@@ -93,16 +93,14 @@ def main(argv=None):
                 def accuracy(model, split):
                     return top1_accuracy(predict(model, split.images, runtime, 1000), split.labels).item()
 
-                def worst_class(model, split):  # the lowest recall of a class: a class the targets starved
-                    guess = predict(model, split.images, runtime, 1000).argmax(1).cpu()
-                    per_class = classification_metrics(split.labels, guess, prepared.classes)["per_class"].values()
-                    return min(c["accuracy"] for c in per_class if c["support"])
+                def worst_recall(model, split):  # the lowest recall of a class: a class the targets starved
+                    return worst_class(predict(model, split.images, runtime, 1000), split.labels, prepared.classes)[0]
 
                 row = {"pretext": pretext, "labels_per_class": budget, "seed": seed, "val_images": len(val),
                        "teacher_epochs": cfg.epochs, "teacher_min_steps": cfg.min_steps,
                        "teacher_val_accuracy": accuracy(teacher, val),
                        "teacher_test_accuracy": accuracy(teacher, splits["test"]),
-                       "teacher_test_worst_class": worst_class(teacher, splits["test"])}
+                       "teacher_test_worst_class": worst_recall(teacher, splits["test"])}
                 for name in tqdm(args.variants, desc=f"distill {pretext} {budget} seed {seed}"):
                     dcfg = variant_params(params, VARIANTS[name], seed)
                     started = time.perf_counter()
@@ -112,8 +110,8 @@ def main(argv=None):
                     seconds = time.perf_counter() - started
                     rows.append({**row, "variant": name, "epochs": dcfg.epochs,
                                  "val_accuracy": accuracy(student, val), "test_accuracy": accuracy(student, splits["test"]),
-                                 "val_worst_class": worst_class(student, val),
-                                 "test_worst_class": worst_class(student, splits["test"]),
+                                 "val_worst_class": worst_recall(student, val),
+                                 "test_worst_class": worst_recall(student, splits["test"]),
                                  "targets": int((targets.sum(1) > 0).sum()), "seconds": round(seconds, 1),
                                  "threads": torch.get_num_threads(), "compute": runtime.describe()})
                     tqdm.write(f"{pretext} {budget} seed {seed} {name}: val {row['teacher_val_accuracy']:.4f} -> "

@@ -1,7 +1,7 @@
 """The fine-tuning recipe, one ingredient at a time: each variant against a plain baseline (BASELINE).
 
     python -m benchmarks.recipe [--pretexts none rotation autoencoder] [--budgets 10 100] [--seeds 3] [--first-seed 0]
-        [--data data/prepared] [--backbones models/pretrain] [--out metrics/recipe.tsv]
+        [--data data/prepared] [--backbones models/pretrain] [--base plain|defaults|tuning|consistency] [--out ...]
 
 Every row is one run of the finetune stage's own code (selfsup.finetune.finetune_backbone) on the prepared data
 and a pretrained backbone, with the baseline's finetune params (the rest from params.yaml) changed by one
@@ -10,7 +10,9 @@ that budget could measure, and what decides whether an ingredient is kept) and o
 never used to choose). `python -m selfsup.report` turns the file into the README's ablation table. Its
 `seconds` are wall time of the fine-tuning as measured, on whatever else the machine was running (a variant
 that only classifies differently, flip TTA, reuses the baseline's fine-tuning of the same run and its seconds). Not a test: a run takes
-seconds at 10 labels per class and about a minute at 100 on one core.
+seconds at 10 labels per class and about a minute at 100 on one core; with consistency training (--base consistency:
+params.yaml's recipe on its own schedule, the unlabelled images in every step, and the class recognised worst on test)
+several minutes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import EPOCHS, parse_budget, write_runs
+from benchmarks.common import EPOCHS, parse_budget, worst_class, write_runs
 from selfsup.data import load_prepared
 from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import Start, finetune_backbone
@@ -60,6 +62,9 @@ VARIANTS = {
     "lr 0.1": ({"lr": 0.1}, {}),
     "weight decay 0.005": ({"weight_decay": 0.005}, {}),
     "pretrained layers at 0.3 lr": ({"pretrained_lr": 0.3}, {}),
+    # the unlabelled images in every step (--base consistency)
+    "consistency, fixed threshold": ({"unlabelled": "consistency"}, {}),
+    "consistency, per-class thresholds": ({"unlabelled": "consistency", "consistency": {"thresholds": "per_class"}}, {}),
 }
 TUNED = ("lr", "weight_decay")  # what --base tuning takes from params.yaml beyond BASELINE's keys
 
@@ -73,23 +78,30 @@ def baseline(params, base: str) -> dict:
         return BASELINE
     recipe = to_dict(params.finetune)
     start = {**{k: recipe[k] for k in BASELINE if k != "tta"}, "min_steps": 0, "tta": params.evaluate.tta}
-    if base == "tuning":
+    if base in ("tuning", "consistency"):
         start.update({"min_steps": recipe["min_steps"], **{k: recipe[k] for k in TUNED}})
     return start
+
+
+def replaced(params, changes: dict):
+    """A params dataclass with `changes`; a nested mapping changes a nested dataclass's fields."""
+    return dataclasses.replace(params, **{k: replaced(getattr(params, k), v) if isinstance(v, dict) else v
+                                          for k, v in changes.items()})
 
 
 def variant_params(params, changes: dict, compute_changes: dict, budget: int, seed: int, base: str = "plain"):
     """(finetune params, compute params, test-time augmentation) of one run."""
     start = baseline(params, base)
-    augment = dataclasses.replace(params.finetune.augment, **{**start["augment"], **changes.get("augment", {})})
+    augment = {**start["augment"], **changes.get("augment", {})}
     rest = {k: v for k, v in {**start, **changes}.items() if k not in ("augment", "epochs_scale", "tta")}
     epochs = EPOCHS.get(budget, params.finetune.epochs) * changes.get("epochs_scale", 1)
-    cfg = dataclasses.replace(params.finetune, **rest, augment=augment, labels_per_class=budget, epochs=epochs,
-                              seed=seed)
+    cfg = replaced(params.finetune, {**rest, "augment": augment, "labels_per_class": budget, "epochs": epochs,
+                                     "seed": seed})
     return cfg, dataclasses.replace(params.compute, **compute_changes), changes.get("tta", start["tta"])
 
 
-OUT = {"plain": "metrics/recipe.tsv", "defaults": "metrics/schedule.tsv", "tuning": "metrics/tuning.tsv"}
+OUT = {"plain": "metrics/recipe.tsv", "defaults": "metrics/schedule.tsv", "tuning": "metrics/tuning.tsv",
+       "consistency": "metrics/consistency.tsv"}
 
 
 def main(argv=None):
@@ -103,7 +115,7 @@ def main(argv=None):
     parser.add_argument("--backbones", default="models/pretrain")
     parser.add_argument("--base", choices=list(OUT), default="plain",
                         help="what the variants change: the plain baseline (BASELINE), params.yaml's finetune recipe on "
-                             "the epochs alone (defaults) or on its own schedule (tuning)")
+                             "the epochs alone (defaults) or on its own schedule (tuning, consistency)")
     parser.add_argument("--out", help="default: " + ", ".join(f"{v} ({k})" for k, v in OUT.items()))
     args = parser.parse_args(argv)
     args.out = args.out or OUT[args.base]
@@ -122,24 +134,31 @@ def main(argv=None):
         if key not in trained:
             started = time.perf_counter()
             start = Start(backbones[pretext], params.model, meta, len(prepared.classes))
-            model, result, _, val = finetune_backbone(start, splits["train"], splits["val"], cfg,
+            model, result, counts, val = finetune_backbone(start, splits["train"], splits["val"], cfg,
                                                       get_pretext(pretext).trains, runtime)
-            trained[key] = model, val, time.perf_counter() - started, result.steps
-        model, val, seconds, steps = trained[key]
+            trained[key] = model, val, time.perf_counter() - started, result.steps, counts.unlabelled
+        model, val, seconds, steps, unlabelled = trained[key]
         classify = TTA[tta](model)
 
         def accuracy(split):
             return top1_accuracy(predict(classify, split.images, runtime, 1000), split.labels).item()
 
+        extra = {}
+        if args.base == "consistency":  # the unlabelled images trained on, and the class recognised worst
+            recall, worst = worst_class(predict(classify, splits["test"].images, runtime, 1000), splits["test"].labels,
+                                        prepared.classes)
+            extra = {"unlabelled": cfg.unlabelled, "unlabelled_images": unlabelled, "test_worst_class": recall,
+                     "worst_class": worst}
         rows.append({"pretext": pretext, "labels_per_class": budget, "variant": name, "seed": seed,
                      "epochs": cfg.epochs, "min_steps": cfg.min_steps, "steps": steps, "lr": cfg.lr,
                      "weight_decay": cfg.weight_decay, "pretrained_lr": cfg.pretrained_lr, "protocol": cfg.protocol,
                      "head": cfg.head, "layer": model.layer, "val_images": len(val), "val_accuracy": accuracy(val),
                      "test_accuracy": accuracy(splits["test"]), "seconds": round(seconds, 1),
-                     "threads": torch.get_num_threads(), "compute": runtime.describe()})
+                     "threads": torch.get_num_threads(), "compute": runtime.describe(), **extra})
         tqdm.write(f"{pretext} {budget} {name} seed {seed}: val {rows[-1]['val_accuracy']:.4f} "
                    f"test {rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
-    write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed"])
+        # each run as it ends: a long benchmark interrupted keeps the runs it finished
+        write_runs(Path(args.out), rows[-1:], ["pretext", "labels_per_class", "variant", "seed"])
 
 
 if __name__ == "__main__":

@@ -62,6 +62,19 @@ def test_the_schedule_variants_change_params_yamls_recipe_and_all_start_from_the
     assert (plain.transfer, plain.min_steps) == ("all", 0)
 
 
+def test_the_consistency_variants_are_params_yamls_default_run_with_the_unlabelled_images():
+    import dataclasses
+
+    params = Params()
+    plain, _, _ = recipe.variant_params(params, *recipe.VARIANTS["baseline"], 10, 1, "tuning")
+    fixed, _, _ = recipe.variant_params(params, *recipe.VARIANTS["consistency, fixed threshold"], 10, 1, "consistency")
+    assert fixed == dataclasses.replace(plain, unlabelled="consistency") and plain.unlabelled == "none"
+    flex, _, _ = recipe.variant_params(params, *recipe.VARIANTS["consistency, per-class thresholds"], 10, 1,
+                                       "consistency")
+    assert flex.consistency == dataclasses.replace(fixed.consistency, thresholds="per_class")
+    assert dataclasses.replace(flex, consistency=fixed.consistency) == fixed
+
+
 distill_spec = importlib.util.spec_from_file_location("distill_benchmark", REPO / "benchmarks/distill.py")
 distill = importlib.util.module_from_spec(distill_spec)
 distill_spec.loader.exec_module(distill)

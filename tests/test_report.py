@@ -11,7 +11,7 @@ import yaml
 import selfsup.report.data as report_data
 from selfsup.cli import run_stage
 from selfsup.report.__main__ import main as report_main
-from selfsup.report.benchmarks import (balance_markdown, distill_recipe_markdown, epochs_markdown,
+from selfsup.report.benchmarks import (balance_markdown, consistency_markdown, distill_recipe_markdown, epochs_markdown,
                                        pretext_compute_markdown, recipe_markdown, schedule_block, schedule_markdown,
                                        tuning_markdown)
 from selfsup.report.blocks import rendered, replace_block
@@ -388,6 +388,26 @@ def test_tuning_table_pairs_each_optimiser_with_the_default_schedules_runs_seed_
     # differences +5 and +4 points: mean 4.5 ± 12.706 × 0.5
     assert md[3] == "| none | lr 0.1 | 69.50 (+4.50, -1.85 to +10.85) | 60.00 |"
     assert md[-1].startswith("Means over seeds (per budget 10: 2)") and md[-1].endswith("cpu, 1 thread(s).")
+
+
+def test_consistency_table_pairs_each_variant_with_plain_fine_tuning_and_shows_the_worst_class_and_minutes():
+    params = {"finetune": {"min_steps": 500, "head": "fc4", "protocol": "full"}}
+    run = {"pretext": "none", "labels_per_class": 10, "epochs": 60, "steps": 540, "protocol": "full", "head": "fc4",
+           "layer": "fc4", "val_images": 100, "test_accuracy": 0.5, "threads": 1, "compute": "cpu", "min_steps": 500}
+    schedule = pd.DataFrame([{**run, "variant": "at least 500 steps", "seed": seed, "val_accuracy": val, "seconds": 60.0}
+                             for seed, val in enumerate([0.60, 0.70])]
+                            + [{**run, "pretext": "rotation", "variant": "at least 500 steps", "seed": 0,
+                                "val_accuracy": 0.8, "seconds": 600.0}])  # not in the table: not in its minutes
+    table = pd.DataFrame([{**run, "variant": "consistency, fixed threshold", "seed": seed, "val_accuracy": val,
+                           "test_accuracy": 0.6, "test_worst_class": worst, "seconds": 300.0}
+                          for seed, (val, worst) in enumerate([(0.65, 0.2), (0.74, 0.3)])])
+    md = consistency_markdown(table, schedule, params).splitlines()
+    assert md[0] == ("| pretext | unlabelled images | val, 10 per class | test, 10 per class | worst class, test, 10 per "
+                     "class |")
+    assert md[2] == "| none | none: plain fine-tuning (default) | 65.00 | 50.00 | — |"
+    assert md[3] == "| none | consistency, fixed threshold | 69.50 (+4.50, -1.85 to +10.85) | 60.00 | 25.0 |"
+    assert md[-1].endswith("Minutes of fine-tuning per run (mean): consistency, fixed threshold 5.0; plain "
+                           "fine-tuning 1.0.")
 
 
 def test_balance_table_shows_the_teacher_and_pairs_each_pseudo_labelling_with_the_first():

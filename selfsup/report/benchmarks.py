@@ -80,27 +80,33 @@ def default_schedule(table: pd.DataFrame, params: dict) -> pd.DataFrame:
                  & (table.protocol == finetune["protocol"])]
 
 
-def tuning_markdown(table: pd.DataFrame, schedule: pd.DataFrame, params: dict) -> str:
-    """The optimiser re-chosen on the default schedule (benchmarks/recipe.py --base tuning): per pretext, variant and
-    budget, the honest val accuracy (what decides) with its difference, seed by seed, from the default's runs (the
-    schedule benchmark's runs of params.yaml's schedule, the same labelled and val images), and the test accuracy,
-    never used to choose."""
+def paired_markdown(table: pd.DataFrame, schedule: pd.DataFrame, params: dict, column: tuple[str, str],
+                    worst: bool = False) -> str:
+    """Variants of params.yaml's recipe on the default schedule (benchmarks/recipe.py --base tuning or consistency):
+    per pretext, variant and budget, the honest val accuracy (what decides) with its difference, seed by seed, from the
+    default's runs (the schedule benchmark's runs of params.yaml's schedule, the same labelled and val images), and the
+    test accuracy, never used to choose; `worst`: also the lowest recall of a class on test, where measured. `column`:
+    the variants' column header and the default's name in it."""
     table, schedule = schedule_rows(table, params), schedule_rows(default_schedule(schedule, params), params)
     budgets = budget_order(table.labels_per_class.unique())
-    finetune = params["finetune"]
-    lines = ["| pretext | optimiser | " + " | ".join(f"val, {b} per class | test, {b} per class" for b in budgets)
-             + " |", "|---" * (2 * len(budgets) + 2) + "|"]
-    default = (f"lr {finetune['lr']}, weight decay {finetune['weight_decay']}, pretrained layers at "
-               f"{finetune['pretrained_lr']} lr (default)")
+    header, default = column
+    per_budget = ["val", "test"] + (["worst class, test"] if worst else [])
+    lines = [f"| pretext | {header} | " + " | ".join(f"{m}, {b} per class" for b in budgets for m in per_budget)
+             + " |", "|---" * (len(per_budget) * len(budgets) + 2) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
         base = schedule[schedule.pretext == pretext].set_index(["labels_per_class", "seed"])
         for variant, runs in [(default, base.reset_index()), *part.groupby("variant", sort=False)]:
             cells = []
             for b in budgets:
                 at = runs[runs.labels_per_class == b].set_index(["labels_per_class", "seed"])
-                cells += (["—"] * 2 if at.empty else
-                          [paired_val(at, None if variant == default else base.val_accuracy),
-                           f"{100 * at.test_accuracy.mean():.2f}"])
+                if at.empty:
+                    cells += ["—"] * len(per_budget)
+                    continue
+                cells += [paired_val(at, None if variant == default else base.val_accuracy),
+                          f"{100 * at.test_accuracy.mean():.2f}"]
+                if worst:
+                    recall = at.test_worst_class.mean() if "test_worst_class" in at else float("nan")
+                    cells.append("—" if pd.isna(recall) else f"{100 * recall:.1f}")
             lines.append(f"| {pretext} | {variant} | " + " | ".join(cells) + " |")
     seeds = ", ".join(f"{b}: {table[table.labels_per_class == b].seed.nunique()}" for b in budgets)
     threads = ", ".join(map(str, sorted(table.threads.unique())))
@@ -108,6 +114,26 @@ def tuning_markdown(table: pd.DataFrame, schedule: pd.DataFrame, params: dict) -
                                "epochs, at least finetune.min_steps steps); in brackets the val difference from the "
                                "default, seed by seed, and its 95% interval (**bold**: it excludes 0); "
                                f"{table.compute.iloc[0]}, {threads} thread(s).")
+
+
+def tuning_markdown(table: pd.DataFrame, schedule: pd.DataFrame, params: dict) -> str:
+    """The optimiser re-chosen on the default schedule (benchmarks/recipe.py --base tuning): `paired_markdown`."""
+    finetune = params["finetune"]
+    return paired_markdown(table, schedule, params, ("optimiser", (
+        f"lr {finetune['lr']}, weight decay {finetune['weight_decay']}, pretrained layers at "
+        f"{finetune['pretrained_lr']} lr (default)")))
+
+
+def consistency_markdown(table: pd.DataFrame, schedule: pd.DataFrame, params: dict) -> str:
+    """Consistency training against plain fine-tuning on the default schedule (benchmarks/recipe.py --base
+    consistency): `paired_markdown`, with the class recognised worst on test, and the minutes of a run."""
+    md = paired_markdown(table, schedule, params, ("unlabelled images", "none: plain fine-tuning (default)"),
+                         worst=True)
+    minutes = ", ".join(f"{variant} {runs.seconds.mean() / 60:.1f}"
+                        for variant, runs in table.groupby("variant", sort=False))
+    plain = default_schedule(schedule, params).astype({"labels_per_class": str})
+    plain = plain.merge(table[["pretext", "labels_per_class"]].astype({"labels_per_class": str}).drop_duplicates())
+    return md + f" Minutes of fine-tuning per run (mean): {minutes}; plain fine-tuning {plain.seconds.mean() / 60:.1f}."
 
 
 def schedule_markdown(table: pd.DataFrame, params: dict) -> str:

@@ -11,9 +11,9 @@ import yaml
 
 from selfsup.report import benchmarks, sweep
 from selfsup.report.answer import render_comparison, render_detail
-from selfsup.report.data import (BALANCE, COMPARISON, DISTILL_RECIPE, DISTILLED, DISTILLED_PLOT, GAIN_PLOT, PLOT,
-                                 PRETEXT_COMPUTE, README, RECIPE, REFERENCE_VIEWS, RESULTS_DOC, SCHEDULE, TUNING,
-                                 pretexts, read_comparison, read_distilled, read_table)
+from selfsup.report.data import (BALANCE, COMPARISON, CONSISTENCY, DISTILL_RECIPE, DISTILLED, DISTILLED_PLOT,
+                                 GAIN_PLOT, PLOT, PRETEXT_COMPUTE, README, RECIPE, REFERENCE_VIEWS, RESULTS_DOC,
+                                 SCHEDULE, TUNING, pretexts, read_comparison, read_distilled, read_table)
 from selfsup.report.distilled import distillation_svg, render_distilled
 from selfsup.report.probes import embedding_path, embedding_svg, render_probe, render_run
 
@@ -67,6 +67,9 @@ BLOCKS = [
     Block("tuning", RESULTS_DOC, (TUNING, SCHEDULE), benchmark(
         TUNING, lambda table, params, root, read: benchmarks.tuning_markdown(table, read_table(root, SCHEDULE, read),
                                                                              params))),
+    Block("consistency", RESULTS_DOC, (CONSISTENCY, SCHEDULE), benchmark(
+        CONSISTENCY, lambda table, params, root, read: benchmarks.consistency_markdown(
+            table, read_table(root, SCHEDULE, read), params))),
     Block("distill-balance", RESULTS_DOC, (BALANCE,),
           benchmark(BALANCE, lambda table, params, *_: benchmarks.balance_markdown(table, params))),
 ]

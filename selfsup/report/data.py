@@ -21,6 +21,7 @@ DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/dis
 PRETEXT_COMPUTE = Path("metrics/pretext_compute.tsv")  # written by benchmarks/pretext.py
 SCHEDULE = Path("metrics/schedule.tsv")  # written by benchmarks/recipe.py --base defaults
 TUNING = Path("metrics/tuning.tsv")  # written by benchmarks/recipe.py --base tuning
+CONSISTENCY = Path("metrics/consistency.tsv")  # written by benchmarks/recipe.py --base consistency
 BALANCE = Path("metrics/distill_balance.tsv")  # written by benchmarks/distill.py --out metrics/distill_balance.tsv
 COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
 # the sweep's rows of the pretexts whose default views changed, fine-tuned from backbones pre-trained with the
