@@ -151,6 +151,22 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     new = after[(after.epochs == 2) & (after.pretext == "rotation")]
     assert sorted(new.seed) == [1, 2] and set(new.experiment) == set(names)
 
+    # a sweep across machines (docs/gpus.md): another machine (the clone, on the same commit) runs its share and
+    # pushes it, the git refs to a shared bare repository and the outputs to the DVC remote; this one pulls
+    # every experiment of the commit from there, and the report collects both machines' runs
+    hub = repo.parent / "hub.git"
+    run(["git", "init", "-q", "--bare", str(hub)], repo.parent, env)
+    for machine in (repo, clone):
+        run(["git", "remote", "add", "hub", str(hub)], machine, env)
+    run(["git", "push", "-q", "hub", "HEAD:refs/heads/main"], repo, env)
+    run(["dvc", "exp", "run", "-S", "pretext=rotation", "-S", "finetune.seed=3"], clone, env)
+    pushed = run(["dvc", "exp", "push", "hub"], clone, env)
+    run(["dvc", "exp", "pull", "hub"], repo, env)
+    run([sys.executable, *collect.group(1).split()[1:]], repo, env)
+    both = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    swept = both[(both.epochs == 2) & (both.pretext == "rotation")]
+    assert sorted(swept.seed) == [1, 2, 3], pushed
+
     out = run(["dvc", "exp", "run", "-S", "pretrain.rotation.epochs=2"], repo, env)
     assert stages_run(out) == {"pretrain@rotation", "probe@rotation"}  # tuning one pretext redoes only that one
 
