@@ -37,21 +37,32 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [i * step for i in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
 
 
-def _legend(names: list[str], colours: list[str] | None = None) -> list[str]:
+DASH = "6 4"  # the stroke-dasharray of a dashed series
+
+
+def _legend(names: list[str], colours: list[str] | None = None, dashed=()) -> list[str]:
+    """A swatch and a name per series, right of the plot: a square, or for a `dashed` series a dashed line."""
     x = WIDTH - RIGHT + 15
     colours = colours or [COLOURS[i % len(COLOURS)] for i in range(len(names))]
-    return [f'<rect x="{x}" y="{TOP + 18 * i}" width="12" height="12" fill="{c}"/>'
-            f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>'
+
+    def swatch(i, name, colour):
+        if name in dashed:
+            y = TOP + 18 * i + 6
+            return (f'<line x1="{x - 2}" x2="{x + 14}" y1="{y}" y2="{y}" stroke="{colour}" stroke-width="2" '
+                    f'stroke-dasharray="{DASH}"/>')
+        return f'<rect x="{x}" y="{TOP + 18 * i}" width="12" height="12" fill="{colour}"/>'
+
+    return [swatch(i, n, c) + f'<text x="{x + 18}" y="{TOP + 18 * i + 11}">{escape(str(n))}</text>'
             for i, (n, c) in enumerate(zip(names, colours))]
 
 
 def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]],
                titles: tuple[str, str, str], log_x: bool = True, colours: dict[str, str] | None = None,
-               zero_line: bool = False, dodge: float = 0.0) -> str:
+               zero_line: bool = False, dodge: float = 0.0, dashed=()) -> str:
     """One line per series of (x, mean, error) points, the error (a std, or an interval's half-width) as error bars;
     x_ticks are (x, label); `titles` are the chart's, the x axis's and the y axis's; `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
     draws y = 0 (and keeps it in view); `dodge` shifts series apart by that many pixels so that error bars at the
-    same x do not hide each other."""
+    same x do not hide each other; the series named in `dashed` are drawn dashed."""
     title, x_label, y_label = titles
     fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
     xs = [fx(x) for x, _ in x_ticks]
@@ -82,13 +93,14 @@ def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: lis
     for i, ((name, pts), colour) in enumerate(zip(series.items(), palette)):
         shift = dodge * (i - (len(series) - 1) / 2)
         path = " ".join(f"{px(x) + shift:.1f},{py(m):.1f}" for x, m, _ in pts)
-        body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        dash = f' stroke-dasharray="{DASH}"' if name in dashed else ""
+        body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         for x, m, s in pts:
             body.append(f'<circle cx="{px(x) + shift:.1f}" cy="{py(m):.1f}" r="3" fill="{colour}"/>')
             if s > 0:
                 body.append(f'<line x1="{px(x) + shift:.1f}" x2="{px(x) + shift:.1f}" y1="{py(m - s):.1f}" '
                             f'y2="{py(m + s):.1f}" stroke="{colour}"/>')
-    return _frame(title, x_label, y_label, body + _legend(list(series), palette), _width(series))
+    return _frame(title, x_label, y_label, body + _legend(list(series), palette, dashed), _width(series))
 
 
 def scatter(points: list[tuple[float, float]], groups: list[int], names: list[str], title: str) -> str:

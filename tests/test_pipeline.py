@@ -33,6 +33,12 @@ def flatten(data):
         yield from flatten(value) if isinstance(value, dict) else [value]
 
 
+def _leaves(data, prefix=""):
+    """The dotted keys of nested dicts' leaves, as `dvc metrics show` names its columns."""
+    for key, value in data.items():
+        yield from _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+
+
 def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
@@ -199,6 +205,15 @@ def test_pipeline_reruns_only_what_a_change_affects(tiny_repo):
     numbers = [v for f in next(iter(declared.values()))["data"].values() for v in flatten(f["data"])
                if isinstance(v, (int, float))]
     assert len(numbers) <= 45, len(numbers)  # headline metrics only; detail is plot data
+    # the README's `dvc metrics show` lines, one kind of metrics file each, give narrow tables with few empty cells
+    shows = re.findall(r"^(dvc metrics show \S+)\s+#", (REPO / "README.md").read_text(), re.M)
+    assert len(shows) == 3, shows
+    for show in shows:
+        files = next(iter(json.loads(run(["bash", "-c", show + " --json"], repo, env)).values()))["data"]
+        keys = [set(_leaves(f["data"])) for f in files.values()]
+        columns = set().union(*keys)
+        empty = sum(len(columns - k) for k in keys) / (len(columns) * len(keys))
+        assert len(columns) <= 12 and empty <= 0.3, (show, sorted(columns), empty)
 
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
     run(["dvc", "plots", "show", "-o", str(repo.parent / "plots")], repo, env)  # every template renders

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from selfsup.report.data import DISTILLED_PLOT, RESULTS_DOC, link, pretexts, read_distilled
-from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, pretext_order,
-                                   seed_std, signed)
+from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, pretext_colour,
+                                   pretext_order, seed_std, signed)
 from selfsup.report.targets import distilled_targets
 from selfsup.svg import line_chart
 
@@ -46,15 +46,20 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
     summary = distilled_summary(table)
     budgets = budget_order(summary.labels_per_class.unique())
     position = budget_positions(budgets)
-    series = {}
-    for pretext in pretext_order(summary.pretext.unique(), order):
+    series, colours = {}, {}
+    names = pretext_order(summary.pretext.unique(), order)
+    for pretext in names:
         part = sorted(summary[summary.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
         series[f"{pretext}, fine-tuned"] = [(position[r.labels_per_class], 100 * r.finetuned, 100 * r.finetuned_std)
                                             for r in part]
         series[f"{pretext}, distilled"] = [(position[r.labels_per_class], 100 * r.distilled, 100 * r.distilled_std)
                                            for r in part]
+        # a pretext's colour as in every other chart (its place in params.yaml's pretexts); distilled dashed
+        colours[f"{pretext}, fine-tuned"] = colours[f"{pretext}, distilled"] = pretext_colour(pretext, order)
     return line_chart(series, [(position[b], b) for b in budgets],
-                      ("Fashion-MNIST test accuracy, fine-tuned and distilled", "labels per class", "test accuracy (%)"))
+                      ("Fashion-MNIST test accuracy, fine-tuned and distilled (dashed)", "labels per class",
+                       "test accuracy (%)"), colours=colours, dodge=4,
+                      dashed={name for name in series if name.endswith("distilled")})
 
 
 def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:

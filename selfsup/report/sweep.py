@@ -10,9 +10,9 @@ import yaml
 
 from selfsup.report.data import REFERENCE_VIEWS, read_comparison, read_sweep
 from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, gain_text,
-                                   interval_cell, is_finding, pretext_order, seed_std, signed)
+                                   interval_cell, is_finding, pretext_colour, pretext_order, seed_std, signed)
 from selfsup.statistics import labels_to_match, paired_interval
-from selfsup.svg import COLOURS, line_chart
+from selfsup.svg import line_chart
 
 def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
     """Per pretext (not `none`), budget and epochs: the test accuracy's difference from `none` paired by seed (a
@@ -134,13 +134,12 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     gains = paired_gains(table, protocol)
     budgets = budget_order(gains.labels_per_class.unique())
     position = budget_positions(budgets)
-    names = pretext_order([*gains.pretext.unique(), "none"], order)
     series, colours = {}, {}
     for pretext in pretext_order(gains.pretext.unique(), order):
         part = sorted(gains[gains.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
         series[pretext] = [(position[r.labels_per_class], 100 * r.gain,
                             0.0 if r.seeds < 2 else 100 * (r.high - r.gain)) for r in part]
-        colours[pretext] = COLOURS[names.index(pretext) % len(COLOURS)]
+        colours[pretext] = pretext_colour(pretext, order)
     return line_chart(series, [(position[b], b) for b in budgets],
                       (f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
                        "test accuracy gain (points)"), colours=colours, zero_line=True, dodge=6)
@@ -158,7 +157,8 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
                            for r in sorted(part.itertuples(), key=lambda r: position[r.labels_per_class])]
     ticks = [(position[b], b) for b in budgets]
     return line_chart(series, ticks, (f"Fashion-MNIST test accuracy after fine-tuning ({protocol})",
-                                      "labels per class", "test accuracy (%)"))
+                                      "labels per class", "test accuracy (%)"),
+                      colours={pretext: pretext_colour(pretext, order) for pretext in series})
 
 
 def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:

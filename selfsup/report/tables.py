@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from selfsup.svg import COLOURS
+
 from selfsup.statistics import excludes_zero
 
 def budget_order(budgets) -> list[str]:
@@ -15,6 +17,11 @@ def budget_order(budgets) -> list[str]:
 def pretext_order(names, order) -> list[str]:
     """`names` in the order of `order` (params.yaml's `pretexts`), any others after them, sorted."""
     return [p for p in order if p in names] + sorted(p for p in names if p not in order)
+
+
+def pretext_colour(pretext: str, order) -> str:
+    """A pretext's colour in every chart: its place in `order` (params.yaml's `pretexts`; others after, sorted)."""
+    return COLOURS[pretext_order({pretext, *order}, order).index(pretext) % len(COLOURS)]
 
 
 def budget_grid(frame: pd.DataFrame, corner: str, header: str, cell, order=()) -> list[str]:
