@@ -173,3 +173,26 @@ def test_consistency_with_every_image_labelled_is_plain_fine_tuning(capsys):
                                             False, RUNTIME)
     assert counts == (40, 0) and "consistency training has nothing to add" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values()))
+
+
+def test_the_stage_trains_on_the_training_images_outside_the_budget_and_the_folders_unlabelled_ones(workdir):
+    """The finetune stage with `unlabelled: consistency`: the pool is the training split outside the budget plus the
+    prepared unlabelled images (an image folder's unlabelled/); its size is in the stage's metrics."""
+    import json
+
+    from selfsup.data import load_prepared, save_prepared
+    from stages import finetune as finetune_stage, pretrain
+    from tests.conftest import set_param
+
+    prepared = load_prepared("prepared")
+    splits = {name: prepared.splits[name] for name in ("train", "val", "test")}
+    extra = torch.randint(0, 255, (12, 1, 8, 8), dtype=torch.uint8)
+    save_prepared("prepared", splits, prepared.classes, "synthetic", unlabelled=extra)
+    pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "labels_per_class", 3)
+    set_param(workdir, "finetune", "unlabelled", "consistency")
+    set_param(workdir, "finetune", "min_steps", 4)
+    finetune_stage.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
+    summary = json.loads((workdir / "m/ft/metrics.json").read_text())
+    assert summary["labelled_images"] == 12
+    assert summary["unlabelled_images"] == len(splits["train"]) - 12 + 12

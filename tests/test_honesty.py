@@ -53,14 +53,17 @@ def same_outputs(workdir, a: str, b: str, paths) -> None:
         assert (workdir / a / path).read_bytes() == (workdir / b / path).read_bytes(), path
 
 
-def test_labels_outside_the_labelled_subset_change_nothing(budgeted, monkeypatch):
+@pytest.mark.parametrize("unlabelled", ["none", "consistency"])
+def test_labels_outside_the_labelled_subset_change_nothing(budgeted, monkeypatch, unlabelled):
     """Every training and val label that the budget's draw did not pick is replaced by another class, drawn at random: the fine-tuned
-    and the distilled models, their curves and metrics are byte-identical.
+    and the distilled models, their curves and metrics are byte-identical; with consistency training too, whose
+    fine-tuning trains on the images of those labels.
 
     The draw itself (k images of every class, seeded) is the protocol's stand-in for "the images a user labelled":
     like every stratified k-per-class benchmark it looks at the classes of all images to pick them. It is pinned to
     what it picked on the true labels; everything after it must read the picked labels alone."""
     workdir = budgeted
+    set_param(workdir, "finetune", "unlabelled", unlabelled)
     run_stages("true")
     prepared = load_prepared("prepared", splits=("train", "val"))
     train, val = prepared.splits["train"], prepared.splits["val"]
@@ -80,6 +83,8 @@ def test_labels_outside_the_labelled_subset_change_nothing(budgeted, monkeypatch
     run_stages("corrupted")
     same_outputs(workdir, "true", "corrupted", ["ft/model.pt", "dist/model.pt", "m/ft/curves.csv", "m/ft/metrics.json",
                                                 "m/dist/curves.csv", "m/dist/metrics.json"])
+    pool = json.loads((workdir / "corrupted/m/ft/metrics.json").read_text()).get("unlabelled_images")
+    assert pool == (len(train) - len(chosen) if unlabelled == "consistency" else None)  # the corrupted images trained
 
 
 def choices(detail: dict) -> dict:
