@@ -395,19 +395,28 @@ def test_consistency_table_pairs_each_variant_with_plain_fine_tuning_and_shows_t
     run = {"pretext": "none", "labels_per_class": 10, "epochs": 60, "steps": 540, "protocol": "full", "head": "fc4",
            "layer": "fc4", "val_images": 100, "test_accuracy": 0.5, "threads": 1, "compute": "cpu", "min_steps": 500}
     schedule = pd.DataFrame([{**run, "variant": "at least 500 steps", "seed": seed, "val_accuracy": val, "seconds": 60.0}
-                             for seed, val in enumerate([0.60, 0.70])]
-                            + [{**run, "pretext": "rotation", "variant": "at least 500 steps", "seed": 0,
-                                "val_accuracy": 0.8, "seconds": 600.0}])  # not in the table: not in its minutes
-    table = pd.DataFrame([{**run, "variant": "consistency, fixed threshold", "seed": seed, "val_accuracy": val,
-                           "test_accuracy": 0.6, "test_worst_class": worst, "seconds": 300.0}
-                          for seed, (val, worst) in enumerate([(0.65, 0.2), (0.74, 0.3)])])
+                             for seed, val in enumerate([0.60, 0.70, 0.9])]  # seed 2: not in the table
+                            + [{**run, "pretext": "exemplar", "variant": "at least 500 steps", "seed": 0,
+                                "val_accuracy": 0.8, "seconds": 600.0}]  # not in the table: not in its minutes
+                            + [{**run, "pretext": "rotation", "variant": "at least 500 steps", "seed": seed,
+                                "val_accuracy": 0.7, "test_accuracy": test, "seconds": 60.0}
+                               for seed, test in enumerate([0.53, 0.54])])
+    table = pd.DataFrame([{**run, "pretext": pretext, "variant": "consistency, fixed threshold", "seed": seed,
+                           "val_accuracy": val, "test_accuracy": test, "test_worst_class": worst, "seconds": 300.0}
+                          for pretext, rows in [("none", [(0.65, 0.6, 0.2), (0.74, 0.6, 0.3)]),
+                                                ("rotation", [(0.7, 0.61, 0.2), (0.7, 0.63, 0.3)])]
+                          for seed, (val, test, worst) in enumerate(rows)])
     md = consistency_markdown(table, schedule, params).splitlines()
     assert md[0] == ("| pretext | unlabelled images | val, 10 per class | test, 10 per class | worst class, test, 10 per "
                      "class |")
-    assert md[2] == "| none | none: plain fine-tuning (default) | 65.00 | 50.00 | — |"
+    assert md[2] == "| none | none: plain fine-tuning (default) | 65.00 | 50.00 | — |"  # seeds 0 and 1, as the variant
     assert md[3] == "| none | consistency, fixed threshold | 69.50 (+4.50, -1.85 to +10.85) | 60.00 | 25.0 |"
-    assert md[-1].endswith("Minutes of fine-tuning per run (mean): consistency, fixed threshold 5.0; plain "
-                           "fine-tuning 1.0.")
+    assert md[7].endswith("Minutes of fine-tuning per run (mean): consistency, fixed threshold 5.0; plain "
+                          "fine-tuning 1.0.")
+    # the pretext's gain over none fine-tuned alike, paired by seed: plain +3 and +4, consistency +1 and +3 points
+    assert md[9:] == ["| fine-tuning | pretext | gain over none on test, 10 per class |", "|---|---|---|",
+                       "| plain fine-tuning | rotation | +3.50 (-2.85 to +9.85) |",
+                       "| consistency, fixed threshold | rotation | +2.00 (-10.71 to +14.71) |"]
 
 
 def test_balance_table_shows_the_teacher_and_pairs_each_pseudo_labelling_with_the_first():
