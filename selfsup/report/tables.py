@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from selfsup.svg import COLOURS
-
 from selfsup.statistics import excludes_zero
+from selfsup.svg import COLOURS
 
 def budget_order(budgets) -> list[str]:
     """Budgets (text) in ascending order, `all` last."""
