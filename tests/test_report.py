@@ -15,13 +15,13 @@ from selfsup.report.benchmarks import (balance_markdown, consistency_markdown, d
                                        pretext_compute_markdown, recipe_markdown, schedule_block, schedule_markdown,
                                        tuning_markdown)
 from selfsup.report.blocks import rendered, replace_block
-from selfsup.report.data import (EXPERIMENT_KEYS, effective_min_steps, experiment_rows, merged, on_schedule,
-                                 read_comparison, sweep_tables)
+from selfsup.report.data import (EXPERIMENT_KEYS, effective_min_steps, experiment_rows, git_per_class, merged,
+                                 on_schedule, read_comparison, sweep_tables, weakest_class)
 from selfsup.report.distilled import distillation_svg, distilled_markdown
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gain_svg, gains_markdown,
-                                  label_efficiency_svg, paired_gains, views_markdown)
+                                  label_efficiency_svg, paired_gains, views_markdown, weakest_text)
 from selfsup.report.tables import budget_schedules, gain_text, is_finding, signed
 from selfsup.report.targets import targets_markdown
 from selfsup.statistics import t975
@@ -478,6 +478,46 @@ def test_targets_are_met_or_missed_by_the_means():
             "+7.00 to +7.00, 2 seeds) | met |") in md
 
 
+def test_the_weakest_class_of_each_delivered_model_is_collected_and_its_floor_stated(tmp_path):
+    # per experiment, its per-class table: rotation's worst class is b at 40%, none's a at 15% or 25%, and the
+    # distilled experiment's (its student's) belongs to the distilled table, not to its teacher's row
+    recalls = {"n0": (0.15, 0.9), "n1": (0.25, 0.8), "r0": (0.7, 0.4), "r1": (0.45, 0.5), "d0": (0.05, 0.9)}
+    entries = [exp_entry(n, {"n": "none", "r": "rotation"}.get(n[0], "rotation"), 10, 0.6, f"2026-01-01T00:00:0{i}",
+                         seed=int(n[1]) + 5 * (n[0] == "d"), finetuned=0.55 if n[0] == "d" else None)
+               for i, n in enumerate(recalls)]
+    per_class = lambda rev: pd.DataFrame({"class": ["a", "b"], "accuracy": recalls[rev[:2]]})  # rev: name * 3
+    rows = experiment_rows(entries, per_class)
+    assert rows.set_index("experiment").loc["r0", ["worst_class", "worst_recall"]].tolist() == ["b", 0.4]
+    comparison, distilled = sweep_tables(rows)
+    assert comparison.set_index("experiment").worst_recall.isna().to_dict() == {
+        "n0": False, "n1": False, "r0": False, "r1": False, "d0": True}
+    assert distilled.worst_recall.tolist() == [0.05]
+    text = weakest_text(comparison, classes=10, order=["none", "rotation"])
+    assert text == ("At 10 labels per class no class collapses: the class each model recognises least (a in 3 of 4 "
+                    "models) is recognised in at least 15.0% of its test images, against 10% by chance. Its least "
+                    "over the seeds, per pretext: `none` 15.0% (mean 20.0%), `rotation` 40.0% (mean 42.5%).")
+    assert weakest_text(comparison, classes=10).startswith("At 10 labels per class no class collapses")
+    assert "**a class falls to chance or below**" in weakest_text(comparison, classes=5)  # 15% < 20%
+    for classes, verdict in ((10, "met"), (5, "**missed**")):
+        target = [line for line in targets_markdown(comparison, classes=classes).splitlines() if "chance" in line]
+        assert target == [f"| 10 per class: every model recognises every class above chance ({100 // classes}%) | "
+                          f"least: `none` seed 0, a 15.0% (4 models) | {verdict} |"]
+    assert "chance" not in targets_markdown(comparison)  # without the number of classes: no chance to say
+    assert weakest_text(comparison.assign(worst_recall=float("nan")), classes=4) == ""  # rows from before: nothing
+
+
+def test_the_weakest_class_is_read_from_the_revisions_commit(tmp_path):
+    run = lambda *cmd: subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+    run("git", "init", "-q")
+    (tmp_path / "metrics/evaluate").mkdir(parents=True)
+    (tmp_path / "metrics/evaluate/per_class.csv").write_text("class,accuracy,f1,support\nShirt,0.3,0.3,10\nBag,0.9,0.9,10\n")
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    read = git_per_class(tmp_path)
+    assert weakest_class(read(run("git", "rev-parse", "HEAD"))) == ("Shirt", 0.3)
+    assert read("0" * 40) is None and weakest_class(None)[0] is None  # a revision without one: nothing
+
+
 def test_cells_with_fewer_runs_are_pointed_out():
     rows = [exp_entry(f"n{s}", "none", 10, 0.7, f"2026-01-01T00:00:0{s}", seed=s) for s in range(3)]
     rows.append(exp_entry("r0", "rotation", 10, 0.8, "2026-01-01T00:00:09"))
@@ -542,6 +582,7 @@ def fake_dvc(monkeypatch, show):
 
 def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_copy, monkeypatch):
     committed_rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    distilled_before = snapshot(project_copy)["metrics/distilled.tsv"]
     head = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
     head["experiments"] = [{"revs": [exp_entry("e1", "rotation", 5, 0.7, "2026-01-02T00:00:00", seed=7)]}]
     fake_dvc(monkeypatch, [head])
@@ -550,6 +591,7 @@ def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_co
     assert len(rows) == len(committed_rows) + 2  # the experiment and its commit's own row, both new settings
     assert set(committed_rows.experiment) < set(rows.experiment) and "e1" in set(rows.experiment)
     assert "| 5 labels per class" in (project_copy / "README.md").read_text()  # rendered from the merged table
+    assert snapshot(project_copy)["metrics/distilled.tsv"] == distilled_before  # nothing distilled: left as it is
     report_main(["--experiments", "--replace"])
     rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     assert sorted(rows.experiment) == ["e1", "main"]

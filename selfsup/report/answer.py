@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfsup.report.data import GAIN_PLOT, PLOT, pretexts, read_comparison, read_probes
+from selfsup.report.data import GAIN_PLOT, PER_CLASS, PLOT, pretexts, read_comparison, read_probes, read_table
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
-                                  paired_gains)
+                                  paired_gains, weakest_text)
 from selfsup.report.targets import targets_markdown
 
 GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws the same labelled images, new head "
@@ -24,30 +24,39 @@ LABELS_NOTE = ("How many labels per class `none` needs to do as well as each pre
                "beyond the largest budget measured (`all` is not on the curve).")
 
 
-def comparison_block(table: pd.DataFrame, order=()) -> str:
-    """The README's answer: a line per budget (the gains and the labels saved, with their intervals), the accuracy
-    table, and the charts of both."""
+def comparison_block(table: pd.DataFrame, order=(), classes: int = 10) -> str:
+    """The README's answer: a line per budget (the gains and the labels saved, with their intervals), the floor of
+    the per-class recall at the smallest budget (of `classes` classes), the accuracy table, and the charts of both."""
     gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
-    return (f"{answer_markdown(table, order)}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
+    lines = "\n\n".join(filter(None, [answer_markdown(table, order), weakest_text(table, classes, order)]))
+    return (f"{lines}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
             f"{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()}){gain_chart}")
 
 
-def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None) -> str:
+def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None, classes: int | None = None) -> str:
     """docs/results.md's detail of the answer: the paired gains and the labels `none` needs, as tables with their
-    intervals, and the targets, each met or missed (with `gaps`, the fine-tuned model against its probe)."""
+    intervals, and the targets, each met or missed (with `gaps`, the fine-tuned model against its probe; with
+    `classes`, every class above chance)."""
     gains = f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n" if len(paired_gains(table)) else ""
     matched = matching(table)
     labels = f"{LABELS_NOTE}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
     return (f"{gains}{labels}Against the targets (mean over seeds, the full test set):\n\n"
-            f"{targets_markdown(table, gaps=gaps, matched=matched)}")
+            f"{targets_markdown(table, gaps=gaps, matched=matched, classes=classes)}")
+
+
+def class_count(root: Path, read) -> int:
+    """The number of classes: the rows of the committed run's per-class table."""
+    return len(read_table(root, PER_CLASS, read, sep=","))
 
 
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
-    """The README's answer block from the sweep's rows of params.yaml's schedule."""
-    return comparison_block(read_comparison(root, read), pretexts(root, read))
+    """The README's answer block from the sweep's rows of params.yaml's schedule (the number of classes: the
+    committed run's per-class table)."""
+    return comparison_block(read_comparison(root, read), pretexts(root, read), class_count(root, read))
 
 
 def render_detail(root: Path, read=lambda p: p.read_text()) -> str:
     """docs/results.md's detail of the answer, with the fine-tuned models paired with their probes."""
     table = read_comparison(root, read)
-    return detail_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))))
+    return detail_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))),
+                        class_count(root, read))

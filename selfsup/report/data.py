@@ -62,9 +62,11 @@ def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
     return table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
 
 
-def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict | None = None) -> pd.DataFrame:
-    """A committed TSV table (a benchmark's, or a sweep's through `read_sweep`) of the repository at `root`."""
-    return pd.read_csv(io.StringIO(read(root / path)), sep="\t", dtype=dtype)
+def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict | None = None,
+               sep: str = "\t") -> pd.DataFrame:
+    """A committed TSV table (a benchmark's, or a sweep's through `read_sweep`; with `sep` ",", a CSV one) of the
+    repository at `root`."""
+    return pd.read_csv(io.StringIO(read(root / path)), sep=sep, dtype=dtype)
 
 
 def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
@@ -106,9 +108,32 @@ def effective_min_steps(finetune: dict, labelled: int | None) -> int:
     return min_steps if math.ceil(min_steps / finetune["epochs"]) > per_epoch else 0
 
 
-def experiment_rows(show: list) -> pd.DataFrame:
+PER_CLASS = Path("metrics/evaluate/per_class.csv")  # the delivered model's recall per class, committed with each run
+
+
+def weakest_class(per_class: pd.DataFrame | None) -> tuple[str | None, float]:
+    """The class the model recognises least often, and its recall (NaN with no per-class table)."""
+    if per_class is None or per_class.empty:
+        return None, float("nan")
+    weakest = per_class.loc[per_class.accuracy.idxmin()]
+    return weakest["class"], float(weakest.accuracy)
+
+
+def git_per_class(root: Path):
+    """A reader of the per-class table committed with a revision (an experiment's commit) of the repository at
+    `root`: None where that revision has none."""
+    def read(rev: str) -> pd.DataFrame | None:
+        proc = subprocess.run(["git", "show", f"{rev}:{PER_CLASS.as_posix()}"], cwd=root, capture_output=True,
+                              text=True)
+        return pd.read_csv(io.StringIO(proc.stdout)) if proc.returncode == 0 and proc.stdout.strip() else None
+
+    return read
+
+
+def experiment_rows(show: list, per_class=lambda rev: None) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on its
-    commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's)."""
+    commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's), with the
+    delivered model's weakest class (`per_class` maps a revision to its per-class table, e.g. `git_per_class`)."""
     def fraction(entry: dict):
         params = ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
         return params.get("preprocess", {}).get("fraction", 1.0)
@@ -127,6 +152,7 @@ def experiment_rows(show: list) -> pd.DataFrame:
             ft, distill = params["finetune"], params.get("distill") or {}
             summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
             finetuned = metrics.get("finetuned", metrics["test"])  # before distillation (the same model when off)
+            worst_class, worst_recall = weakest_class(per_class(entry["rev"]))
             rows.append({
                 "experiment": entry.get("name") or entry["rev"][:7], "timestamp": data.get("timestamp"),
                 "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
@@ -138,23 +164,28 @@ def experiment_rows(show: list) -> pd.DataFrame:
                 "distill_rounds": distill.get("rounds", 1),
                 "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
                 "finetuned_accuracy": finetuned["accuracy"], "finetuned_macro_f1": finetuned["macro_f1"],
+                "worst_class": worst_class, "worst_recall": worst_recall,
             })
     table = pd.DataFrame(rows, columns=["experiment", "timestamp", "commit", *EXPERIMENT_KEYS, *DISTILL_KEYS,
-                                        "test_accuracy", "macro_f1", "finetuned_accuracy", "finetuned_macro_f1"])
+                                        "test_accuracy", "macro_f1", "finetuned_accuracy", "finetuned_macro_f1",
+                                        *WORST])
     # the same settings run twice (a commit and its experiment): keep the newest
     return (table.sort_values("timestamp").drop_duplicates([*EXPERIMENT_KEYS, *DISTILL_KEYS], keep="last")
             .drop(columns="timestamp"))
 
 
 EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed"]
+WORST = ["worst_class", "worst_recall"]  # the delivered model's weakest class and its recall
 DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_per_class", "distill_rounds"]
 
 
 def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(comparison, distilled) of experiment_rows: the fine-tuned model of every experiment (a distilled one's
-    teacher), and the distilled experiments with their teacher's accuracy beside the student's."""
+    teacher), and the distilled experiments with their teacher's accuracy beside the student's. The weakest class
+    is the delivered model's: in the comparison where fine-tuning's model was delivered, else the student's."""
     finetuned = rows.assign(test_accuracy=rows.finetuned_accuracy, macro_f1=rows.finetuned_macro_f1)
-    comparison = finetuned[["experiment", "commit", *EXPERIMENT_KEYS, "test_accuracy", "macro_f1"]]
+    finetuned.loc[finetuned.distilled, WORST] = None  # the student's, not this model's
+    comparison = finetuned[["experiment", "commit", *EXPERIMENT_KEYS, "test_accuracy", "macro_f1", *WORST]]
     comparison = comparison.drop_duplicates(EXPERIMENT_KEYS, keep="last")
     distilled = rows[rows.distilled].drop(columns=["distilled", "finetuned_macro_f1"])
     return comparison, distilled
@@ -188,11 +219,12 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
             f"no finished DVC experiments of {rev} to collect, so nothing was written. Experiments live in the "
             "repository that ran them (a fresh clone has none; `dvc exp pull <remote>` fetches shared ones) and "
             "belong to the commit they were queued from: after a later commit, pass --rev <that commit>")
-    comparison, distilled = sweep_tables(experiment_rows(show))
+    comparison, distilled = sweep_tables(experiment_rows(show, git_per_class(root)))
     if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
         comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
-        distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
     tables = {root / COMPARISON: comparison.to_csv(sep="\t", index=False, float_format="%.6f")}
-    if len(distilled):
+    if len(distilled):  # no distilled experiment collected: the table stays as it is
+        if not replace:
+            distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
         tables[root / DISTILLED] = distilled.to_csv(sep="\t", index=False, float_format="%.6f")
     return tables

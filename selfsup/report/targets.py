@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from selfsup.report.sweep import labels_cell, paired_gains, sweep_summary
+from selfsup.report.sweep import labels_cell, paired_gains, sweep_summary, weakest_classes
 from selfsup.report.tables import gain_text, is_finding, signed
 
 # AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on
@@ -17,13 +17,15 @@ BEST_PRETEXT = {"all": 0.935, "100": 0.87, "10": 0.78}  # per budget: the best p
 GAIN_10 = 0.06  # 10 per class: the best pretext's paired gain over `none`, its 95% CI excluding 0
 LABELS_RATIO_10 = 3  # 10 per class: `none` needs this many times the labels to match the best pretext (CI's low end)
 DISTILLED_BEST = {"10": 0.80, "100": 0.88}  # per budget: the best distilled pipeline, and a pretext above `none`
+NO_COLLAPSE = "10"  # at this budget every delivered model recognises every class more often than chance
 
 
 def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataFrame | None = None,
-                     matched: pd.DataFrame | None = None) -> str:
+                     matched: pd.DataFrame | None = None, classes: int | None = None) -> str:
     """The project's accuracy targets (mean over seeds, full test set), each met or missed, with the number; with
     `gaps` (`probe_gaps`), whether the fine-tuned model is at least as accurate as its backbone's linear probe; with
-    `matched` (`matching`), whether the best pretext at 10 per class saves two thirds of the labels."""
+    `matched` (`matching`), whether the best pretext at 10 per class saves two thirds of the labels; with `classes`,
+    whether every model at NO_COLLAPSE per class recognises each class above chance."""
     summary = sweep_summary(table[table.protocol == protocol])
     mean = {(r.pretext, r.labels_per_class): r.mean for r in summary.itertuples()}
 
@@ -43,6 +45,12 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
         name, value = best(b)
         if name is not None:
             add(f"{b} per class: best pretext ≥ {100 * floor:.1f}%", f"`{name}` {100 * value:.2f}%", value >= floor)
+    weakest = weakest_classes(table, protocol) if classes else pd.DataFrame()
+    if len(weakest) and weakest.labels_per_class.iloc[0] == NO_COLLAPSE:
+        worst = weakest.loc[weakest.least.idxmin()]
+        add(f"{NO_COLLAPSE} per class: every model recognises every class above chance ({100 / classes:.0f}%)",
+            f"least: `{worst.pretext}` seed {worst.seed}, {worst.worst_class} {100 * worst.least:.1f}% "
+            f"({weakest.runs.sum()} models)", worst.least > 1 / classes)
     if ("none", "100") in mean:
         below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
         add("100 per class: every pretext above `none`", "all above" if not below else
