@@ -4,7 +4,7 @@ repro -f` of the default pipeline in a throwaway copy of the project under a tim
 group, and writes what it found to a folder.
 
     python -m benchmarks.device [--device auto] [--fraction 1.0] [--timeout 480] [--out device-run]
-        [--skip-tests] [--smoke]
+        [--skip-tests] [--smoke] [--keep DIR]
 
 The folder holds env.json (interpreter, torch, device, GPU and driver, CPU count, threads), tests.txt (the fast
 tests' output and exit code), stages.tsv (each stage's wall seconds, as `dvc repro` started them), repro.log, and
@@ -134,10 +134,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="device-run", help="folder for what it finds (created; must not exist)")
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="one epoch per pretext, small probes (a quick check)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the copy of the project the pipeline ran in at DIR "
+                        "(created; must not exist): its models, metrics and dvc.lock, to look at or go on from")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists():
-        parser.error(f"{out} exists; name a new folder (nothing of an earlier run is overwritten)")
+    for folder in filter(None, [out, args.keep and Path(args.keep)]):
+        if folder.exists():
+            parser.error(f"{folder} exists; name a new folder (nothing of an earlier run is overwritten)")
     info, env = environment(args.device)
     out.mkdir(parents=True)
     (out / "env.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
             smoke_params(params, batch_size=32, val_images=64)
 
     with tempfile.TemporaryDirectory(prefix="device-run-") as tmp:
-        repo = copy_project(Path(tmp) / "repo", edit)
+        repo = copy_project(Path(args.keep) if args.keep else Path(tmp) / "repo", edit)
         code, starts = timed_run(["dvc", "repro", "-f"], repo, env, args.timeout, out / "repro.log")
         seconds = {name: round(end - start, 1) for (name, start), (_, end) in zip(starts, starts[1:])}
         (out / "stages.tsv").write_text("stage\tseconds\n" + "".join(f"{k}\t{v}\n" for k, v in seconds.items()))

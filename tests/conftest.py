@@ -5,7 +5,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import torch
+
+# The suite runs on every core (pytest-xdist, pyproject's addopts): each worker, and the pipeline stages its
+# end-to-end tests start, computes with one thread, or two OpenMP pools on two cores spin against each other
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import torch  # noqa: E402  (after the thread count, which torch reads once)
 import yaml
 
 from benchmarks.device import smoke_params as shrink_params  # noqa: F401  (the tests import it from here)
@@ -14,6 +20,11 @@ from selfsup.download import MIRROR_ENV, OFFICIAL_MIRRORS
 from selfsup.pretexts import names
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end tests first: the longest, so that the other workers take the short ones meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 def write_idx(path: Path, array: torch.Tensor) -> Path:
