@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -61,3 +62,23 @@ def test_every_link_and_anchor_resolves(page):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(target)
     assert not broken, f"{page.relative_to(REPO)}: links that lead nowhere: {broken}"
+
+
+def test_every_param_a_documented_command_sets_is_a_param():
+    """`dvc exp run -S key=value` in the README and docs/: every key is one of params.yaml's (a renamed or dropped
+    param breaks the command a reader copies, the quick look first)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def known(key: str) -> bool:
+        node = params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    keys = {(page.name, key) for page in PAGES for block in FENCE.findall(page.read_text())
+            for key in re.findall(r"(?<!\S)-S '?([\w.]+)=", block)}
+    assert ("README.md", "preprocess.fraction") in keys  # the quick look is among them
+    unknown = sorted((page, key) for page, key in keys if not known(key))
+    assert not unknown, f"documented commands set params that params.yaml does not have: {unknown}"
