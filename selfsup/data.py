@@ -167,12 +167,18 @@ def load_prepared(prepared_dir: str | Path, splits=SPLITS) -> Prepared:
     return Prepared(meta, loaded)
 
 
+def unlabelled_images(prepared_dir: str | Path, meta: dict) -> torch.Tensor | None:
+    """The prepared unlabelled images (a folder dataset's unlabelled/), or None where the data has none (`meta`:
+    the prepared meta.json)."""
+    if UNLABELLED not in meta["sizes"]:
+        return None
+    return load_prepared(prepared_dir, splits=(UNLABELLED,)).splits[UNLABELLED].images
+
+
 def pretraining_images(prepared: Prepared, prepared_dir: str | Path) -> torch.Tensor:
     """The images a pretext learns from: the training split's and the unlabelled ones (never val or test)."""
-    train = prepared.splits["train"].images
-    if UNLABELLED not in prepared.meta["sizes"]:
-        return train
-    return torch.cat([train, load_prepared(prepared_dir, splits=(UNLABELLED,)).splits[UNLABELLED].images])
+    train, extra = prepared.splits["train"].images, unlabelled_images(prepared_dir, prepared.meta)
+    return train if extra is None else torch.cat([train, extra])
 
 
 def fingerprint(tensor: torch.Tensor) -> str:

@@ -186,16 +186,17 @@ def finetune_backbone(start: Start, train: Split, val: Split, cfg: FinetuneParam
         print("finetune: every training image is labelled and there are no unlabelled images; "
               "consistency training has nothing to add and is skipped")
         pool = None
-    images, labels = train.images[chosen], train.labels[chosen]
+    labelled = train.subset(chosen)
     layer = cfg.head
     if layer == "probe":
         first = initial_classifier(start, cfg.seed, cfg.transfer)
-        scores = probe_layers(first.backbone.to(runtime.device), images, labels, val, start.num_classes, cfg, runtime)
+        scores = probe_layers(first.backbone.to(runtime.device), labelled.images, labelled.labels, val,
+                              start.num_classes, cfg, runtime)
         layer = max(scores, key=scores.get)
         print(f"finetune: head on {layer} (linear probes on {len(val)} val images: "
               + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
     model = initial_classifier(start, cfg.seed, cfg.transfer, layer)
-    result = finetune(model, train.subset(chosen), val, cfg, pretrained, runtime, live, pool)
+    result = finetune(model, labelled, val, cfg, pretrained, runtime, live, pool)
     return model, result, Counts(len(chosen), 0 if pool is None else len(pool)), val
 
 

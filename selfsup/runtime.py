@@ -159,11 +159,11 @@ def predict(model: nn.Module, images: torch.Tensor, runtime: Runtime, batch_size
     model.eval()
     norm, device = runtime.norm, runtime.device
     fn = getattr(model, method) if method else model
+    keep = (lambda t: t.float()) if on_device else (lambda t: t.float().cpu())
     chunks = []
     with runtime.autocast():
         for i in range(0, len(images), batch_size):
             out = fn(norm(norm.unit(images[i : i + batch_size].to(device, non_blocking=True))))
-            keep = (lambda t: t.float()) if on_device else (lambda t: t.float().cpu())
             chunks.append({k: keep(v) for k, v in out.items()} if isinstance(out, dict) else keep(out))
     if isinstance(chunks[0], dict):
         return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}

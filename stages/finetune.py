@@ -5,7 +5,7 @@ from pathlib import Path
 
 from selfsup import distributed
 from selfsup.cli import open_live, run_stage
-from selfsup.data import UNLABELLED, load_prepared, short_classes
+from selfsup.data import load_prepared, short_classes, unlabelled_images
 from selfsup.finetune import Start, finetune_backbone
 from selfsup.models import load_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
@@ -22,16 +22,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_params()
     cfg = params.finetune
-    extra = cfg.unlabelled == "consistency" and UNLABELLED in load_prepared(args.data, splits=()).meta["sizes"]
-    prepared = load_prepared(args.data, splits=("train", "val", UNLABELLED) if extra else ("train", "val"))
+    prepared = load_prepared(args.data, splits=("train", "val"))
     meta, train, val = prepared.meta, prepared.splits["train"], prepared.splits["val"]
+    extra = unlabelled_images(args.data, meta) if cfg.unlabelled == "consistency" else None
 
     ckpt = load_backbone(args.backbone, params.pretext, params.model)
     runtime = setup(params.compute, meta)
     live = open_live(args.metrics)
     start = Start(ckpt["state_dict"], params.model, meta, len(prepared.classes))
     model, result, counts, val = finetune_backbone(start, train, val, cfg, get_pretext(params.pretext).trains,
-                                                   runtime, live, prepared.splits[UNLABELLED].images if extra else None)
+                                                   runtime, live, extra)
     # the device and precision it ran in: a silent fall-back to the CPU shows in `dvc metrics diff`
     live.summary.update({"compute": runtime.describe(), "kept_epoch": result.best_epoch, "steps": result.steps,
                          "layer": model.layer, "labelled_images": counts.labelled, "val_images": len(val)})

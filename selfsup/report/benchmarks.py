@@ -66,11 +66,15 @@ def paired_val(at: pd.DataFrame, base: pd.Series | None) -> str:
     the difference seed by seed with its 95% interval, bold where it excludes 0."""
     val = f"{100 * at.val_accuracy.mean():.2f}"
     paired = (at.val_accuracy - base).dropna() if base is not None else ()
-    if len(paired):
-        n, mean, low, high = paired_interval(paired)
-        text = f"{signed(100 * mean)}" + (f", {signed(100 * low)} to {signed(100 * high)}" if n > 1 else "")
-        val += f" ({'**' + text + '**' if excludes_zero(n, low, high) else text})"
-    return val
+    return val + (f" ({paired_difference(paired, ', {} to {}')})" if len(paired) else "")
+
+
+def paired_difference(paired: pd.Series, interval: str = " ({} to {})") -> str:
+    """A difference paired by seed, in points, with its 95% interval in `interval`'s words (none for one seed), bold
+    where the interval excludes 0: "+1.23 (+0.50 to +1.96)"."""
+    n, mean, low, high = paired_interval(paired)
+    text = signed(100 * mean) + (interval.format(signed(100 * low), signed(100 * high)) if n > 1 else "")
+    return f"**{text}**" if excludes_zero(n, low, high) else text
 
 
 def default_schedule(table: pd.DataFrame, params: dict) -> pd.DataFrame:
@@ -161,12 +165,7 @@ def pretext_gains_markdown(runs: pd.DataFrame, params: dict) -> str:
             for b in budgets:
                 paired = (at - base).dropna()
                 paired = paired[paired.index.get_level_values("labels_per_class") == b]
-                if not len(paired):
-                    cells.append("—")
-                    continue
-                n, mean, low, high = paired_interval(paired)
-                text = signed(100 * mean) + (f" ({signed(100 * low)} to {signed(100 * high)})" if n > 1 else "")
-                cells.append(f"**{text}**" if excludes_zero(n, low, high) else text)
+                cells.append(paired_difference(paired) if len(paired) else "—")
             lines.append(f"| {variant} | {pretext} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
