@@ -85,38 +85,40 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full",
     return "\n".join(lines)
 
 
-def weakest_classes(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
-    """Per pretext at the smallest budget whose rows know their delivered model's weakest class (`worst_recall`): the
-    least and the mean over seeds of that class's recall, the run with the least, and how often each class was the
-    weakest. Empty when no row knows it."""
+def weakest_known(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """The rows of `protocol` at the smallest budget whose rows know their delivered model's weakest class
+    (`worst_recall`); empty when none does."""
     known = table[(table.protocol == protocol) & table.get("worst_recall", pd.Series(dtype=float)).notna()]
-    if known.empty:
-        return pd.DataFrame(columns=["pretext", "labels_per_class", "runs", "least", "mean", "seed", "worst_class"])
-    budget = budget_order(known.labels_per_class.unique())[0]
+    return known[known.labels_per_class == budget_order(known.labels_per_class.unique())[0]] if len(known) else known
+
+
+def weakest_classes(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
+    """Per pretext, on `weakest_known`'s rows: the least and the mean over seeds of the weakest class's recall, and
+    the run with the least. Empty when no row knows it."""
     out = []
-    for pretext, part in known[known.labels_per_class == budget].groupby("pretext"):
+    for pretext, part in weakest_known(table, protocol).groupby("pretext"):
         least = part.loc[part.worst_recall.idxmin()]
-        out.append({"pretext": pretext, "labels_per_class": budget, "runs": len(part), "least": least.worst_recall,
-                    "mean": part.worst_recall.mean(), "seed": least.seed, "worst_class": least.worst_class})
-    return pd.DataFrame(out)
+        out.append({"pretext": pretext, "labels_per_class": least.labels_per_class, "runs": len(part),
+                    "least": least.worst_recall, "mean": part.worst_recall.mean(), "seed": least.seed,
+                    "worst_class": least.worst_class})
+    return pd.DataFrame(out, columns=["pretext", "labels_per_class", "runs", "least", "mean", "seed", "worst_class"])
 
 
 def weakest_text(table: pd.DataFrame, classes: int, order=(), protocol: str = "full") -> str:
     """The floor of the per-class recall in words: at the smallest budget that knows it, how often the least
     recognised class of each model is still recognised, per pretext (the least over seeds, and the mean), against
     chance (1 in `classes`). Empty when no row knows it."""
-    weakest = weakest_classes(table, protocol)
-    if weakest.empty:
+    known = weakest_known(table, protocol)
+    if known.empty:
         return ""
-    known = table[(table.protocol == protocol) & (table.labels_per_class == weakest.labels_per_class.iloc[0])
-                  & table.worst_recall.notna()]
+    weakest = weakest_classes(known, protocol)
     named = known.worst_class.value_counts()
     rows = {r.pretext: r for r in weakest.itertuples()}
     floor = weakest.least.min()
     per_pretext = ", ".join(f"`{p}` {100 * rows[p].least:.1f}% (mean {100 * rows[p].mean:.1f}%)"
                             for p in pretext_order(rows, order))
     verdict = "no class collapses" if floor > 1 / classes else "**a class falls to chance or below**"
-    return (f"At {weakest.labels_per_class.iloc[0]} labels per class {verdict}: the class each model recognises "
+    return (f"At {known.labels_per_class.iloc[0]} labels per class {verdict}: the class each model recognises "
             f"least ({named.index[0]} in {named.iloc[0]} of {len(known)} models) is recognised in at least "
             f"{100 * floor:.1f}% of its test images, against {100 / classes:.0f}% by chance. Its least over the "
             f"seeds, per pretext: {per_pretext}.")
