@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
+from importlib import import_module
 from pathlib import Path
 
 import pandas as pd
@@ -135,11 +137,18 @@ def test_launcher_runs_in_process_for_one_and_torchrun_for_more():
 
 
 def launch(workdir, *args):
+    """`python -m selfsup.launch ARGS` in the workdir, as dvc.yaml's training stages run; its output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "selfsup.launch", *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "torch.distributed.run" in proc.stdout  # params.yaml's processes > 1: under torchrun
     return proc.stdout + proc.stderr
+
+
+def in_process(module, *args):
+    """A stage module's main(ARGS), in this process."""
+    import_module(module).main(list(args))
 
 
 @pytest.mark.e2e
@@ -155,11 +164,12 @@ def test_training_stages_under_torchrun_with_two_processes(workdir):  # noqa: F8
         params["compute"]["processes"] = processes
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
         run = f"p{processes}"
-        out = launch(workdir, "stages.pretrain", "rotation", "--data", "prepared", "--out", f"{run}/pre",
-                     "--metrics", f"{run}/m/pre", "--checkpoint", f"{run}/state.pt")
-        assert ("torch.distributed.run" in out) == (processes > 1)
-        launch(workdir, "stages.finetune", "--backbone", f"{run}/pre/backbone.pt", "--data", "prepared",
-               "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
+        # one process: the stage in this one, as the launcher runs it (test_launcher_runs_in_process_for_one_...)
+        stage = in_process if processes == 1 else partial(launch, workdir)
+        stage("stages.pretrain", "rotation", "--data", "prepared", "--out", f"{run}/pre",
+              "--metrics", f"{run}/m/pre", "--checkpoint", f"{run}/state.pt")
+        stage("stages.finetune", "--backbone", f"{run}/pre/backbone.pt", "--data", "prepared",
+              "--out", f"{run}/ft", "--metrics", f"{run}/m/ft")
         assert not list((workdir / run).glob("state*"))  # every rank removed its training state
         assert (workdir / f"{run}/m/pre/curves.csv").read_text().count(",val,") == 2  # logged once
         curves = pd.read_csv(workdir / f"{run}/m/ft/curves.csv")
