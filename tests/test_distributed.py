@@ -137,13 +137,13 @@ def test_launcher_runs_in_process_for_one_and_torchrun_for_more():
 
 
 def launch(workdir, *args):
-    """`python -m selfsup.launch ARGS` in the workdir, as dvc.yaml's training stages run; its output."""
+    """`python -m selfsup.launch ARGS` in the workdir, as dvc.yaml's training stages run, with params.yaml's
+    processes > 1: it must go under torchrun."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "selfsup.launch", *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "torch.distributed.run" in proc.stdout  # params.yaml's processes > 1: under torchrun
-    return proc.stdout + proc.stderr
+    assert "torch.distributed.run" in proc.stdout, proc.stdout
 
 
 def in_process(module, *args):
