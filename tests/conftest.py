@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(items):
-    """The end-to-end tests first: the longest, so that the other workers take the short ones meanwhile."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    """The end-to-end tests first: the longest, so that the other workers take the short ones meanwhile. Two that
+    share the tiny run lead: xdist (`--dist load`) starts each worker on two consecutive tests, so the first worker
+    builds the tiny run while the second runs the end-to-end tests that need nothing of it, and none waits."""
+    e2e = [item for item in items if item.get_closest_marker("e2e")]
+    shared = [item for item in e2e if "tiny_run" in item.fixturenames]
+    own = [item for item in e2e if "tiny_run" not in item.fixturenames]
+    items[:] = shared[:2] + own + shared[2:] + [item for item in items if not item.get_closest_marker("e2e")]
 
 
 def write_idx(path: Path, array: torch.Tensor) -> Path:
