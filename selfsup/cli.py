@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from selfsup import SelfSupError, distributed
+from selfsup import SelfSupError
 
 
 def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
@@ -16,12 +16,17 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     finally:
-        distributed.shutdown()
+        if "selfsup.distributed" in sys.modules:  # only a stage that trained joined a process group; the others
+            from selfsup import distributed  # never import torch for it (select starts in a third of the time)
+
+            distributed.shutdown()
 
 
 def open_live(directory: str):
     """A dvclive logger that writes only under `directory` and never touches dvc.yaml or DVC experiments;
     a logger that writes nothing on the ranks other than 0 of a torchrun launch."""
+    from selfsup import distributed
+
     if not distributed.is_main():
         return distributed.NullLive()
     from dvclive import Live  # late: importing dvclive is slow and not every caller logs

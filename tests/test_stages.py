@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +20,7 @@ from selfsup.data import load_prepared
 from selfsup.models import load_checkpoint
 from selfsup.pretexts import get_pretext, names
 from stages import evaluate, finetune, pretrain, probe
-from tests.conftest import set_param
+from tests.conftest import REPO, set_param
 
 
 @pytest.mark.parametrize("name", names())
@@ -269,3 +272,15 @@ def test_the_filter_picture_is_a_square_large_enough_to_compare():
     picture = filter_grid(CifarNet(1, 28))
     # 64 filters of 5×5, 8 to a row with 1 px between, 8× enlarged
     assert picture.size == (8 * (8 * 6 + 1), 8 * (8 * 6 + 1)) == (392, 392)
+
+
+def test_select_checks_the_pretext_without_importing_torch(workdir):
+    """`select` (the first stage of every `dvc exp run -S pretext=...`) reads params.yaml and writes its choice; it
+    starts without torch, whose import would be most of its time."""
+    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: rotation"))
+    script = ("import sys; from selfsup.cli import run_stage; from stages.select import main; "
+              "run_stage(main, ['--out', 'selected.json']); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert json.loads((workdir / "selected.json").read_text()) == {"pretext": "rotation"}
