@@ -196,7 +196,7 @@ class FinetuneParams(OptimParams):
 class DistillParams(OptimParams):
     """A student trained on every training image with the fine-tuned model's predictions as targets."""
 
-    when: Literal["auto", "always", "never"] = "auto"
+    when: Literal["auto", "always", "never"] = "never"
     init: Literal["teacher", "backbone"] = "teacher"
     epochs: int = field(default=3, metadata=check(positive, "a positive integer"))
     rounds: int = field(default=2, metadata=check(positive, "a positive integer"))

@@ -47,6 +47,7 @@ def run_until_distill(workdir, per_class):
     pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
     set_param(workdir, "finetune", "labels_per_class", per_class)
     set_param(workdir, "distill", "epochs", 2)
+    set_param(workdir, "distill", "when", "auto")  # a student below every label (off by default)
     finetune_stage.main(FINETUNE)
 
 

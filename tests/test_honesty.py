@@ -43,6 +43,7 @@ def budgeted(workdir):
     set_param(workdir, "finetune", "labels_per_class", 3)
     set_param(workdir, "finetune", "keep", "best")
     set_param(workdir, "finetune", "epochs", 3)
+    set_param(workdir, "distill", "when", "auto")  # a student below every label (off by default)
     set_param(workdir, "distill", "epochs", 1)
     set_param(workdir, "distill", "threshold", 0.0)  # soft targets: every unlabelled image gets one
     return workdir

@@ -283,9 +283,10 @@ def test_a_changed_param_reruns_only_the_stages_it_affects(tiny_repo):
     detail = json.loads((repo / "metrics/probe/exemplar/detail.json").read_text())
     assert probe["layer"] == detail["draws"]["all"][0]["layer"] and set(probe["test"]) == set(detail["test"]) == {"2", "all"}
 
-    # below every label the student is distilled (and delivered); a distill param reruns it, evaluate and export,
-    # no finetune
-    out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.labels_per_class=5"], repo, env)
+    # below every label, with distillation on (off by default), the student is distilled (and delivered); a distill
+    # param reruns it, evaluate and export, no finetune
+    out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.labels_per_class=5", "-S", "distill.when=auto"],
+              repo, env)
     assert stages_run(out) - {"select"} == {"finetune", "distill", "evaluate", "export"}
     evaluated = json.loads((repo / "metrics/evaluate/metrics.json").read_text())
     assert evaluated["distilled"] and set(evaluated["finetuned"]) == set(evaluated["test"])
@@ -375,6 +376,7 @@ def test_your_own_image_folder_runs_through_every_stage(tmp_path):
         params["data"].update(dataset="folder", folder={**params["data"]["folder"], "root": str(root), "image_size": 16})
         shrink_params(params, batch_size=16, val_images=16)
         params["finetune"].update(batch_size=16, labels_per_class=15, budget="at_most")
+        params["distill"]["when"] = "auto"  # the unlabelled folder's images used twice
         # every pretext trains on RGB images in-process (tests/test_deepfashion.py) and runs under DVC in the tiny
         # run; here one beside `none`
         params["pretexts"] = ["none", "autoencoder"]
