@@ -11,12 +11,17 @@ from pathlib import Path
 from selfsup import SelfSupError
 from selfsup.io import atomic_path
 
-from torchvision.datasets import FashionMNIST
-
-# The release's files, md5s and mirrors, as torchvision knows them.
-FASHION_MNIST_FILES = dict(FashionMNIST.resources)
-OFFICIAL_MIRRORS = tuple(FashionMNIST.mirrors)
-CLASSES = tuple(FashionMNIST.classes)
+# The release's files, md5s, mirrors and class names, as torchvision's FashionMNIST knows them (a test compares
+# them); written out, so that the download and preprocess stages start without importing torchvision, which
+# imports torch's compiler (about 2 s).
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+OFFICIAL_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MIRROR_ENV = "FASHION_MNIST_MIRROR"
 
 

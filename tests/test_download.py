@@ -1,10 +1,13 @@
+import ast
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
 from selfsup import download as dl
 from selfsup.download import DownloadError, download_fashion_mnist, fetch_file
-from tests.conftest import fashion_mnist_source
+from tests.conftest import REPO, fashion_mnist_source
 
 
 def make_mirror(folder, files: dict[str, bytes]):
@@ -63,6 +66,17 @@ def test_official_files_are_torchvisions():
 
     assert list(dl.FASHION_MNIST_FILES.items()) == list(FashionMNIST.resources)
     assert len(dl.FASHION_MNIST_FILES) == 4
+    assert list(dl.OFFICIAL_MIRRORS) == list(FashionMNIST.mirrors)
+    assert list(dl.CLASSES) == list(FashionMNIST.classes)
+
+
+def test_the_data_stages_start_without_torchvision():
+    """download and preprocess know the release from selfsup.download alone: importing torchvision (and the
+    compiler it imports) would add about 2 s to each."""
+    script = "import sys, stages.download, stages.preprocess; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    loaded = set(ast.literal_eval(done.stdout.splitlines()[-1]))
+    assert "torch" in loaded and "torchvision" not in loaded
 
 
 def test_real_files_have_the_release_md5(fmnist_raw):
