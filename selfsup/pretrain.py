@@ -4,6 +4,7 @@ held-out images each epoch, and pictures of what it learned."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,28 +22,41 @@ if TYPE_CHECKING:
 GRID_IMAGES = 8  # held-out images in the reconstruction grid of a pretext whose outputs are images
 
 
+def grid_image(images: torch.Tensor, nrow: int, padding: int, zoom: int, pad_value: float = 0.0) -> "PIL.Image.Image":
+    """Images (N ≥ 2, C, H, W; values in [0, 1]) in rows of `nrow`, `padding` pixels of `pad_value` between and
+    around them, `zoom`× enlarged (nearest), as one 8-bit RGB image: what torchvision's make_grid and to_pil_image
+    make (a test compares the bytes), without importing torchvision, which imports torch's compiler (about 2 s of
+    every pretrain stage's start)."""
+    from PIL import Image
+
+    images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    count, channels, height, width = images.shape
+    columns = min(nrow, count)
+    rows = math.ceil(count / columns)
+    grid = images.new_full((channels, rows * (height + padding) + padding, columns * (width + padding) + padding),
+                           pad_value)
+    for k, image in enumerate(images):
+        row, column = divmod(k, columns)
+        top, left = padding + row * (height + padding), padding + column * (width + padding)
+        grid[:, top:top + height, left:left + width] = image
+    grid = grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+    return Image.fromarray((grid.permute(1, 2, 0) * 255).to(torch.uint8).numpy())
+
+
 def image_grid(inputs: torch.Tensor, outputs: torch.Tensor, zoom: int = 3) -> "PIL.Image.Image":
     """Inputs (top row) above outputs (bottom row), `zoom`× enlarged (nearest: the pixels stay pixels), as one
     8-bit image for dvclive."""
-    from torchvision.transforms.functional import to_pil_image
-    from torchvision.utils import make_grid
-
-    grid = make_grid(torch.cat([inputs, outputs]).float().clamp(0, 1).cpu(), nrow=len(inputs), padding=2)
-    return to_pil_image(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2))
+    return grid_image(torch.cat([inputs, outputs]).float().clamp(0, 1).cpu(), nrow=len(inputs), padding=2, zoom=zoom)
 
 
 def filter_grid(backbone: nn.Module, zoom: int = 8) -> "PIL.Image.Image":
     """The first convolution's 64 filters, each stretched to [0, 1], 8 to a row, `zoom`× enlarged (about 400 px
     square: large enough to compare two pretexts' side by side): what the pretext taught the first layer (a random
     backbone's filters are noise)."""
-    from torchvision.transforms.functional import to_pil_image
-    from torchvision.utils import make_grid
-
     weight = backbone.conv[0].weight.detach().float().cpu()
     low = weight.amin(dim=(1, 2, 3), keepdim=True)
     high = weight.amax(dim=(1, 2, 3), keepdim=True)
-    grid = make_grid((weight - low) / (high - low).clamp(min=1e-12), nrow=8, padding=1, pad_value=1.0)
-    return to_pil_image(grid.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2))
+    return grid_image((weight - low) / (high - low).clamp(min=1e-12), nrow=8, padding=1, zoom=zoom, pad_value=1.0)
 
 
 def pretext_objective(spec: PretextSpec, cfg, backbone: nn.Module, channels: int, image_size: int) -> Objective:

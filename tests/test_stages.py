@@ -274,6 +274,26 @@ def test_the_filter_picture_is_a_square_large_enough_to_compare():
     assert picture.size == (8 * (8 * 6 + 1), 8 * (8 * 6 + 1)) == (392, 392)
 
 
+@pytest.mark.parametrize("shape, nrow, padding, pad_value", [((64, 1, 5, 5), 8, 1, 1.0), ((64, 3, 5, 5), 8, 1, 1.0),
+                                                             ((16, 1, 8, 8), 8, 2, 0.0), ((5, 3, 4, 6), 3, 2, 0.5)])
+def test_the_pictures_are_torchvisions_grid_byte_for_byte(shape, nrow, padding, pad_value):
+    """The filter and reconstruction pictures are drawn without torchvision, pixel for pixel as its make_grid and
+    to_pil_image draw them (so the committed pictures did not change)."""
+    from torchvision.transforms.functional import to_pil_image
+    from torchvision.utils import make_grid
+
+    from selfsup.pretrain import grid_image
+
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    images[0, :, 0, 0] = 1.0  # the ends of the range
+    images[1, :, 0, 0] = 0.0
+    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
+    expected = to_pil_image(grid.repeat_interleave(3, 1).repeat_interleave(3, 2))
+    ours = grid_image(images, nrow=nrow, padding=padding, zoom=3, pad_value=pad_value)
+    assert ours.mode == expected.mode == "RGB" and ours.size == expected.size
+    assert ours.tobytes() == expected.tobytes()
+
+
 def test_select_checks_the_pretext_without_importing_torch(workdir):
     """`select` (the first stage of every `dvc exp run -S pretext=...`) reads params.yaml and writes its choice; it
     starts without torch, whose import would be most of its time."""
