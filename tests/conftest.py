@@ -1,6 +1,9 @@
+import ast
 import gzip
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -54,6 +57,15 @@ def workdir(tmp_path, monkeypatch):
     save_prepared(tmp_path / "prepared", make_splits(sets, 0.2, 1.0, 0), ["w", "x", "y", "z"], "synthetic")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def modules_loaded(code: str, cwd: Path = REPO) -> set[str]:
+    """The names of the modules a fresh interpreter holds after running `code` in `cwd`, the project importable:
+    what a stage's start costs is mostly what it imports."""
+    script = f"{code}\nimport sys; print(sorted(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", script], cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, check=True).stdout
+    return set(ast.literal_eval(out.splitlines()[-1]))
 
 
 def set_param(workdir, section, key, value):

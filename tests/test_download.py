@@ -1,13 +1,10 @@
-import ast
 import hashlib
-import subprocess
-import sys
 
 import pytest
 
 from selfsup import download as dl
 from selfsup.download import DownloadError, download_fashion_mnist, fetch_file
-from tests.conftest import REPO, fashion_mnist_source
+from tests.conftest import fashion_mnist_source, modules_loaded
 
 
 def make_mirror(folder, files: dict[str, bytes]):
@@ -73,9 +70,7 @@ def test_official_files_are_torchvisions():
 def test_the_data_stages_start_without_torchvision():
     """download and preprocess know the release from selfsup.download alone: importing torchvision (and the
     compiler it imports) would add about 2 s to each."""
-    script = "import sys, stages.download, stages.preprocess; print(sorted({m.split('.')[0] for m in sys.modules}))"
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
-    loaded = set(ast.literal_eval(done.stdout.splitlines()[-1]))
+    loaded = {m.split(".")[0] for m in modules_loaded("import stages.download, stages.preprocess")}
     assert "torch" in loaded and "torchvision" not in loaded
 
 
