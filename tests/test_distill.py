@@ -100,7 +100,7 @@ def test_distillation_is_seeded(workdir):
 
 @pytest.mark.parametrize("per_class, when, distilled", [(3, "auto", True), ("all", "auto", False),
                                                         (3, "never", False), ("all", "always", True)])
-def test_the_switch_delivers_the_student_or_the_teacher(workdir, per_class, when, distilled):
+def test_the_switch_delivers_the_student_or_the_teacher(workdir, monkeypatch, per_class, when, distilled):
     run_until_distill(workdir, per_class)
     set_param(workdir, "distill", "when", when)
     distill.main(DISTILL)
@@ -109,9 +109,12 @@ def test_the_switch_delivers_the_student_or_the_teacher(workdir, per_class, when
     assert json.loads((workdir / "m/dist/metrics.json").read_text())["distilled"] == distilled
     curves = (workdir / "m/dist/curves.csv").read_text().splitlines()  # dvc.yaml's plot, either way
     assert len(curves) == (1 + 2 * 2 if distilled else 1)  # header, then train and val rows of 2 epochs
+    calls = []
+    monkeypatch.setattr(evaluate, "predict", lambda *args, **kwargs: calls.append(1) or predict(*args, **kwargs))
     evaluate.main(["--model", "dist/model.pt", "--finetuned", "ft/model.pt", "--data", "prepared", "--metrics", "m/ev"])
     metrics = json.loads((workdir / "m/ev/metrics.json").read_text())
     assert metrics["distilled"] == distilled and set(metrics["finetuned"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert len(calls) == (2 if distilled else 1)  # the teacher, when it is what was delivered, is predicted once
     if not distilled:
         assert metrics["finetuned"] == {k: metrics["test"][k] for k in metrics["finetuned"]}
 

@@ -284,9 +284,9 @@ def test_a_changed_param_reruns_only_the_stages_it_affects(tiny_repo):
     assert probe["layer"] == detail["draws"]["all"][0]["layer"] and set(probe["test"]) == set(detail["test"]) == {"2", "all"}
 
     # below every label, with distillation on (off by default), the student is distilled (and delivered); a distill
-    # param reruns it, evaluate and export, no finetune
-    out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.labels_per_class=5", "-S", "distill.when=auto"],
-              repo, env)
+    # param reruns it, evaluate and export, no finetune (one round of one epoch: the rounds are tests/test_distill.py's)
+    out = run(["dvc", "exp", "run", "-S", "pretext=none", "-S", "finetune.labels_per_class=5", "-S", "distill.when=auto",
+               "-S", "distill.rounds=1", "-S", "distill.epochs=1"], repo, env)
     assert stages_run(out) - {"select"} == {"finetune", "distill", "evaluate", "export"}
     evaluated = json.loads((repo / "metrics/evaluate/metrics.json").read_text())
     assert evaluated["distilled"] and set(evaluated["finetuned"]) == set(evaluated["test"])
