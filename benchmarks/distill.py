@@ -1,10 +1,11 @@
 """Distillation variants against their teacher: how a student trained on the fine-tuned model's predictions
 for every training image compares with the fine-tuned model itself.
 
-    python -m benchmarks.distill [--pretexts rotation] [--budgets 10 100] [--seeds 1] [--variants ...]
-        [--data data/prepared] [--backbones models/pretrain] [--out metrics/distill_recipe.tsv]
+    python -m benchmarks.distill [--pretexts rotation] [--budgets 10 100] [--seeds 1] [--first-seed 0]
+        [--variants ...] [--data data/prepared] [--backbones models/pretrain] [--out metrics/distill_recipe.tsv]
 
-For every pretext, budget and seed, the finetune stage's own code fine-tunes a teacher (params.yaml's finetune
+For every pretext, budget and seed (`--seeds` of them from `--first-seed`: more seeds for rows already measured
+add to them, as each seed's row replaces only its own), the finetune stage's own code fine-tunes a teacher (params.yaml's finetune
 section at the sweep's epochs for the budget), then the distill stage's own code (selfsup.distill.distill_student)
 trains one student per variant (BASELINE changed by the variant). Rows: accuracy on the
 budget's honest val images (at most labels_per_class per class: what decides a default) and on the test set
@@ -67,23 +68,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--pretexts", nargs="+", default=["rotation"])
     parser.add_argument("--budgets", nargs="+", type=parse_budget, default=[10, 100])
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first of them")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", default="data/prepared")
     parser.add_argument("--backbones", default="models/pretrain")
     parser.add_argument("--out", default="metrics/distill_recipe.tsv")
     args = parser.parse_args(argv)
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error("--seeds must be at least 1 and --first-seed at least 0")
     params = load_params()
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     train = splits["train"]
     runtime = setup(params.compute, meta)
-    rows = []
     for pretext in args.pretexts:
         backbone = load_backbone(Path(args.backbones) / pretext / "backbone.pt", pretext, params.model)["state_dict"]
         start = Start(backbone, params.model, meta, len(prepared.classes))
         for budget in args.budgets:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 cfg = dataclasses.replace(params.finetune, labels_per_class=budget, seed=seed,
                                           epochs=EPOCHS.get(budget, params.finetune.epochs))
                 teacher, _, _, val = finetune_backbone(start, train, splits["val"], cfg, get_pretext(pretext).trains,
@@ -96,6 +99,7 @@ def main(argv=None):
                 def worst_recall(model, split):  # the lowest recall of a class: a class the targets starved
                     return worst_class(predict(model, split.images, runtime, 1000), split.labels, prepared.classes)[0]
 
+                rows = []
                 row = {"pretext": pretext, "labels_per_class": budget, "seed": seed, "val_images": len(val),
                        "teacher_epochs": cfg.epochs, "teacher_min_steps": cfg.min_steps,
                        "teacher_val_accuracy": accuracy(teacher, val),
@@ -117,7 +121,8 @@ def main(argv=None):
                     tqdm.write(f"{pretext} {budget} seed {seed} {name}: val {row['teacher_val_accuracy']:.4f} -> "
                                f"{rows[-1]['val_accuracy']:.4f}, test {row['teacher_test_accuracy']:.4f} -> "
                                f"{rows[-1]['test_accuracy']:.4f} ({seconds:.0f} s)")
-    write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed", "epochs"])
+                # each seed's rows as soon as they are measured: an interrupted run keeps the seeds it finished
+                write_runs(Path(args.out), rows, ["pretext", "labels_per_class", "variant", "seed", "epochs"])
 
 
 if __name__ == "__main__":
