@@ -419,17 +419,24 @@ def test_consistency_table_pairs_each_variant_with_plain_fine_tuning_and_shows_t
                        "| consistency, fixed threshold | rotation | +2.00 (-10.71 to +14.71) |"]
 
 
-def test_balance_table_shows_the_teacher_and_pairs_each_pseudo_labelling_with_the_first():
-    run = {"pretext": "rotation", "labels_per_class": 10, "val_images": 100, "teacher_val_accuracy": 0.70,
-           "teacher_test_accuracy": 0.71, "teacher_test_worst_class": 0.30, "threads": 1, "compute": "cpu"}
-    rows = [{**run, "seed": seed, "variant": v, "val_accuracy": val, "test_accuracy": 0.72, "test_worst_class": worst,
-             "targets": targets}
-            for v, vals, worst, targets in [("threshold", [0.70, 0.72], 0.0, 20000), ("balanced", [0.74, 0.77], 0.4, 20010)]
-            for seed, val in enumerate(vals)]
+def test_balance_table_shows_the_teacher_and_pairs_each_pseudo_labelling_with_the_first_and_its_teacher():
+    run = {"pretext": "rotation", "labels_per_class": 10, "val_images": 100, "teacher_test_worst_class": 0.30,
+           "threads": 1, "compute": "cpu"}
+    teachers = {0: (0.70, 0.71), 1: (0.70, 0.71), 2: (0.76, 0.74)}  # val, test of each seed's teacher
+    rows = [{**run, "seed": seed, "variant": v, "teacher_val_accuracy": teachers[seed][0],
+             "teacher_test_accuracy": teachers[seed][1], "val_accuracy": val, "test_accuracy": test,
+             "test_worst_class": worst, "targets": targets}
+            for v, runs, worst, targets in [("threshold", [(0.70, 0.73), (0.72, 0.74), (0.78, 0.76)], 0.0, 20000),
+                                            ("balanced", [(0.74, 0.71), (0.77, 0.71)], 0.4, 20010)]
+            for seed, (val, test) in enumerate(runs)]
     md = balance_markdown(pd.DataFrame(rows), {"pretexts": ["none", "rotation"]}).splitlines()
-    assert md[2] == "| rotation | 10 | none (the fine-tuned teacher) | 10 per class | 70.00 | 71.00 | 30.0 | 2 |"
-    assert md[3] == "| rotation | 10 | threshold | 20,000 | 71.00 | 72.00 | 0.0 | 2 |"
-    assert md[4] == "| rotation | 10 | balanced | 20,010 | 75.50 (+4.50, -1.85 to +10.85) | 72.00 | 40.0 | 2 |"
+    # the teacher over every seed; each student against the first variant and against its own teacher, seed by seed:
+    # threshold +0, +2, +2 on val and +2, +3, +2 on test; balanced +4, +7 on val and 0, 0 on test
+    assert md[2] == "| rotation | 10 | none (the fine-tuned teacher) | 10 per class | 72.00 | 72.00 | — | — | 30.0 | 3 |"
+    assert md[3] == ("| rotation | 10 | threshold | 20,000 | 73.33 | 74.33 | +1.33 (-1.54 to +4.20) "
+                     "| **+2.33 (+0.90 to +3.77)** | 0.0 | 3 |")
+    assert md[4] == ("| rotation | 10 | balanced | 20,010 | 75.50 (+4.50, -1.85 to +10.85) | 71.00 "
+                     "| +5.50 (-13.56 to +24.56) | +0.00 (+0.00 to +0.00) | 40.0 | 2 |")
 
 
 def test_the_schedule_block_pairs_each_schedule_with_the_probe_of_its_draws(tmp_path):

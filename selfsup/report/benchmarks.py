@@ -228,26 +228,33 @@ def balance_markdown(table: pd.DataFrame, params: dict) -> str:
     """Pseudo-labels by a threshold against pseudo-labels balanced per class (benchmarks/distill.py --out
     metrics/distill_balance.tsv): per pretext, budget and variant, the student's honest val accuracy (what decides)
     with its difference from the first variant seed by seed (the same teacher, labelled and val images), the test
-    accuracy and the test recall of the class the student recognises worst, means over seeds."""
+    accuracy and the test recall of the class the student recognises worst, means over seeds; and each student
+    against its own teacher (the same seed), on val and on test, with 95% intervals."""
     table = by_pretext(table, params)
-    lines = ["| pretext | labels per class | pseudo-labels | images with a target | val | test | worst class on test "
-             "| runs |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| pretext | labels per class | pseudo-labels | images with a target | val | test "
+             "| student − teacher, val | student − teacher, test | worst class on test | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (pretext, budget), part in table.groupby(["pretext", "labels_per_class"], sort=False):
         variants = list(part.variant.unique())
         base = part[part.variant == variants[0]].set_index(["labels_per_class", "seed"]).val_accuracy
         teacher = part.drop_duplicates("seed")
         lines.append(f"| {pretext} | {budget} | none (the fine-tuned teacher) | {budget} per class | "
                      f"{100 * teacher.teacher_val_accuracy.mean():.2f} | {100 * teacher.teacher_test_accuracy.mean():.2f} "
-                     f"| {100 * teacher.teacher_test_worst_class.mean():.1f} | {len(teacher)} |")
+                     f"| — | — | {100 * teacher.teacher_test_worst_class.mean():.1f} | {len(teacher)} |")
         for variant, runs in part.groupby("variant", sort=False):
             at = runs.set_index(["labels_per_class", "seed"])
+            gains = [paired_difference(runs[f"{split}_accuracy"] - runs[f"teacher_{split}_accuracy"])
+                     for split in ("val", "test")]
             lines.append(f"| {pretext} | {budget} | {variant} | {runs.targets.mean():,.0f} | "
                          f"{paired_val(at, None if variant == variants[0] else base)} | "
-                         f"{100 * runs.test_accuracy.mean():.2f} | {100 * runs.test_worst_class.mean():.1f} | {len(runs)} |")
+                         f"{100 * runs.test_accuracy.mean():.2f} | {' | '.join(gains)} | "
+                         f"{100 * runs.test_worst_class.mean():.1f} | {len(runs)} |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     return "\n".join(lines) + ("\n\nMeans over seeds; in brackets the val difference from the first variant, seed by "
-                               "seed, and its 95% interval (**bold**: it excludes 0); the teachers fine-tuned on the "
-                               f"default schedule; {table.compute.iloc[0]}, {threads} thread(s).")
+                               "seed, and its 95% interval; student − teacher: each student against its own teacher "
+                               "(the same seed: the same labelled and val images), with its 95% interval (**bold**: an "
+                               "interval that excludes 0); the teachers fine-tuned on the default schedule; "
+                               f"{table.compute.iloc[0]}, {threads} thread(s).")
 
 
 def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
