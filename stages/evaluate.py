@@ -40,8 +40,9 @@ def main(argv=None):
     # the headline (the delivered model), whether it was distilled, and the fine-tuned model's beside it
     summary = {"test": metrics, "distilled": "distill" in ckpt["config"]}
     if args.finetuned:
+        finetuned = load_checkpoint(args.finetuned, "classifier")  # read either way: a wrong file is still an error
         # not distilled, the delivered model is the fine-tuned one (distill copied its file): predicted already
-        again = test_predictions(load_checkpoint(args.finetuned, "classifier")) if summary["distilled"] else predicted
+        again = test_predictions(finetuned) if summary["distilled"] else predicted
         summary["finetuned"] = classification_metrics(test.labels, again, classes)
         summary["finetuned"].pop("per_class")
     out = Path(args.metrics)
