@@ -13,7 +13,7 @@ from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path
 from selfsup.report.data import merged
 
-EPOCHS = {10: 60, 100: 40, 1000: 15}  # the sweep's fine-tuning epochs per budget (README: the sweep)
+EPOCHS = {10: 60, 100: 40, 1000: 15}  # the label-efficiency sweep's fine-tuning epochs per budget (docs/results.md)
 
 
 def parse_budget(text: str) -> int | str:

@@ -10,7 +10,8 @@ stage's protocol (selfsup.probe.probe_backbone, its params but the label budgets
 backbone. What decides is the probe's accuracy on its honest val images (at most k per class, at the layer each
 label draw chose, the mean over draws); the test accuracy is reported, never used to choose. `seconds` is the wall
 time of the pre-training alone, on whatever else the machine was running; the reference variant of each pretext runs
-in the same session, so the minutes compare. `python -m selfsup.report` renders the file into the README.
+in the same session, so the minutes compare. `python -m selfsup.report` renders the file into docs/results.md
+(Pre-training: where its minutes pay).
 Not a test: a variant takes minutes (the reference rotation and exemplar about 8 and 10 on 2 threads).
 """
 

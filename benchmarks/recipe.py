@@ -7,9 +7,10 @@ Every row is one run of the finetune stage's own code (selfsup.finetune.finetune
 and a pretrained backbone, with the baseline's finetune params (the rest from params.yaml) changed by one
 variant, at the sweep's epochs for the budget: its accuracy on the budget's honest val images (at most labels_per_class per class; what a user with
 that budget could measure, and what decides whether an ingredient is kept) and on the test set (reported,
-never used to choose). `python -m selfsup.report` turns the file into the README's ablation table. Its
-`seconds` are wall time of the fine-tuning as measured, on whatever else the machine was running (a variant
-that only classifies differently, flip TTA, reuses the baseline's fine-tuning of the same run and its seconds). Not a test: a run takes
+never used to choose). `python -m selfsup.report` turns the file into the ablation table of docs/results.md
+(The fine-tuning recipe, one ingredient at a time). Its `seconds` are wall time of the fine-tuning as measured,
+on whatever else the machine was running (a variant that only classifies differently, flip TTA, reuses the
+baseline's fine-tuning of the same run and its seconds). Not a test: a run takes
 seconds at 10 labels per class and about a minute at 100 on one core; with consistency training (--base consistency:
 params.yaml's recipe on its own schedule, the unlabelled images in every step, and the class recognised worst on test)
 several minutes.

@@ -17,7 +17,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Render the results: README.md's and docs/results.md's tables and the charts, from metrics/ "
                     "and params.yaml. Everything is computed before anything is written; a file whose text is "
                     "unchanged is left alone.",
-        epilog="After a sweep (README: The label-efficiency sweep):\n"
+        epilog="After a sweep (docs/results.md: The label-efficiency sweep):\n"
                "  python -m selfsup.report --experiments            # the experiments of HEAD\n"
                "  python -m selfsup.report --experiments --rev abc1234  # ... of the commit they were queued from")
     parser.add_argument("--experiments", action="store_true",
