@@ -148,7 +148,7 @@ def main():
           f"images {CHANNELS}x{SIZE}x{SIZE}")
 
     plain = images_per_second(supervised(), n, args.batch_size, auto)
-    print("\nstep (the pipeline's settings)        images/s   cost per image vs plain")
+    print("\nstep (the papers' views)              images/s   cost per image vs plain")
     print(f"  plain supervised step              {plain:8.0f}   1.00")
     finetune = images_per_second(supervised(augment=True), n, args.batch_size, auto)
     print(f"  finetune step (flip + translate)   {finetune:8.0f}   {plain / finetune:.2f}")
