@@ -1,5 +1,5 @@
 """The statistics the report's answers rest on: paired 95% intervals, and how many labels `none` needs to match a
-pretext (interpolated on the log-budget curve, with a bootstrap interval over seeds)."""
+pretext (interpolated on the log-budget curve, with an interval from Student-t draws of the means over seeds)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def t975(df: int) -> float:
 def paired_interval(differences) -> tuple[int, float, float, float]:
     """(pairs, mean, low, high) of paired differences: the mean and its 95% confidence interval (t over the
     pairs; NaN bounds for one pair)."""
+    differences = differences.dropna()  # a run that recorded no accuracy is no pair
     n, mean = len(differences), differences.mean()
     half = t975(n - 1) * differences.std(ddof=1) / n ** 0.5 if n > 1 else float("nan")
     return n, mean, mean - half, mean + half
@@ -53,14 +54,29 @@ def labels_matching(budgets: np.ndarray, accuracy: np.ndarray, target: np.ndarra
 COLUMNS = ["pretext", "labels_per_class", "seeds", "labels", "low", "high", "saved", "largest"]
 
 
-def labels_to_match(table: pd.DataFrame, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def mean_draws(values: np.ndarray, rng: np.random.Generator, draws: int) -> np.ndarray:
+    """`draws` × k draws of the means of `values` (n runs × k paired quantities, n ≥ 2) from their Student-t
+    distribution: mean + (sample covariance / n)^½ · z · ((n − 1) / χ²ₙ₋₁)^½, the multivariate form of the t
+    interval a paired difference gets. With three seeds its tails are as heavy as t's with 2 degrees of freedom; a
+    resampling of three seeds has 10 distinct means and covers the truth far less often than it claims."""
+    n, k = values.shape
+    cov = np.atleast_2d(np.cov(values, rowvar=False, ddof=1))
+    eigenvalues, vectors = np.linalg.eigh(cov)
+    root = vectors * np.sqrt(np.clip(eigenvalues, 0, None))  # root @ root.T == cov (positive semi-definite)
+    scale = np.sqrt((n - 1) / rng.chisquare(n - 1, size=(draws, 1)))
+    return values.mean(axis=0) + (rng.standard_normal((draws, k)) @ root.T) * scale / math.sqrt(n)
+
+
+def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
     """Per pretext (not `none`) and numeric budget but the largest of `table` (one protocol's sweep rows: pretext,
     labels_per_class, seed, test_accuracy): the labels per class `none` needs to match the pretext's mean
-    accuracy there (`labels_matching` on `none`'s mean curve over the numeric budgets), and its 95% bootstrap
-    interval: the seeds of every budget resampled with replacement, a pretext's budget paired by seed with
-    `none`'s (the same labelled images), the 2.5 and 97.5 percentiles of the resampled answers (inf: beyond the
-    largest budget). `saved` is the share of `none`'s labels the pretext does without, 1 − budget / labels,
-    at least 0 (1 where `none` never matches it on the grid); `largest` the curve's largest budget. Deterministic: `seed` seeds the resampling."""
+    accuracy there (`labels_matching` on `none`'s mean curve over the numeric budgets), and its 95% interval: the
+    mean of every budget of `none`'s curve drawn from its Student-t distribution over the seeds (`mean_draws`), the
+    pretext's mean and `none`'s at its budget drawn together over their paired seeds (the same labelled images),
+    the 2.5 and 97.5 percentiles of the answers (inf: beyond the largest budget). No interval (NaN) where a budget
+    has a single seed. `saved` is the share of `none`'s labels the pretext does without, 1 − budget / labels, at
+    least 0 (1 where `none` never matches it on the grid); `largest` the curve's largest budget. Deterministic:
+    `seed` seeds the draws."""
     numeric = table[table.labels_per_class.astype(str).str.isdigit()]
     wide = numeric.pivot_table(index=["labels_per_class", "seed"], columns="pretext", values="test_accuracy")
     if "none" not in wide:
@@ -68,8 +84,9 @@ def labels_to_match(table: pd.DataFrame, resamples: int = 2000, seed: int = 0) -
     budgets = sorted({b for b in wide.index.get_level_values(0) if wide.loc[b]["none"].notna().any()}, key=int)
     curve = {b: wide.loc[b]["none"].dropna().to_numpy() for b in budgets}
     rng = np.random.default_rng(seed)
-    draws = {b: rng.integers(0, len(curve[b]), size=(resamples, len(curve[b]))) for b in budgets}
-    boot = np.stack([curve[b][draws[b]].mean(axis=1) for b in budgets], axis=1)  # resamples x budgets
+    known = all(len(curve[b]) > 1 for b in budgets)  # every budget's mean has a spread to draw from
+    drawn = (np.stack([mean_draws(curve[b][:, None], rng, draws)[:, 0] for b in budgets], axis=1) if known
+             else None)  # draws x budgets
     point = np.array([curve[b].mean() for b in budgets])
     grid = np.array([int(b) for b in budgets])
     out = []
@@ -78,17 +95,18 @@ def labels_to_match(table: pd.DataFrame, resamples: int = 2000, seed: int = 0) -
             pairs = wide.loc[b][[pretext, "none"]].dropna()
             if pairs.empty:
                 continue
-            # the pretext's budget, and none's there, resampled over the same paired seeds
-            pick = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
             at = budgets.index(b)
-            curves = boot.copy()
-            curves[:, at] = pairs["none"].to_numpy()[pick].mean(axis=1)
-            values = labels_matching(grid, curves, pairs[pretext].to_numpy()[pick].mean(axis=1))
             centre = point.copy()
             centre[at] = pairs["none"].mean()
             labels = labels_matching(grid, centre[None, :], np.array([pairs[pretext].mean()]))[0]
-            ranked = np.sort(values)  # inf sorts last; the percentiles by rank, no interpolation across inf
-            low, high = ranked[int(0.025 * (resamples - 1))], ranked[math.ceil(0.975 * (resamples - 1))]
+            low = high = float("nan")
+            if drawn is not None and len(pairs) > 1:
+                # the pretext's mean and none's at its budget, drawn together over the same paired seeds
+                both = mean_draws(pairs[[pretext, "none"]].to_numpy(), rng, draws)
+                curves = drawn.copy()
+                curves[:, at] = both[:, 1]
+                ranked = np.sort(labels_matching(grid, curves, both[:, 0]))  # inf sorts last: percentiles by rank
+                low, high = ranked[int(0.025 * (draws - 1))], ranked[math.ceil(0.975 * (draws - 1))]
             out.append({"pretext": pretext, "labels_per_class": b, "seeds": len(pairs), "labels": labels,
                         "low": low, "high": high, "saved": max(0.0, 1 - int(b) / labels), "largest": grid[-1]})
     return pd.DataFrame(out, columns=COLUMNS)

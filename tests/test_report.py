@@ -171,10 +171,15 @@ def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults(
                                             ("rotation", 0, 0.99)]]).assign(min_steps=[0, 0, 0, 500])
     params = {"pretexts": ["none", "rotation"], "pretrain": {"rotation": {"views": 1, "epochs": 4}}}
     md = views_markdown(reference, current, params).splitlines()
-    assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | 74.00 ± 1.41 (2) | +3.00 |"
+    assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | 74.00 ± 1.41 (2) | **+3.00** (+3.00 to +3.00; 2 seeds) |"
     assert len(md) == 5  # none has no reference row
     md = views_markdown(reference, current[current.pretext == "none"], params).splitlines()
     assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | — | — |"  # not yet run on the new backbone
+    # only the seeds both ran, paired: a seed the reference lacks changes nothing, one less narrows both columns
+    more = pd.concat([current, current.iloc[[0]].assign(seed=5, test_accuracy=0.10)])
+    assert views_markdown(reference, more, params) == views_markdown(reference, current, params)
+    md = views_markdown(reference, current.drop(index=1), params).splitlines()
+    assert md[2] == "| rotation | 10 | 4 | 70.00 ± 0.00 (1) | 1 | 73.00 ± 0.00 (1) | +3.00 (1 seed) |"
     assert (signed(-0.004), signed(-0.006), signed(3)) == ("+0.00", "-0.01", "+3.00")  # no -0.00 in any table
 
 
@@ -194,6 +199,45 @@ def test_a_longer_schedule_is_a_row_of_its_own_and_the_answer_shows_params_yamls
         "Protocol `full`; fine-tuning schedule per budget: 10: 15 epochs, 15 epochs, at least 500 steps; "
         "1000: 15 epochs.")
     assert budget_schedules(shown) == "10: 15 epochs, at least 500 steps; 1000: 15 epochs"
+
+
+def test_one_schedule_per_budget_is_shown_never_two_pooled():
+    rows = [exp_entry(f"l{s}", p, 10, 0.70 + s / 100, f"2026-01-01T00:00:0{s}", seed=s)
+            for s in range(3) for p in ("none", "rotation")]
+    short = [exp_entry(f"s{p}", p, 10, 0.50 if p == "none" else 0.70, "2026-01-02T00:00:00", seed=0)
+             for p in ("none", "rotation")]
+    for entry in short:
+        entry["data"]["params"]["params.yaml"]["data"]["finetune"]["epochs"] = 5
+    table = experiment_rows(rows + short)
+    assert sorted(set(table.epochs)) == [5, 15]
+    shown = on_schedule(table, 0)  # 6 runs of 15 epochs against 2 of 5: the 15 epochs' alone
+    assert set(shown.epochs) == {15} and len(shown) == 6
+    line = answer_markdown(shown, ["none", "rotation"])
+    assert "`rotation` 71.00%, +0.00 points" in line and "+20.00" not in line
+
+
+def test_another_recipe_is_a_row_of_its_own_and_not_in_the_answer(tmp_path):
+    baseline = exp_entry("main", "none", 10, 0.60, "2026-01-01T00:00:00")
+    plain = exp_entry("plain", "rotation", 10, 0.70, "2026-01-02T00:00:00")
+    mixed = exp_entry("fixmatch", "rotation", 10, 0.80, "2026-01-03T00:00:00")
+    mixed["data"]["params"]["params.yaml"]["data"]["finetune"]["unlabelled"] = "consistency"
+    folder = exp_entry("mine", "rotation", 10, 0.30, "2026-01-04T00:00:00")
+    folder["data"]["params"]["params.yaml"]["data"]["data"] = {"dataset": "folder"}
+    baseline["experiments"] = [{"revs": [plain]}, {"revs": [mixed]}, {"revs": [folder]}]
+    comparison = sweep_tables(experiment_rows([baseline]))[0]
+    assert sorted(zip(comparison.experiment, comparison.variant)) == [
+        ("fixmatch", "finetune.unlabelled=consistency"), ("main", ""), ("mine", ""), ("plain", "")]
+    (tmp_path / "metrics").mkdir()
+    comparison.to_csv(tmp_path / "metrics/comparison.tsv", sep="\t", index=False)
+    (tmp_path / "params.yaml").write_text("data: {dataset: fashion_mnist}\nfinetune: {min_steps: 0}\n")
+    shown = read_comparison(tmp_path)  # the commit's recipe on params.yaml's dataset: never pooled with the others
+    assert sorted(shown.experiment) == ["main", "plain"]
+    # a table collected before the variant was recorded: its rows are the commit's recipe
+    comparison.drop(columns="variant").to_csv(tmp_path / "metrics/comparison.tsv", sep="\t", index=False)
+    assert sorted(read_comparison(tmp_path).experiment) == ["fixmatch", "main", "plain"]
+    again = merged(tmp_path / "metrics/comparison.tsv", sweep_tables(experiment_rows([baseline]))[0], EXPERIMENT_KEYS)
+    assert list(again.columns) == list(comparison.columns)  # collected again: each recipe its own row
+    assert sorted(zip(again.experiment, again.variant)) == sorted(zip(comparison.experiment, comparison.variant))
 
 
 def test_a_floor_the_epochs_exceed_is_recorded_as_none_since_it_changes_nothing():
@@ -228,10 +272,10 @@ def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
     lines = answer_markdown(table, ["none", "rotation", "autoencoder"]).splitlines()
     assert lines[0] == ("- **10 labels per class** (`none` 60.00%): `rotation` 65.00%, +5.00 points (one seed: no "
                         "interval); `autoencoder` 55.00%, -5.00 points (one seed: no interval). `rotation` with 10 "
-                        "labels per class does as well as `none` with 32 (95% CI 32 to 32): it saves 68% of the labels "
-                        "(95% CI 68% to 68%).")  # halfway from 60% to 70%: halfway from 10 to 100 on a log scale
+                        "labels per class does as well as `none` with 32: it saves 68% of the labels (a budget with "
+                        "one seed: no interval).")  # halfway from 60% to 70%: halfway from 10 to 100 on a log scale
     assert lines[1].startswith("- **100 labels per class** (`none` 70.00%): `rotation` 80.00%")
-    assert "does as well as `none` with 464 (" in lines[1]  # two thirds of the way from 70% at 100 to 85% at 1000
+    assert "does as well as `none` with 464:" in lines[1]  # two thirds of the way from 70% at 100 to 85% at 1000
     assert lines[2].startswith("- **1000 labels per class** (`none` 85.00%): `rotation` 86.00%")
     assert "does as well" not in lines[2]  # nothing above the largest budget to match it with
 

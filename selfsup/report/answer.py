@@ -15,20 +15,38 @@ from selfsup.report.targets import targets_markdown
 GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws the same labelled images, new head "
               "and batch order for every pretext, so the luck of the draw cancels. Its 95% confidence interval (t over "
               "the seeds) is where the gain over many more seeds would likely lie. **Bold**: the interval excludes 0, "
-              "a gain these seeds show; the others are too close to tell from `none` with these seeds.")
+              "a gain these seeds show; the others are too close to tell from `none` with these seeds. The seeds vary "
+              "the labelled images and the fine-tuning; each pretext's backbone was pre-trained once, so the intervals "
+              "leave out how much another pre-training run would move it. Each interval is 95% on its own: among many "
+              "gains, about one in twenty could exclude 0 by chance alone, so a gain that recurs across budgets is "
+              "stronger evidence than a lone one.")
 
 
 LABELS_NOTE = ("How many labels per class `none` needs to do as well as each pretext: where `none`'s mean accuracy "
-               "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval from "
-               "resampling the seeds of every budget (a pretext's seeds paired with `none`'s); \"more than\": "
-               "beyond the largest budget measured (`all` is not on the curve).")
+               "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval that "
+               "carries every budget's uncertainty over seeds (each mean drawn from its Student-t spread, a pretext's "
+               "seeds paired with `none`'s; no interval where a budget ran one seed); \"more than\": beyond the "
+               "largest budget measured (`all` is not on the curve).")
+
+
+def chance_text(table: pd.DataFrame) -> str:
+    """How many of the gains shown could exclude 0 by chance alone (each interval 95% on its own); empty with none."""
+    gains = paired_gains(table)
+    n = int((gains.seeds > 1).sum())
+    if not n:
+        return ""
+    return (f"Each of these {n} intervals is 95% on its own: were no pretext any better than `none`, one in twenty "
+            f"would still exclude 0 by chance ({n / 20:.1f} of {n} expected), so a gain that recurs across budgets "
+            "is stronger evidence than a lone one. The seeds vary the labelled images and the fine-tuning; each "
+            "pretext's backbone was pre-trained once.")
 
 
 def comparison_block(table: pd.DataFrame, order=(), classes: int = 10) -> str:
     """The README's answer: a line per budget (the gains and the labels saved, with their intervals), the floor of
     the per-class recall at the smallest budget (of `classes` classes), the accuracy table, and the charts of both."""
     gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
-    lines = "\n\n".join(filter(None, [answer_markdown(table, order), weakest_text(table, classes, order)]))
+    lines = "\n\n".join(filter(None, [answer_markdown(table, order), chance_text(table),
+                                       weakest_text(table, classes, order)]))
     return (f"{lines}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
             f"{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()}){gain_chart}")
 

@@ -45,21 +45,34 @@ def pretexts(root: Path, read) -> list[str]:
     return yaml.safe_load(read(root / "params.yaml"))["pretexts"]
 
 
-def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
-    """A sweep table (COMPARISON, DISTILLED, REFERENCE_VIEWS) of the repository at `root`; `read` maps a path to
-    its text. Rows from before finetune.min_steps ran with none: 0."""
-    table = read_table(root, path, read, dtype={"labels_per_class": str})  # "all" among integers: text
+def with_old_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """A sweep table with the columns added since its rows were collected: min_steps (before finetune.min_steps, 0)
+    and variant (before it was recorded, the commit's own recipe: empty)."""
     if "min_steps" not in table:
         table.insert(list(table.columns).index("epochs") + 1, "min_steps", 0)
+    if "variant" not in table:
+        table.insert(list(table.columns).index("seed") + 1, "variant", "")
+    table["variant"] = table["variant"].fillna("")
     return table
 
 
+def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
+    """A sweep table (COMPARISON, DISTILLED, REFERENCE_VIEWS) of the repository at `root`; `read` maps a path to
+    its text. Rows from before a column was recorded get its old value (`with_old_columns`)."""
+    # "all" among integers: text
+    return with_old_columns(read_table(root, path, read, dtype={"labels_per_class": str, "variant": str}))
+
+
 def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
-    """The rows the answer shows: per budget, those fine-tuned with at least `min_steps` optimizer steps (params.yaml's
-    schedule) where the budget has any, else the budget's rows as they are (the comparison table names each budget's
-    schedule)."""
+    """The rows the answer shows, one fine-tuning schedule per budget: those fine-tuned with at least `min_steps`
+    optimizer steps (params.yaml's schedule) where the budget has any, else the budget's rows as they are; of these,
+    where a budget ran more than one schedule (epochs, min_steps), the one with the most runs (of equal counts, the
+    longer). Never two schedules in one budget's mean or pair (the comparison table names each budget's schedule)."""
     ran = set(table[table.min_steps == min_steps].labels_per_class)
-    return table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
+    table = table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
+    runs = table.groupby(["labels_per_class", "epochs", "min_steps"]).size().reset_index(name="runs")
+    chosen = runs.sort_values(["runs", "epochs", "min_steps"]).drop_duplicates("labels_per_class", keep="last")
+    return table.merge(chosen.drop(columns="runs"), on=["labels_per_class", "epochs", "min_steps"])[table.columns]
 
 
 def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict | None = None,
@@ -70,13 +83,16 @@ def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict
 
 
 def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
-    """metrics/comparison.tsv of the repository at `root`: the rows of params.yaml's schedule (`on_schedule`), or
-    (`every`) every row."""
+    """metrics/comparison.tsv of the repository at `root`: the rows of params.yaml's dataset run with their commit's
+    recipe (no `variant`: another recipe's rows are kept in the file, never pooled with these), of params.yaml's
+    schedule (`on_schedule`), or (`every`) of every schedule."""
     table = read_sweep(root, COMPARISON, read)
+    params = yaml.safe_load(read(root / "params.yaml")) or {}
+    dataset = (params.get("data") or {}).get("dataset")
+    table = table[(table.variant == "") & ((table.dataset == dataset) if dataset else True)]
     if every:
         return table
-    finetune = (yaml.safe_load(read(root / "params.yaml")) or {}).get("finetune") or {}
-    return on_schedule(table, finetune.get("min_steps", 0))
+    return on_schedule(table, (params.get("finetune") or {}).get("min_steps", 0))
 
 
 def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
@@ -130,13 +146,42 @@ def git_per_class(root: Path):
     return read
 
 
+# the params a sweep varies, each a column of its rows (distill's: DISTILL_KEYS and the distilled table), and those
+# that change no fine-tuned model: a difference from the commit's params elsewhere is the row's `variant`
+SWEPT = ("pretext", "pretexts", "data.dataset", "finetune.protocol", "finetune.labels_per_class", "finetune.epochs",
+         "finetune.min_steps", "finetune.seed", "distill.", "export.")
+
+
+def flat(params: dict, prefix: str = "") -> dict:
+    """Nested params as {"finetune.lr": 0.01, ...} (lists are values)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def variant(params: dict, base: dict) -> str:
+    """How an experiment's params differ from its commit's, outside what a sweep varies (SWEPT): e.g.
+    "finetune.unlabelled=consistency"; empty for the commit's own recipe."""
+    mine, theirs = flat(params), flat(base)
+    swept = (lambda k: any(k == s or (s.endswith(".") and k.startswith(s)) for s in SWEPT))
+    changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k) and not swept(k))
+    return ",".join(f"{k}={mine[k] if isinstance(mine.get(k), str) else json.dumps(mine.get(k))}" for k in changed)
+
+
 def experiment_rows(show: list, per_class=lambda rev: None) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on its
-    commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's), with the
-    delivered model's weakest class (`per_class` maps a revision to its per-class table, e.g. `git_per_class`)."""
+    commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's), with its
+    `variant` of the commit's recipe and the delivered model's weakest class (`per_class` maps a revision to its
+    per-class table, e.g. `git_per_class`)."""
+    def all_params(entry: dict) -> dict:
+        return ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
+
     def fraction(entry: dict):
-        params = ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
-        return params.get("preprocess", {}).get("fraction", 1.0)
+        return all_params(entry).get("preprocess", {}).get("fraction", 1.0)
 
     rows = []
     for commit in show:
@@ -158,6 +203,7 @@ def experiment_rows(show: list, per_class=lambda rev: None) -> pd.DataFrame:
                 "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
                 "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
                 "min_steps": effective_min_steps(ft, summary.get("labelled_images")), "seed": ft["seed"],
+                "variant": variant(params, all_params(commit)),
                 "distilled": bool(metrics.get("distilled", False)),
                 "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
                 "distill_threshold": distill.get("threshold"), "distill_per_class": distill.get("per_class", 0),
@@ -174,7 +220,7 @@ def experiment_rows(show: list, per_class=lambda rev: None) -> pd.DataFrame:
             .drop(columns="timestamp"))
 
 
-EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed"]
+EXPERIMENT_KEYS = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed", "variant"]
 WORST = ["worst_class", "worst_recall"]  # the delivered model's weakest class and its recall
 DISTILL_KEYS = ["distilled", "distill_epochs", "distill_init", "distill_threshold", "distill_per_class", "distill_rounds"]
 
@@ -196,9 +242,9 @@ def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if not path.is_file():
         return new
     budget = {"labels_per_class": str} if "labels_per_class" in new else {}  # "all" among integers: text
-    old = pd.read_csv(path, sep="\t", dtype=budget)
-    if "min_steps" in new and "min_steps" not in old:  # rows from before finetune.min_steps: it was 0
-        old.insert(list(new.columns).index("min_steps"), "min_steps", 0)
+    old = pd.read_csv(path, sep="\t", dtype={**budget, "variant": str})
+    if "min_steps" in new:  # a sweep table: the columns recorded since its rows were collected
+        old = with_old_columns(old)
     return pd.concat([old, new.astype(budget)]).drop_duplicates(keys, keep="last")
 
 

@@ -3,14 +3,16 @@ labels `none` needs to match each pretext, and their charts."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import yaml
 
 from selfsup.report.data import REFERENCE_VIEWS, read_comparison, read_sweep
 from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, gain_text,
-                                   interval_cell, is_finding, pretext_colour, pretext_order, seed_std, signed)
+                                   interval_cell, is_finding, mean_std, pretext_colour, pretext_order, seed_std)
 from selfsup.statistics import labels_to_match, paired_interval
 from selfsup.svg import line_chart
 
@@ -134,12 +136,16 @@ def labels_cell(labels: float, largest: int) -> str:
 
 
 def saving_text(r, largest: int) -> str:
-    """How many labels `none` needs to match a pretext, in words, with the share saved and their 95% intervals."""
+    """How many labels `none` needs to match a pretext, in words, with the share saved and their 95% intervals (none
+    where a budget ran a single seed)."""
     b = int(r.labels_per_class)
     if r.labels == float("inf"):
         return (f"`none` does not match `{r.pretext}` at {b} labels per class even with {largest}: it saves "
                 f"more than {100 * (1 - b / largest):.0f}% of the labels")
     share = (lambda n: f"{100 * max(0.0, 1 - b / n):.0f}%")
+    if math.isnan(r.low):
+        return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f}: it saves "
+                f"{share(r.labels)} of the labels (a budget with one seed: no interval)")
     return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f} (95% CI "
             f"{labels_cell(r.low, largest)} to {labels_cell(r.high, largest)}): it saves {share(r.labels)} of the "
             f"labels (95% CI {share(r.low)} to {'more than ' if r.high == float('inf') else ''}"
@@ -152,11 +158,15 @@ def labels_markdown(matched: pd.DataFrame, order=()) -> str:
     largest = matched.largest.max() if len(matched) else 0
 
     def cell(r):
+        b = int(r.labels_per_class)
+        saved = ("" if r.labels <= b else f"saves more than {100 * (1 - b / largest):.0f}%"
+                 if r.labels == float("inf") else f"saves {100 * r.saved:.0f}%")
         if r.low == float("inf"):
             return labels_cell(r.labels, largest)
-        saved = f"; saves {100 * r.saved:.0f}%" if r.labels > int(r.labels_per_class) else ""
+        if math.isnan(r.low):  # a budget with one seed: no interval
+            return labels_cell(r.labels, largest) + (f" ({saved}; no interval)" if saved else " (no interval)")
         return (f"{labels_cell(r.labels, largest)} ({labels_cell(r.low, largest)} to "
-                f"{labels_cell(r.high, largest)}{saved})")
+                f"{labels_cell(r.high, largest)}{'; ' + saved if saved else ''})")
     return "\n".join(budget_grid(matched, "labels `none` needs", "{} labels per class", cell, order))
 
 
@@ -201,25 +211,33 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
 
 
 def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
-    """Per pretext and budget of `reference` (REFERENCE_VIEWS), the fine-tuned test accuracy (mean ± std over seeds)
-    from the backbone pre-trained with the reference's views and from the one with params.yaml's, and the change."""
+    """Per pretext and budget of `reference` (REFERENCE_VIEWS), over the seeds both sweeps ran on the same schedule
+    (the same labelled images): the fine-tuned test accuracy (mean ± std) from the backbone pre-trained with the
+    reference's views and from the one with params.yaml's, and the change paired by seed with its 95% interval
+    (bold where it excludes 0)."""
     keys = ["pretext", "labels_per_class", "epochs", "min_steps"]
-    ref = sweep_summary(reference[reference.protocol == protocol]).set_index(keys)
-    cur = sweep_summary(current[current.protocol == protocol]).set_index(keys)
-    views = reference.groupby("pretext").views.first()
-    lines = ["| pretext | labels per class | reference views | test accuracy | default views | test accuracy | change |",
-             "|---" * 7 + "|"]
+    ref = reference[reference.protocol == protocol]
+    cur = current[current.protocol == protocol][[*keys, "seed", "test_accuracy"]]
+    views = ref.groupby("pretext").views.first()
+    lines = ["| pretext | labels per class | reference views | test accuracy | default views | test accuracy | "
+             "change (95% CI) |", "|---" * 7 + "|"]
     for pretext in pretext_order(views.index, params.get("pretexts", ())):
-        part = ref.loc[pretext]
-        for budget in budget_order(part.index.get_level_values("labels_per_class").unique()):
-            for schedule, r in part.loc[budget].iterrows():
-                c = cur.loc[(pretext, budget, *schedule)] if (pretext, budget, *schedule) in cur.index else None
-                now = "—" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f} ({c['runs']})"
-                change = "—" if c is None else signed(100 * (c['mean'] - r['mean']))
-                lines.append(f"| {pretext} | {budget} | {views[pretext]} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
-                             f" ({r['runs']}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
-    return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the same seeds, "
-                               "hence the same labelled images; the same recipe and fine-tuning epochs.")
+        part = ref[ref.pretext == pretext]
+        for budget in budget_order(part.labels_per_class.unique()):
+            for _, group in part[part.labels_per_class == budget].groupby(["epochs", "min_steps"]):
+                pairs = group.merge(cur, on=[*keys, "seed"], suffixes=("", "_now"))
+                runs = pairs if len(pairs) else group  # over the seeds both ran; none yet: the reference's own
+                now, change = "—", "—"
+                if len(pairs):
+                    now = f"{mean_std(pairs.test_accuracy_now)} ({len(pairs)})"
+                    n, gain, low, high = paired_interval(pairs.test_accuracy_now - pairs.test_accuracy)
+                    change = interval_cell(SimpleNamespace(seeds=n, gain=gain, low=low, high=high))
+                lines.append(f"| {pretext} | {budget} | {views[pretext]} | {mean_std(runs.test_accuracy)} "
+                             f"({len(runs)}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
+    return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the seeds both "
+                               "sweeps ran, hence the same labelled images; the same recipe and fine-tuning epochs. "
+                               "The change is paired by seed, with its 95% interval (t over the seeds); **bold**: the "
+                               "interval excludes 0.")
 
 
 def render_views(root: Path, read=lambda p: p.read_text()) -> str:
