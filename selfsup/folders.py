@@ -1,6 +1,6 @@
 """Your own images: a folder with labelled/<class>/ (torchvision's ImageFolder layout), optional unlabelled/
 (any depth) and optional test/<class>/. The download stage checks the layout and lists every image with its
-checksum (so a changed, added or removed image reruns preprocess); preprocess decodes them through the one
+checksum (copies of an image in one class folder listed once); preprocess decodes them through the one
 image decoder (selfsup.images) and splits them, seeded and stratified.
 
 Kept apart from data.py, like deepfashion.py: only download and preprocess load it.
@@ -64,9 +64,10 @@ def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[P
     return classes, others
 
 
-def scan(root: Path) -> tuple[pd.DataFrame, list[str]]:
+def scan(root: Path) -> tuple[pd.DataFrame, list[str], list[tuple[str, str]]]:
     """Check the layout of `root` and list its images: a frame of path (relative, POSIX), part (labelled,
-    unlabelled, test), class ('' when unlabelled) and md5; and the files left out (no image suffix)."""
+    unlabelled, test), class ('' when unlabelled) and md5; the files left out (no image suffix); and the copies
+    left out (`_drop_copies`), each with the image it repeats."""
     labelled, left_out = _class_folders(root, LABELLED)
     if len(labelled) < 2:
         raise DataError(f"{root / LABELLED} holds {len(labelled)} class folder{'s' * (len(labelled) != 1)}; "
@@ -91,7 +92,19 @@ def scan(root: Path) -> tuple[pd.DataFrame, list[str]]:
                                              disable=len(rows) < 1000)],
     })
     _refuse_contradictions(frame)
-    return frame, sorted(p.relative_to(root).as_posix() for p in left_out)
+    frame, copies = _drop_copies(frame)
+    return frame, sorted(p.relative_to(root).as_posix() for p in left_out), copies
+
+
+def _drop_copies(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The listing with one image of each set of copies (equal bytes) in the same part and class, the first by
+    path, and the (copy, image kept) pairs left out: two copies of a labelled image could be split into training
+    and val or test, so that the model is scored on an image it trained on."""
+    ordered = frame.sort_values("path", kind="stable")
+    dropped = ordered.duplicated(["part", "class", "md5"])
+    kept = ordered[~dropped].set_index(["part", "class", "md5"]).path
+    copies = [(r.path, kept[(r.part, r["class"], r.md5)]) for _, r in ordered[dropped].iterrows()]
+    return frame[~frame.path.isin([c for c, _ in copies])].reset_index(drop=True), copies
 
 
 def _refuse_contradictions(frame: pd.DataFrame) -> None:
@@ -122,11 +135,13 @@ def _refuse_contradictions(frame: pd.DataFrame) -> None:
 
 def write_listing(root: Path, out_dir: Path) -> list[Path]:
     """The download stage for an image folder: check it, write the listing of its images, report left-out files."""
-    frame, left_out = scan(root)
+    frame, left_out, copies = scan(root)
     with atomic_path(out_dir / LISTING) as tmp:
         frame.to_csv(tmp, index=False)
     for name in left_out:
         print(f"left out {root / name}: not an image ({', '.join(IMAGE_SUFFIXES)})")
+    for copy, kept in copies:
+        print(f"left out {root / copy}: the same image as {kept}")
     counts = frame.part.value_counts()
     print(", ".join(f"{part}: {counts.get(part, 0)} images" for part in (LABELLED, UNLABELLED, TEST)))
     return [out_dir / LISTING]

@@ -49,8 +49,8 @@ def test_scan_lists_every_image_with_its_part_class_and_checksum(tmp_path):
     root = make_folder(tmp_path / "imgs", test=2)
     (root / "labelled/dress/notes.txt").write_text("not an image")
     (root / "labelled/dress/.DS_Store").write_bytes(b"\0")
-    frame, left_out = scan(root)
-    assert frame.groupby("part").size().to_dict() == {"labelled": 30, "test": 6, "unlabelled": 12}
+    frame, left_out, copies = scan(root)
+    assert copies == [] and frame.groupby("part").size().to_dict() == {"labelled": 30, "test": 6, "unlabelled": 12}
     assert sorted(frame[frame.part == "labelled"]["class"].unique()) == sorted(COLOURS)
     assert (frame[frame.part == "unlabelled"]["class"] == "").all()
     assert "labelled/boot/sub/0.jpg" in set(frame.path) and "unlabelled/deep/er/u1.png" in set(frame.path)
@@ -82,6 +82,21 @@ def test_a_bad_layout_is_one_error_naming_the_problem(tmp_path, arrange, message
     arrange(root)
     with pytest.raises(DataError, match=message):
         scan(root)
+
+
+def test_copies_in_one_class_folder_are_listed_once_so_none_lands_in_two_splits(tmp_path, capsys):
+    root = make_folder(tmp_path / "imgs", per_class=10)
+    for image in sorted((root / "labelled/dress").iterdir()):  # every dress image twice: split separately, some
+        shutil.copy(image, image.with_name("z" + image.name))  # would be scored after training on their copy
+    shutil.copy(root / "labelled/dress/1.png", root / "labelled/dress/sub_1.png")
+    frame, _, copies = scan(root)
+    assert len(copies) == 11 and ("labelled/dress/z3.jpg", "labelled/dress/3.jpg") in copies
+    assert ("labelled/dress/sub_1.png", "labelled/dress/1.png") in copies  # the first by path is kept
+    assert frame.md5.is_unique and (frame.part == "labelled").sum() == 30
+    splits, *_ = prepared_from(tmp_path, root)
+    assert "left out " + str(root / "labelled/dress/z3.jpg") + ": the same image as labelled/dress/3.jpg" in \
+        capsys.readouterr().out
+    assert sum(len(s.labels) for s in splits.values()) == 30
 
 
 @pytest.mark.parametrize("root, message", [
