@@ -8,6 +8,7 @@ Kept apart from data.py, like deepfashion.py: only download and preprocess load 
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
@@ -55,12 +56,13 @@ def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[P
         classes[folder.name] = images
         others += rest
     folded = defaultdict(list)
-    for name in classes:
-        folded[name.casefold()].append(name)
+    for name in classes:  # café typed on macOS (NFD) and on Linux (NFC) are one name there
+        folded[unicodedata.normalize("NFC", name).casefold()].append(name)
     for names in folded.values():
         if len(names) > 1:
-            raise DataError(f"class folders {' and '.join(f'{part}/{n}' for n in names)} differ only in case; "
-                            "merge them or rename one (on Windows and macOS they would be one folder)")
+            raise DataError(f"class folders {' and '.join(f'{part}/{n}' for n in names)} differ only in case or "
+                            "in how an accent is encoded; merge them or rename one (on Windows and macOS they "
+                            "would be one folder)")
     return classes, others
 
 
@@ -154,6 +156,9 @@ def prepare(raw_dir: Path, cfg, val_fraction: float, fraction: float, seed: int
 
     Returns the splits, the class names (sorted, as ImageFolder orders them), what meta.json should add and the
     unlabelled images."""
+    if not (raw_dir / LISTING).is_file():
+        raise DataError(f"{raw_dir / LISTING} is missing: the download stage lists the image folder there; run "
+                        "`dvc repro` (or `python -m stages.download --out data/raw`) first")
     frame = pd.read_csv(raw_dir / LISTING, dtype=str, keep_default_na=False)
     root = find_root(cfg.root)
     images, keep, skipped = decode_dataset(root, frame.path.tolist(), cfg.image_size, cfg.channels,

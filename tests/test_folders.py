@@ -74,6 +74,9 @@ def test_scan_lists_every_image_with_its_part_class_and_checksum(tmp_path):
      r"unlabelled/u0.png and labelled/shirt/2.png are the same image, unlabelled and labelled;"),
     (lambda r: picture(r / "labelled/Dress/a.png", (1, 2, 3), 98),
      r"class folders labelled/Dress and labelled/dress differ only in case"),
+    (lambda r: [picture(r / "labelled" / name / "a.png", (1, 2, 3), seed)
+                for name, seed in (("caf\u00e9", 91), ("cafe\u0301", 92))],
+     r"class folders labelled/cafe\u0301 and labelled/caf\u00e9 differ only in case or in how an accent is encoded"),
     (lambda r: picture(r / "labelled/loose.png", (1, 2, 3), 97), r"labelled/loose.png is not in a class folder"),
     (lambda r: picture(r / "test/hat/a.png", (1, 2, 3), 96), r"test/hat is not a class of labelled/"),
 ])
@@ -113,6 +116,13 @@ def test_a_root_that_cannot_be_used_is_one_error(tmp_path, root, message):
 def prepared_from(tmp_path, root, **cfg):
     write_listing(root, tmp_path / "raw")
     return prepare(tmp_path / "raw", FolderParams(root=str(root), image_size=8, **cfg), 0.2, 1.0, 0)
+
+
+def test_preprocess_without_the_listing_says_to_run_download_first(tmp_path):
+    root = make_folder(tmp_path / "imgs")
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(DataError, match=r"raw/folder.csv is missing: the download stage lists the image folder"):
+        prepare(tmp_path / "raw", FolderParams(root=str(root), image_size=8), 0.2, 1.0, 0)
 
 
 def test_splits_are_stratified_disjoint_and_unlabelled_kept_apart(tmp_path):
