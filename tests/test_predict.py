@@ -1,7 +1,11 @@
 """`python -m selfsup.predict`: image files in, the classes `evaluate` would give out; bad files named."""
 
 import csv
+import io
+import json
+import pickle
 import shutil
+import zipfile
 
 import pandas as pd
 import pytest
@@ -157,3 +161,226 @@ def test_flip_tta_is_what_evaluate_measured_export_ships_and_predict_applies(pro
     with pytest.raises(SystemExit):
         run_stage(main, ["export/model.pt2", str(project / "pngs/000.png"), "--tta", "none"])
     assert "has its test-time augmentation built in (model.json: tta); leave out --tta" in capsys.readouterr().err
+
+
+class Payload:
+    """Unpickled, it opens `target` for writing: the file appears only where the archive's pickle is run."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return open, (self.target, "w")
+
+
+def pickled(target) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(Payload(target), buffer)
+    return buffer.getvalue()
+
+
+def tampered(src, dst, change=lambda name, data: data, extra=None):
+    """The export `src` rewritten to `dst`: each entry (named inside the archive's folder) as `change` returns it,
+    and the `extra` entries added."""
+    with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w") as out:
+        folder = archive.namelist()[0].split("/")[0] + "/"
+        for info in archive.infolist():
+            out.writestr(info.filename, change(info.filename.removeprefix(folder), archive.read(info)))
+        for name, data in (extra or {}).items():
+            out.writestr(folder + name, data)
+    return dst
+
+
+WEIGHTS_CONFIG, CONSTANTS_CONFIG = "data/weights/model_weights_config.json", "data/constants/model_constants_config.json"
+
+
+def edit_json(name, edit):
+    def change(entry, data):
+        return json.dumps(edit(json.loads(data))).encode() if entry == name else data
+    return change
+
+
+def pickled_weight(config):  # the reviewer's: the first weight as a pickle that torch.load(weights_only=False) runs
+    config["config"]["classifier.backbone.conv.0.weight"]["use_pickle"] = True
+    return config
+
+
+def constant(path_name, use_pickle):
+    return lambda config: {"config": {"c": {"path_name": path_name, "is_param": False, "use_pickle": use_pickle,
+                                            "tensor_meta": None}}}
+
+
+def evil_guard(target):
+    return lambda program: {**program, "guards_code": [f"open('{target}', 'w') is not None"]}
+
+
+def evil_shape(target):
+    def change(entry, data):  # the batch size's symbol, evaluated by sympy.sympify: eval
+        if entry != "models/model.json":
+            return data
+        return data.replace(b"Symbol('s", f"open('{target}', 'w') and Symbol('s".encode(), 1)
+    return change
+
+
+# (how the export is tampered with, given the file the payload would create) -> (the change, the entries added)
+TAMPERED = {
+    "pickled weight": lambda t: (lambda n, d: pickled(t) if n == "data/weights/weight_0" else
+                                 edit_json(WEIGHTS_CONFIG, pickled_weight)(n, d), {}),
+    "pickled constant": lambda t: (edit_json(CONSTANTS_CONFIG, constant("tensor_0", True)),
+                                   {"data/constants/tensor_0": pickled(t)}),
+    "opaque object": lambda t: (edit_json(CONSTANTS_CONFIG, constant("opaque_obj_0", False)),
+                                {"data/constants/opaque_obj_0": pickle.dumps(Payload(t))}),
+    "example inputs": lambda t: (lambda n, d: pickled(t) if n == "data/sample_inputs/model.pt" else d, {}),
+    "legacy weights": lambda t: (lambda n, d: d, {"data/weights/model.pt": pickled(t)}),
+    "compiled library": lambda t: (lambda n, d: d, {"data/aotinductor/model/model.so": b"\x7fELF"}),
+    "guards code": lambda t: (edit_json("models/model.json", evil_guard(t)), {}),
+    "shape expression": lambda t: (evil_shape(t), {}),
+}
+REFUSAL = {"pickled weight": "holds pickled objects (use_pickle in data/weights/model_weights_config.json)",
+           "pickled constant": "holds pickled objects (use_pickle in data/constants/model_constants_config.json)",
+           "opaque object": "holds pickled objects (data/constants/model_constants_config.json names 'opaque_obj_0')",
+           "example inputs": "holds pickled objects (data/sample_inputs/model.pt",
+           "legacy weights": "holds pickled objects or code (data/weights/model.pt)",
+           "compiled library": "holds pickled objects or code (data/aotinductor/model/model.so)",
+           "guards code": "holds guards_code (Python code) in models/model.json",
+           "shape expression": "holds a shape expression that is Python code in models/model.json"}
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+def test_an_export_that_would_run_code_is_refused_before_torch_reads_it(project, tmp_path, capsys, case):
+    pwned = tmp_path / "pwned"
+    change, extra = TAMPERED[case](pwned)
+    evil = tampered(project / "export/model.pt2", tmp_path / "evil.pt2", change, extra)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, [str(evil), str(project / "pngs/000.png"), "--csv", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1 and REFUSAL[case] in err
+    assert "which this project's export never writes and loading would run as code; export the model again with " \
+           "`dvc repro export`" in err
+    assert not pwned.exists() and not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["pickled weight", "pickled constant", "example inputs", "legacy weights",
+                                  "shape expression"])
+def test_the_payloads_are_live_torch_export_load_runs_them(project, tmp_path, case):
+    """Why predict checks the archive first: torch 2.14's torch.export.load runs each of these payloads (and fails
+    afterwards, or not at all)."""
+    pwned = tmp_path / "pwned"
+    evil = tampered(project / "export/model.pt2", tmp_path / "evil.pt2", *TAMPERED[case](pwned))
+    try:
+        torch.export.load(evil)
+    except Exception:
+        pass
+    assert pwned.exists(), f"torch.export.load no longer runs the {case} payload: predict's check may be relaxed"
+
+
+def test_an_untampered_export_rewritten_still_predicts(project, tmp_path, capsys):
+    """The tampering above changes only what it says: the same archive rewritten entry by entry passes the check."""
+    same = tampered(project / "export/model.pt2", tmp_path / "same.pt2")
+    main([str(same), str(project / "pngs/000.png"), "--top-k", "1"])
+    main([str(project / "export/model.pt2"), str(project / "pngs/000.png"), "--top-k", "1"])
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.split("\t")[1] == second.split("\t")[1]
+
+
+def test_an_export_with_constants_and_autocast_regions_passes_the_check(project, tmp_path, capsys):
+    """LRN's band matrices are tensor constants and its fp32 region a higher-order operator; flip TTA runs the
+    classifier twice: what the export writes for any model passes."""
+    images = torch.load(project / "prepared/test.pt", weights_only=True)["images"]
+    calibrated_checkpoint(tmp_path / "lrn.pt", images, norm="lrn")
+    export.main(["--model", str(tmp_path / "lrn.pt"), "--data", str(project / "prepared"), "--out",
+                 str(tmp_path / "export"), "--tta", "flip"])
+    with zipfile.ZipFile(tmp_path / "export/model.pt2") as archive:
+        assert any(name.endswith("data/constants/tensor_0") for name in archive.namelist())
+        program = next(name for name in archive.namelist() if name.endswith("/models/model.json"))
+        assert b"torch.ops.higher_order.wrap_with_autocast" in archive.read(program)
+    main([str(tmp_path / "export/model.pt2"), str(project / "pngs"), "--csv", str(tmp_path / "p.csv")])
+    assert len(read_rows(tmp_path / "p.csv")) == 200
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p, t: t / "model.pt", "--csv {t}/model.pt is the model ({t}/model.pt): the table would overwrite it; "
+                                  "give another file, e.g. predictions.csv"),
+    (lambda p, t: t / "one.png", "--csv {t}/one.png is an input image ({t}/one.png): the table would overwrite it"),
+    (lambda p, t: t / "folder/sub/two.png", "--csv {t}/folder/sub/two.png is an input image ({t}/folder/sub/two.png)"),
+    (lambda p, t: t / "folder", "--csv {t}/folder is a directory; give a file name for the table, e.g. "
+                                "{t}/folder/predictions.csv"),
+    (lambda p, t: t / "one.png/p.csv", "--csv {t}/one.png/p.csv: {t}/one.png is a file, not a folder; give a path in "
+                                       "a folder"),
+    (lambda p, t: t / "notes.txt/sub/p.csv", "--csv {t}/notes.txt/sub/p.csv: {t}/notes.txt is a file, not a folder"),
+])
+def test_a_csv_path_that_cannot_take_the_table_is_refused_before_anything_is_read(project, tmp_path, capsys,
+                                                                                  make, message):
+    shutil.copy(project / "model.pt", tmp_path / "model.pt")
+    shutil.copy(project / "pngs/000.png", tmp_path / "one.png")
+    (tmp_path / "folder/sub").mkdir(parents=True)
+    shutil.copy(project / "pngs/001.png", tmp_path / "folder/sub/two.png")
+    (tmp_path / "notes.txt").write_text("notes")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(main, [str(tmp_path / "model.pt"), str(tmp_path / "one.png"), str(tmp_path / "folder"),
+                         "--csv", str(make(project, tmp_path))])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1 and message.format(t=tmp_path) in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing replaced, nothing new
+
+
+def test_the_csv_is_compared_with_the_model_as_resolved(project, tmp_path, monkeypatch, capsys):
+    shutil.copy(project / "model.pt", tmp_path / "model.pt")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    with pytest.raises(SystemExit):
+        run_stage(main, ["../model.pt", str(project / "pngs/000.png"), "--csv", "../sub/../model.pt"])
+    assert "--csv ../sub/../model.pt is the model (../model.pt)" in capsys.readouterr().err
+    assert (tmp_path / "model.pt").read_bytes() == (project / "model.pt").read_bytes()
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_a_device_the_machine_lacks_names_the_flag_that_fixes_it(project, monkeypatch, capsys, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        run_stage(main, [str(project / "model.pt"), str(project / "pngs/000.png"), "--device", device])
+    err = capsys.readouterr().err
+    assert err == f"error: --device {device}, but this machine has no {device}; use --device auto (the best this " \
+                  "machine has) or --device cpu\n"
+
+
+def old_checkpoint(project, path, edit):
+    ckpt = torch.load(project / "model.pt", weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda c: c["config"]["model"].update(width=2), "TypeError: ModelParams.__init__() got an unexpected keyword "
+                                                     "argument 'width'"),
+    (lambda c: c.pop("data"), "no 'data' in it"),
+    (lambda c: c.update(classes=c["classes"][:5]), "RuntimeError: size mismatch for logits.weight: copying a param "
+                                                   "with shape torch.Size([10, 192]) from checkpoint"),
+    (lambda c: c["data"].update(image_size=32), "RuntimeError: size mismatch for backbone.fc3.weight"),
+    (lambda c: c["config"]["model"].update(norm="group"), "ValueError: unknown norm 'group'"),
+])
+def test_a_checkpoint_of_another_version_is_one_line_to_remake_it(project, tmp_path, capsys, edit, why):
+    path = old_checkpoint(project, tmp_path / "old.pt", edit)
+    with pytest.raises(SystemExit):
+        run_stage(main, [str(path), str(project / "pngs/000.png")])
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} is not a checkpoint this version can load ({why}") and err.count("\n") == 1
+    assert err.endswith("); rerun `dvc repro` to make it again\n")
+
+
+def test_a_damaged_export_and_a_folder_say_what_they_are(project, tmp_path, capsys):
+    (tmp_path / "model.pt2").write_bytes((project / "export/model.pt2").read_bytes()[:100_000])  # truncated
+    with pytest.raises(SystemExit):
+        run_stage(main, [str(tmp_path / "model.pt2"), str(project / "pngs/000.png")])
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path}/model.pt2 is damaged or not an export (a .pt2 file that is not a readable zip archive); "
+        "give models/export/model.pt2, or export it again with `dvc repro export`\n")
+    (tmp_path / "empty").mkdir()
+    for folder, example in ((project / "export", project / "export/model.pt2"),
+                            (tmp_path / "empty", "models/export/model.pt2")):
+        with pytest.raises(SystemExit):
+            run_stage(main, [str(folder), str(project / "pngs/000.png")])
+        assert capsys.readouterr().err == f"error: {folder} is a directory; give the model file, e.g. {example}\n"
