@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from selfsup import SelfSupError
@@ -26,7 +27,10 @@ ORDER = ("metrics/evaluate/", "metrics/distill/", "metrics/finetune/", "metrics/
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SelfSupError(f"`{args[0]}` not found; the review needs git and dvc on the PATH") from None
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise SelfSupError(f"`{' '.join(args)}` failed: {last}")
@@ -74,7 +78,8 @@ def metrics_table(diff: dict) -> str:
 
 def changed_plots(base: str, cwd: Path) -> list[str]:
     """The plot data files DVC knows whose committed content differs between `base` and the working tree."""
-    shown = json.loads(_run(["dvc", "plots", "show", "--json"], cwd))
+    with tempfile.TemporaryDirectory(prefix="review-plots-") as out:  # the images it renders (dvc_plots/ by default)
+        shown = json.loads(_run(["dvc", "plots", "show", "--json", "-o", out], cwd))  # are not needed: only the names
     known = [path for path in shown.get("data", {}) if (cwd / path).is_file()]
     if not known:
         return []
@@ -119,9 +124,18 @@ def sweep_table(base: str, cwd: Path) -> str:
                   rows) if rows else "The answer's cells are unchanged."
 
 
+def check_base(base: str, cwd: Path) -> None:
+    """One clear error for a revision that names no commit (of which `git rev-parse --quiet` says nothing)."""
+    _run(["git", "rev-parse", "--git-dir"], cwd)  # outside a git repository: git's own words
+    try:
+        _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], cwd)
+    except SelfSupError:
+        raise SelfSupError(f"no commit {base} in this repository; give a branch, tag or commit, e.g. main") from None
+
+
 def report(base: str, cwd: Path = Path("."), html: Path | None = None) -> str:
     """The review of the working tree against `base`, as markdown; with `html`, the changed plots rendered there."""
-    _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], cwd)  # one clear error for a bad revision
+    check_base(base, cwd)
     params = json.loads(_run(["dvc", "params", "diff", base, "--json"], cwd) or "{}")
     metrics = json.loads(_run(["dvc", "metrics", "diff", base, "--json"], cwd) or "{}")
     plots = changed_plots(base, cwd)

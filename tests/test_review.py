@@ -1,5 +1,6 @@
 """The pull-request review report, end to end on a temporary repository with two commits, and its workflow."""
 
+import base64
 import json
 import os
 import shutil
@@ -24,6 +25,9 @@ stages:
       - metrics/finetune/curve.tsv: {cache: false}
       - metrics/evaluate/confusion.csv: {cache: false}
 """
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg=="  # 1x1 grey
 
 
 def git(repo, *args):
@@ -111,9 +115,28 @@ def test_a_sweep_only_change_shows_the_answers_cells_that_moved_and_the_unchange
     assert "| full | none | 100 | — | 80.00 (1) | — |" in review(repo, "HEAD~2").stdout
 
 
-def test_an_unknown_base_is_one_line(two_commits):
+def test_an_unknown_base_is_one_line(two_commits, tmp_path):
     out = review(two_commits, "no-such-branch")
-    assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: `git rev-parse")
+    assert out.returncode == 1 and out.stderr == ("error: no commit no-such-branch in this repository; give a branch, "
+                                                  "tag or commit, e.g. main\n")
+    (tmp_path / "plain").mkdir()  # outside a git repository: git's own words, not a missing commit
+    out = review(tmp_path / "plain", "main")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "not a git repository" in out.stderr
+
+
+def test_the_review_leaves_no_rendered_plots_in_the_repository(two_commits):
+    """`dvc plots show` renders image plots into dvc_plots/ unless told where: the review needs only their names."""
+    repo = two_commits
+    (repo / "metrics/finetune/filters.png").write_bytes(base64.b64decode(PNG))
+    (repo / "dvc.yaml").write_text(DVC_YAML + "      - metrics/finetune/filters.png: {cache: false}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "an image plot")
+    out = review(repo, "HEAD~1")
+    assert out.returncode == 0, out.stderr
+    assert "- `metrics/finetune/filters.png`" in out.stdout  # DVC knows the image: it was rendered, somewhere
+    assert not (repo / "dvc_plots").exists()
+    assert subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True,
+                          text=True).stdout.split() in ([], ["!!", ".dvc/tmp/"])
 
 
 def test_metrics_are_ordered_for_a_reader():
