@@ -6,10 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.io import atomic_path
 from selfsup.report.blocks import rendered
 from selfsup.report.data import COMPARISON, DISTILLED, collect
+
+ROOT_HINT = "run it in the project's root (where dvc.yaml and params.yaml are)"
+
+
+def project_root(cwd: Path) -> Path:
+    """The folder the report reads and writes: the nearest of `cwd` and the folders above it holding params.yaml (the
+    project's root from any folder inside it, e.g. docs/)."""
+    for folder in (cwd, *cwd.parents):
+        if (folder / "params.yaml").is_file():
+            return folder
+    raise SelfSupError(f"no params.yaml in {cwd} or any folder above it; {ROOT_HINT}")
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -37,15 +50,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    root = Path.cwd()
+    root = project_root(Path.cwd())
     pending = collect(root, args.rev or "HEAD", args.replace) if args.experiments else {}
+    try:  # everything is read before anything is written
+        pages = rendered(root, pending)
+    except FileNotFoundError as err:  # a page or a file the pages are drawn from
+        raise SelfSupError(f"{err.filename or err} not found; {ROOT_HINT}") from None
     changed = []
-    for path, text in rendered(root, pending).items():
+    for path, text in pages.items():
         if not path.is_file() or path.read_text() != text:
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
             changed.append(path.relative_to(root).as_posix())
-    print(f"updated {', '.join(changed)}" if changed else "the results are up to date: nothing changed",
+    where = "" if root == Path.cwd() else f" in {root}"
+    print(f"updated {', '.join(changed)}{where}" if changed else f"the results{where} are up to date: nothing changed",
           file=sys.stderr)
 
 
