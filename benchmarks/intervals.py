@@ -50,7 +50,8 @@ def coverage(gain: float, paired: float, at: int, seeds, correlation: float, swe
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # an abbreviated option is an unknown one
     parser.add_argument("--sweeps", type=int, default=300, help="simulated sweeps per case")
     parser.add_argument("--draws", type=int, default=1000, help="draws of each interval")
     args = parser.parse_args(argv)
