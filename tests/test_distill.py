@@ -237,15 +237,24 @@ def test_a_student_keeps_its_teachers_head_layer_and_leaves_the_unused_fc_layers
     torch.manual_seed(0)
     start = Start(build_backbone(model_cfg, 1, 8).state_dict(), model_cfg, {"channels": 1, "image_size": 8}, 2)
     teacher = initial_classifier(start, 0, "conv", "conv1")
+    with torch.no_grad():  # a teacher unlike a fresh classifier, as a trained one is: the two inits then differ
+        for p in teacher.parameters():
+            p.add_(1)
     before = {k: v.clone() for k, v in teacher.backbone.fc3.state_dict().items()}
     val = Split(images[:8], labels[:8], "train", torch.arange(8))
     cfg = DistillParams(init=init, epochs=1, rounds=1, batch_size=16)
     student = new_student(teacher, start, cfg, "conv")
+    fresh = initial_classifier(start, 0, "conv", "conv1")  # what init: backbone starts from
+    expected, other = (teacher, fresh) if init == "teacher" else (fresh, teacher)
+    assert student is not teacher and student.state_dict().keys() == expected.state_dict().keys()
+    for key, value in student.state_dict().items():  # the whole student, before it trains
+        assert torch.equal(value, expected.state_dict()[key]), key
+    assert not torch.equal(student.backbone.fc3.weight, other.backbone.fc3.weight)
     selfsup.distill.distill(teacher, student, images, Labelled(torch.arange(4), labels[:4]), val, cfg, runtime)
     assert student.layer == "conv1"
-    fresh = initial_classifier(start, 0, "conv", "conv1")  # what init: backbone starts from
     start = before if init == "teacher" else fresh.backbone.fc3.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in student.backbone.fc3.state_dict().items())
+    assert not torch.equal(student.backbone.fc3.weight, other.backbone.fc3.weight)
 
 
 def test_per_class_keeps_each_classs_most_confident_guesses_whatever_the_threshold():

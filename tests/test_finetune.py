@@ -144,6 +144,34 @@ def test_a_head_on_a_convolution_is_chosen_by_its_probe_on_val_and_leaves_the_fc
     assert not torch.equal(model.backbone.conv[0].weight, on_conv.backbone.conv[0].weight)  # the convolutions train
 
 
+def test_head_probe_puts_the_head_on_the_layer_with_the_best_probe_score(monkeypatch):
+    """Fixed, distinct probe scores (on real small data every layer ties): the best, conv2, is neither the first
+    nor the last layer, nor the worst."""
+    import selfsup.finetune
+    from selfsup.data import Split
+    from selfsup.finetune import Start, finetune_backbone
+    from selfsup.runtime import Runtime
+
+    calls = []
+
+    def scores(backbone, images, labels, val, num_classes, cfg, runtime):
+        calls.append((len(images), len(val), num_classes))
+        return {"conv1": 0.2, "conv2": 0.9, "fc4": 0.5}
+
+    monkeypatch.setattr(selfsup.finetune, "probe_layers", scores)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    images = torch.randint(0, 255, (60, 1, 8, 8), dtype=torch.uint8, generator=gen)
+    train = Split(images[:45], labels[:45], "train", torch.arange(45))
+    val = Split(images[45:], labels[45:], "train", torch.arange(45, 60))
+    torch.manual_seed(1)
+    start = Start(CifarNet(1, 8).state_dict(), ModelParams(norm="batch", dropout=0.5), {"channels": 1, "image_size": 8}, 3)
+    cfg = FinetuneParams(head="probe", labels_per_class=5, epochs=1, min_steps=0, batch_size=15, transfer="conv")
+    model, *_ = finetune_backbone(start, train, val, cfg, True, Runtime.plain({"mean": [0.5], "std": [0.3]}))
+    assert calls == [(15, 15, 3)]  # once, on the budget's labelled images and val images
+    assert model.layer == "conv2" and model.logits.in_features == 64 * 2 * 2
+
+
 def test_the_heads_layer_is_chosen_on_at_most_select_per_class_images_of_each_class(monkeypatch):
     import selfsup.finetune
     from selfsup.data import Split

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 import selfsup.finetune
@@ -81,6 +82,34 @@ def test_probe_picks_a_layer_and_reports_every_budget(workdir):
     embedding = pd.read_csv(workdir / "m/probe/embedding.csv")
     assert list(embedding.columns) == ["pc1", "pc2", "label", "class"] and len(embedding) == 40  # the test split
     assert set(embedding["class"]) == {"w", "x", "y", "z"}
+
+
+def test_probe_chooses_in_every_draw_the_layer_whose_linear_probe_scores_best_on_val():
+    """Hand-made features of distinct val scores (the stage's synthetic data ties every layer at 1.0): a constant
+    layer (val accuracy about 1/4), one that tells only classes {0, 1} from {2, 3} (about 1/2), and one that tells
+    every class (1); that one is chosen in every draw, though neither first nor last in the layers' order."""
+    from selfsup.params import ProbeParams
+    from selfsup.probe import probe_backbone
+
+    gen = torch.Generator().manual_seed(0)
+    labels = {split: torch.arange(n) % 4 for split, n in (("train", 40), ("val", 24), ("test", 20))}
+
+    def layers(y):
+        return {"none": torch.zeros(len(y), 3),
+                "signal": F.one_hot(y, 4).float() * 3 + 0.1 * torch.randn(len(y), 4, generator=gen),
+                "half": (y // 2).float().view(-1, 1).repeat(1, 2) + 0.1 * torch.randn(len(y), 2, generator=gen)}
+
+    feats = {split: layers(y) for split, y in labels.items()}
+    cfg = ProbeParams(k=3, labels_per_class=(3, "all"), seeds=2, steps=50)
+    result = probe_backbone(feats, labels, cfg, 4, log=lambda _: None)
+    for budget, draws in result["draws"].items():
+        assert len(draws) == (1 if budget == "all" else 2)
+        for draw in draws:
+            assert draw["val"]["signal"] == 1.0 > max(draw["val"]["none"], draw["val"]["half"]), draw["val"]
+            assert draw["layer"] == "signal", draw
+            assert draw["linear"] == 1.0
+        assert result["test"][budget]["layers"] == {"signal": len(draws)}
+    assert result["layer"] == "signal"
 
 
 def test_probe_refuses_the_backbone_of_another_pretext(workdir):
@@ -260,6 +289,36 @@ def test_finetune_sees_no_more_val_labels_than_its_budget(workdir, keep, monkeyp
     else:
         assert val_accuracy[summary["kept_epoch"]] == val_accuracy.max()
     assert load_checkpoint(workdir / "ft/model.pt")["best_epoch"] == summary["kept_epoch"]
+
+
+@pytest.mark.parametrize("keep, kept", [("best", 2), ("last", 4)])
+def test_keep_best_keeps_the_epoch_of_the_best_val_accuracy_and_keep_last_the_last(workdir, keep, kept, monkeypatch):
+    """Scripted val accuracies that peak at epoch 2 of 4 (on the synthetic data they tie at every epoch): keep: best
+    keeps epoch 2 and its weights, keep: last epoch 4."""
+    pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    set_param(workdir, "finetune", "keep", keep)
+    set_param(workdir, "finetune", "epochs", 4)
+    scripted, weights = [0.3, 0.8, 0.5, 0.6], []
+
+    def validation(val, *args, **kwargs):
+        def validate(model):
+            weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return {"val/loss": 1.0, "val/accuracy": scripted[len(weights) - 1]}
+        return validate
+
+    monkeypatch.setattr(selfsup.finetune, "validation", validation)
+    finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
+    assert len(weights) == 4
+    summary = json.loads((workdir / "m/ft/metrics.json").read_text())
+    curves = pd.read_csv(workdir / "m/ft/curves.csv")
+    assert curves[curves.split == "val"].sort_values("epoch").accuracy.tolist() == pytest.approx(scripted)
+    assert summary["kept_epoch"] == kept
+    saved = load_checkpoint(workdir / "ft/model.pt")
+    assert saved["best_epoch"] == kept
+    assert saved["state_dict"].keys() == weights[kept - 1].keys()
+    assert all(torch.equal(v, weights[kept - 1][k]) for k, v in saved["state_dict"].items())  # that epoch's weights
+    other = 4 if kept == 2 else 2
+    assert not all(torch.equal(v, weights[other - 1][k]) for k, v in saved["state_dict"].items())
 
 
 def test_the_filter_picture_is_a_square_large_enough_to_compare():
