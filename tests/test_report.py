@@ -600,6 +600,17 @@ def project_copy(tmp_path, monkeypatch):
     return tmp_path
 
 
+def make_stale(root):
+    """README.md's comparison block replaced by `stale`: a report that renders its pages rewrites it (a copy as
+    committed is up to date, and the report leaves an unchanged file alone, so it could not show a write)."""
+    readme = root / "README.md"
+    stale, count = re.subn(r"(<!-- comparison:start -->\n).*?(\n<!-- comparison:end -->)", r"\1stale\2",
+                           readme.read_text(), flags=re.S)
+    assert count == 1 and stale != readme.read_text()
+    readme.write_text(stale)
+    return stale
+
+
 def snapshot(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -612,11 +623,12 @@ def snapshot(root):
     (["--replace"], 2, "--rev and --replace go with --experiments"),
 ])
 def test_help_and_bad_arguments_write_nothing(project_copy, capsys, argv, code, message):
+    stale = make_stale(project_copy)
     before = snapshot(project_copy)
     with pytest.raises(SystemExit) as exit_:
         report_main(argv)
     assert exit_.value.code == code and message in "".join(capsys.readouterr())
-    assert snapshot(project_copy) == before
+    assert snapshot(project_copy) == before and (project_copy / "README.md").read_text() == stale
 
 
 def fake_dvc(monkeypatch, show):
@@ -650,11 +662,12 @@ def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_co
 
 def test_nothing_to_collect_is_an_error_that_writes_nothing(project_copy, monkeypatch, capsys):
     fake_dvc(monkeypatch, [exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")])  # a commit, no experiments
+    stale = make_stale(project_copy)
     before = snapshot(project_copy)
     with pytest.raises(SystemExit) as exit_:
         run_stage(report_main, ["--experiments"])
     assert exit_.value.code == 1 and "no finished DVC experiments of HEAD to collect" in capsys.readouterr().err
-    assert snapshot(project_copy) == before
+    assert snapshot(project_copy) == before and (project_copy / "README.md").read_text() == stale
 
 
 def test_the_readmes_collect_command_in_a_fresh_clone_keeps_every_committed_row(tmp_path, monkeypatch, capsys):

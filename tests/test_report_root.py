@@ -1,6 +1,7 @@
 """`python -m selfsup.report` from a folder inside the project (e.g. docs/) works on the project's root; from outside
 any project, one line."""
 
+import re
 import shutil
 
 import pytest
@@ -12,10 +13,19 @@ from tests.conftest import REPO
 REPORTED = ["README.md", "docs/results.md", "params.yaml", "metrics"]  # what the report reads and writes
 
 
+BLOCK = re.compile(r"(<!-- comparison:start -->\n).*?(\n<!-- comparison:end -->)", re.S)
+
+
 def project(root):
+    """A copy of what the report reads and writes, its README's comparison block stale (so that the report has a
+    page to write: a copy as committed is up to date, and the report leaves such a file alone)."""
     (root / "docs").mkdir(parents=True)
     for name in REPORTED:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
+    readme = root / "README.md"
+    stale, count = BLOCK.subn(r"\1stale\2", readme.read_text())
+    assert count == 1 and stale != (REPO / "README.md").read_text()
+    readme.write_text(stale)
     return root
 
 
@@ -30,11 +40,16 @@ def test_from_docs_the_report_renders_the_projects_root_as_from_the_root(tmp_pat
     monkeypatch.chdir(inside / "docs")
     report_main([])
     assert snapshot(inside) == snapshot(beside)  # the same files written, none under docs/docs/
-    assert f" in {inside}" in capsys.readouterr().err.splitlines()[-1]
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("updated README.md") and err.endswith(f" in {inside}")
+    readme = (inside / "README.md").read_text()  # the root's README rewritten, its block rendered again
+    assert "<!-- comparison:start -->\nstale\n" not in readme
+    assert BLOCK.search(readme).group(0) == BLOCK.search((REPO / "README.md").read_text()).group(0)
+    assert not (inside / "docs/README.md").exists() and not (inside / "docs/docs").exists()
 
 
 def test_help_from_docs_writes_nothing(tmp_path, monkeypatch, capsys):
-    root = project(tmp_path / "p")
+    root = project(tmp_path / "p")  # its README stale: a report that ran would rewrite it
     before = snapshot(root)
     monkeypatch.chdir(root / "docs")
     with pytest.raises(SystemExit) as exit_:
