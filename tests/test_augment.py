@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -111,6 +113,18 @@ def test_random_affine_stays_within_its_ranges():
     dx = [18.5 - c for c, _ in shifts]
     dy = [8.5 - r for _, r in shifts]
     assert max(map(abs, dx + dy)) <= 0.1 * 28 + 1e-3 and min(dx) < -1 and max(dx) > 1
+    # rotation and zoom about the centre (13.5, 13.5): the marker, 5√2 pixels up and right of it (45 degrees as
+    # displayed), turns by the drawn angle and moves out by the drawn zoom
+    out = random_affine(x, torch.Generator().manual_seed(1), rotate=30, scale=(0.8, 1.2))
+    polar = []
+    for img in out:
+        col, row = centre_of_mass(img[0])
+        polar.append((math.degrees(math.atan2(13.5 - row, col - 13.5)), math.hypot(col - 13.5, row - 13.5)))
+    angles, distances = [a for a, _ in polar], [d / (5 * math.sqrt(2)) for _, d in polar]
+    assert 45 - 30 - 1 <= min(angles) and max(angles) <= 45 + 30 + 1  # within ± 30 degrees
+    assert min(angles) < 45 - 20 and max(angles) > 45 + 20  # and spread over the range
+    assert 0.8 - 0.03 <= min(distances) and max(distances) <= 1.2 + 0.03  # zoomed within 0.8 to 1.2
+    assert min(distances) < 0.9 and max(distances) > 1.1
 
 
 def test_contrast_scales_deviations_from_the_image_mean_and_brightness_adds():

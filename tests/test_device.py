@@ -41,5 +41,7 @@ def test_help_writes_nothing_and_an_existing_folder_is_refused(tmp_path, capsys)
         device.main(["--out", str(tmp_path / "new"), "--keep", str(tmp_path / "run"), "--device", "cpu"])
     assert kept.value.code == 2 and f"{tmp_path / 'run'} exists" in capsys.readouterr().err
     assert sorted(f.name for f in tmp_path.iterdir()) == ["run"]  # nothing written by either
-    with pytest.raises(SystemExit):
-        device.main(["--devices", "cpu"])  # an unknown flag is an error, not a guess
+    # an abbreviated flag is an error, not a guess (the folder that exists stops a guessing parser before any run)
+    with pytest.raises(SystemExit) as abbreviated:
+        device.main(["--devic", "cpu", "--out", str(tmp_path / "run")])
+    assert abbreviated.value.code == 2 and "unrecognized arguments: --devic cpu" in capsys.readouterr().err

@@ -33,7 +33,19 @@ def test_linear_probe_is_deterministic():
 
 def test_pca_finds_the_direction_of_largest_variance():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(500, 3, generator=gen) * torch.tensor([10.0, 1.0, 0.1])
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen))  # a fixed rotation: the axes are not the components
+    # skewed along each axis (exponential: skew 2), the second axis mirrored (skew -2), then rotated by q and moved
+    latent = (-torch.rand(500, 3, generator=gen).log() - 1) * torch.tensor([10.0, -1.0, 0.1])
+    x = latent @ q.T + torch.tensor([5.0, -3.0, 2.0])
     points = pca_2d(x)
     assert points.shape == (500, 2)
     assert points[:, 0].var() > 50 * points[:, 1].var() / 1.5 and points[:, 1].var() > 0.5
+    # the rows projected on the components: the first direction is q's first column, the second q's second;
+    # signs fixed as the docstring says, each component's skew positive: so +q[:, 0] and -q[:, 1] (mirrored)
+    centred = x - x.mean(0)
+    directions = torch.linalg.lstsq(centred, points).solution  # 3×2: points = centred @ directions
+    torch.testing.assert_close(centred @ directions, points, atol=1e-3, rtol=0)
+    cos = (directions / directions.norm(dim=0)).T @ q[:, :2]
+    assert cos[0, 0] > 0.99 and cos[1, 1] < -0.99, cos
+    assert ((points**3).sum(0) > 0).all()
+    torch.testing.assert_close(pca_2d(-x), points, atol=1e-3, rtol=1e-4)  # mirrored data: the same points
