@@ -113,6 +113,12 @@ def _program_problem(program) -> str | None:
     return None
 
 
+def damaged(path: Path, why: str) -> SelfSupError:
+    """The error for a .pt2 that cannot be read as an archive, `why` in brackets."""
+    return SelfSupError(f"{path} is damaged or not an export ({why}); give models/export/model.pt2, or export it "
+                        "again with `dvc repro export`")
+
+
 def check_export(path: Path) -> None:
     """Refuse a .pt2 with anything torch.export.load would unpickle, load as a library or run as Python code (see
     EXPORT_ENTRIES): only what this project's export writes is loaded. Reads the archive as torch does (its own zip
@@ -128,8 +134,7 @@ def check_export(path: Path) -> None:
         reader = torch._C.PyTorchFileReader(str(path))
         records = reader.get_all_records()
     except Exception as err:  # a damaged archive fails in many ways
-        raise SelfSupError(f"{path} is damaged or not an export ({type(err).__name__}); give models/export/model.pt2, "
-                           "or export it again with `dvc repro export`") from None
+        raise damaged(path, type(err).__name__) from None
     if len(set(names)) != len(names):
         raise refuse("two files of the same name")
     if len({name.split("/", 1)[0] for name in names}) != 1 or any("/" not in name for name in names):
@@ -138,8 +143,7 @@ def check_export(path: Path) -> None:
         configs = {name: json.loads(reader.get_record(name)) for name in records if name.endswith("_config.json")}
         program = json.loads(reader.get_record("models/model.json")) if "models/model.json" in records else None
     except (ValueError, RuntimeError) as err:
-        raise SelfSupError(f"{path} is damaged or not an export ({type(err).__name__}); give models/export/model.pt2, "
-                           "or export it again with `dvc repro export`") from None
+        raise damaged(path, type(err).__name__) from None
     for name, config in configs.items():  # use_pickle anywhere: torch.load(weights_only=False) or pickle.loads
         if any(key == "use_pickle" and value is not False for key, value in _items(config)):
             raise refuse(f"pickled objects (use_pickle in {name})")
@@ -215,8 +219,7 @@ def load_predictor(path: str | Path, device: str = "auto", batch_size: int = 256
         raise SelfSupError(f"{path} is {what}, not a model{pointer_beside(path, what)}; give {PREDICT_FILES} "
                            "first, then the images")
     if what is None and path.suffix == ".pt2" and not zipfile.is_zipfile(path):  # e.g. truncated: no zip directory
-        raise SelfSupError(f"{path} is damaged or not an export (a .pt2 file that is not a readable zip archive); "
-                           "give models/export/model.pt2, or export it again with `dvc repro export`")
+        raise damaged(path, "a .pt2 file that is not a readable zip archive")
     if what == EXPORTED:
         if tta is not None:
             raise SelfSupError(f"{path} has its test-time augmentation built in (model.json: tta); "
