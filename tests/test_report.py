@@ -600,12 +600,14 @@ def project_copy(tmp_path, monkeypatch):
     return tmp_path
 
 
+COMPARISON_BLOCK = re.compile(r"(<!-- comparison:start -->\n).*?(\n<!-- comparison:end -->)", re.S)
+
+
 def make_stale(root):
     """README.md's comparison block replaced by `stale`: a report that renders its pages rewrites it (a copy as
     committed is up to date, and the report leaves an unchanged file alone, so it could not show a write)."""
     readme = root / "README.md"
-    stale, count = re.subn(r"(<!-- comparison:start -->\n).*?(\n<!-- comparison:end -->)", r"\1stale\2",
-                           readme.read_text(), flags=re.S)
+    stale, count = COMPARISON_BLOCK.subn(r"\1stale\2", readme.read_text())
     assert count == 1 and stale != readme.read_text()
     readme.write_text(stale)
     return stale

@@ -1,7 +1,6 @@
 """`python -m selfsup.report` from a folder inside the project (e.g. docs/) works on the project's root; from outside
 any project, one line."""
 
-import re
 import shutil
 
 import pytest
@@ -9,11 +8,9 @@ import pytest
 from selfsup.cli import run_stage
 from selfsup.report.__main__ import main as report_main
 from tests.conftest import REPO
+from tests.test_report import COMPARISON_BLOCK as BLOCK, make_stale
 
 REPORTED = ["README.md", "docs/results.md", "params.yaml", "metrics"]  # what the report reads and writes
-
-
-BLOCK = re.compile(r"(<!-- comparison:start -->\n).*?(\n<!-- comparison:end -->)", re.S)
 
 
 def project(root):
@@ -22,10 +19,7 @@ def project(root):
     (root / "docs").mkdir(parents=True)
     for name in REPORTED:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
-    readme = root / "README.md"
-    stale, count = BLOCK.subn(r"\1stale\2", readme.read_text())
-    assert count == 1 and stale != (REPO / "README.md").read_text()
-    readme.write_text(stale)
+    make_stale(root)
     return root
 
 
