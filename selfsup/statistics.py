@@ -67,28 +67,41 @@ def mean_draws(values: np.ndarray, rng: np.random.Generator, draws: int) -> np.n
     return values.mean(axis=0) + (rng.standard_normal((draws, k)) @ root.T) * scale / math.sqrt(n)
 
 
-def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
-    """Per pretext (not `none`) and numeric budget but the largest of `table` (one protocol's sweep rows: pretext,
+def curve_budgets(budgets, all_per_class: int | None) -> dict[str, int]:
+    """The budgets of `budgets` (labels_per_class values) that lie on the label-efficiency curve, each with its
+    labels per class: every numeric one, and `all` as `all_per_class` where that is given and exceeds them all."""
+    sizes = {str(b): int(b) for b in budgets if str(b).isdigit()}
+    if all_per_class is not None and "all" in map(str, budgets) and all_per_class > max(sizes.values(), default=0):
+        sizes["all"] = all_per_class
+    return sizes
+
+
+def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
+                    all_per_class: int | None = None) -> pd.DataFrame:
+    """Per pretext (not `none`) and budget on the curve (`curve_budgets`: the numeric ones, and `all` as
+    `all_per_class` labels per class where given) but the largest of `table` (one protocol's sweep rows: pretext,
     labels_per_class, seed, test_accuracy): the labels per class `none` needs to match the pretext's mean
-    accuracy there (`labels_matching` on `none`'s mean curve over the numeric budgets), and its 95% interval: the
+    accuracy there (`labels_matching` on `none`'s mean curve over those budgets), and its 95% interval: the
     mean of every budget of `none`'s curve drawn from its Student-t distribution over the seeds (`mean_draws`), the
     pretext's mean and `none`'s at its budget drawn together over their paired seeds (the same labelled images),
     the 2.5 and 97.5 percentiles of the answers (inf: beyond the largest budget). No interval (NaN) where a budget
     has a single seed. `saved` is the share of `none`'s labels the pretext does without, 1 − budget / labels, at
     least 0 (1 where `none` never matches it on the grid); `largest` the curve's largest budget. Deterministic:
     `seed` seeds the draws."""
-    numeric = table[table.labels_per_class.astype(str).str.isdigit()]
-    wide = numeric.pivot_table(index=["labels_per_class", "seed"], columns="pretext", values="test_accuracy")
+    table = table.assign(labels_per_class=table.labels_per_class.astype(str))
+    size = curve_budgets(table.labels_per_class.unique(), all_per_class)
+    on_curve = table[table.labels_per_class.isin(size)]
+    wide = on_curve.pivot_table(index=["labels_per_class", "seed"], columns="pretext", values="test_accuracy")
     if "none" not in wide:
         return pd.DataFrame(columns=COLUMNS)
-    budgets = sorted({b for b in wide.index.get_level_values(0) if wide.loc[b]["none"].notna().any()}, key=int)
+    budgets = sorted({b for b in wide.index.get_level_values(0) if wide.loc[b]["none"].notna().any()}, key=size.get)
     curve = {b: wide.loc[b]["none"].dropna().to_numpy() for b in budgets}
     rng = np.random.default_rng(seed)
     known = all(len(curve[b]) > 1 for b in budgets)  # every budget's mean has a spread to draw from
     drawn = (np.stack([mean_draws(curve[b][:, None], rng, draws)[:, 0] for b in budgets], axis=1) if known
              else None)  # draws x budgets
     point = np.array([curve[b].mean() for b in budgets])
-    grid = np.array([int(b) for b in budgets])
+    grid = np.array([size[b] for b in budgets])
     out = []
     for pretext in [p for p in wide.columns if p != "none"]:
         for b in budgets[:-1]:  # at the largest budget, none has nothing above it to match with
@@ -108,5 +121,5 @@ def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0) -> pd
                 ranked = np.sort(labels_matching(grid, curves, both[:, 0]))  # inf sorts last: percentiles by rank
                 low, high = ranked[int(0.025 * (draws - 1))], ranked[math.ceil(0.975 * (draws - 1))]
             out.append({"pretext": pretext, "labels_per_class": b, "seeds": len(pairs), "labels": labels,
-                        "low": low, "high": high, "saved": max(0.0, 1 - int(b) / labels), "largest": grid[-1]})
+                        "low": low, "high": high, "saved": max(0.0, 1 - size[b] / labels), "largest": grid[-1]})
     return pd.DataFrame(out, columns=COLUMNS)

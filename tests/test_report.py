@@ -11,6 +11,7 @@ import yaml
 import selfsup.report.data as report_data
 from selfsup.cli import run_stage
 from selfsup.report.__main__ import main as report_main
+from selfsup.report.answer import comparison_block, detail_block
 from selfsup.report.benchmarks import (balance_markdown, consistency_markdown, distill_recipe_markdown, epochs_markdown,
                                        pretext_compute_markdown, recipe_markdown, schedule_block, schedule_markdown,
                                        tuning_markdown)
@@ -278,6 +279,37 @@ def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
     assert "does as well as `none` with 464:" in lines[1]  # two thirds of the way from 70% at 100 to 85% at 1000
     assert lines[2].startswith("- **1000 labels per class** (`none` 85.00%): `rotation` 86.00%")
     assert "does as well" not in lines[2]  # nothing above the largest budget to match it with
+
+
+def test_all_stands_for_the_training_images_per_class_preprocess_leaves(fmnist_raw):
+    import torch
+
+    from selfsup.data import read_idx, stratified_split
+    from selfsup.report.data import FASHION_MNIST_TRAIN_PER_CLASS, all_labels_per_class
+    labels = read_idx(fmnist_raw / "train-labels-idx1-ubyte.gz").long()
+    assert torch.bincount(labels).tolist() == [FASHION_MNIST_TRAIN_PER_CLASS] * 10
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for val_fraction in (params["preprocess"]["val_fraction"], 0.25):
+        params["preprocess"]["val_fraction"] = val_fraction
+        _, train = stratified_split(labels, val_fraction, torch.Generator().manual_seed(0))
+        per_class = set(torch.bincount(labels[train]).tolist())
+        assert {all_labels_per_class(REPO, lambda p: yaml.safe_dump(params))} == per_class
+    assert all_labels_per_class(REPO, lambda p: yaml.safe_dump({**params, "data": {"dataset": "folder"}})) is None
+    small = {**params, "preprocess": {**params["preprocess"], "fraction": 0.5}}
+    assert all_labels_per_class(REPO, lambda p: yaml.safe_dump(small)) is None  # a subsample: unknown per class
+
+
+def test_the_answer_reads_the_labels_saved_at_the_largest_budget_off_all():
+    rows = [("none", "10", 0.60), ("none", "1000", 0.80), ("none", "all", 0.90), ("rotation", "10", 0.65),
+            ("rotation", "1000", 0.85), ("rotation", "all", 0.91)]
+    table = experiment_rows([exp_entry(f"e{i}", p, b if b == "all" else int(b), a, f"2026-01-01T00:00:{i:02d}")
+                             for i, (p, b, a) in enumerate(rows)])
+    lines = comparison_block(table, ["none", "rotation"], all_per_class=5400).splitlines()
+    assert "does as well as `none` with 2324: it saves 57% of the labels" in lines[1]  # 1000 x 5.4^0.5, on the way
+    assert "does as well" not in lines[2]  # to all's 90%; nothing above `all`
+    assert "does as well" not in comparison_block(table, ["none", "rotation"]).splitlines()[1]  # `all` unplaced
+    detail = detail_block(table, ["none", "rotation"], all_per_class=5400)
+    assert "`all` is on the curve as the 5400 training images per class it fine-tunes on" in detail
 
 
 def paired_sweep():

@@ -44,6 +44,21 @@ def test_the_labels_none_needs_come_with_an_interval_paired_by_seed():
     assert shuffled.labels == pytest.approx(ten.labels) and shuffled.high - shuffled.low > ten.high - ten.low
 
 
+def test_all_joins_the_curve_at_the_labels_per_class_it_stands_for():
+    none = {"10": [0.58, 0.60, 0.62], "100": [0.69, 0.70, 0.71], "1000": [0.79, 0.80, 0.81], "all": [0.89, 0.90, 0.91]}
+    table = sweep(none, {"10": [0.63, 0.65, 0.67], "1000": [0.84, 0.85, 0.86], "all": [0.92] * 3})
+    matched = labels_to_match(table, all_per_class=5400).set_index("labels_per_class")
+    assert list(matched.index) == ["10", "1000"]  # `all`, now the largest, has nothing above it
+    thousand = matched.loc["1000"]
+    # halfway from none's 80% at 1000 to its 90% at 5400, on a log scale
+    assert thousand.labels == pytest.approx(1000 * 5.4 ** 0.5) and thousand.largest == 5400
+    assert thousand.saved == pytest.approx(1 - 1000 / (1000 * 5.4 ** 0.5))
+    assert thousand.low < thousand.labels < thousand.high
+    assert matched.loc["10"].labels == pytest.approx(10 ** 1.5)  # the budgets below are read as before
+    # `all` standing for fewer labels than a numeric budget cannot be placed on the curve: left off
+    assert list(labels_to_match(table, all_per_class=500).labels_per_class) == ["10"]
+
+
 def test_the_saving_is_said_in_words_and_checked_against_the_target():
     table = sweep({"10": [0.58, 0.60, 0.62], "100": [0.69, 0.70, 0.71], "1000": [0.80] * 3},
                   {"10": [0.63, 0.65, 0.67], "100": [0.85, 0.86, 0.84], "1000": [0.81] * 3})

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfsup.report.data import GAIN_PLOT, PER_CLASS, PLOT, pretexts, read_comparison, read_probes, read_table
+from selfsup.report.data import (GAIN_PLOT, PER_CLASS, PLOT, all_labels_per_class, pretexts, read_comparison,
+                                 read_probes, read_table)
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
                                   paired_gains, weakest_text)
@@ -22,11 +23,15 @@ GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws t
               "stronger evidence than a lone one.")
 
 
-LABELS_NOTE = ("How many labels per class `none` needs to do as well as each pretext: where `none`'s mean accuracy "
-               "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval that "
-               "carries every budget's uncertainty over seeds (each mean drawn from its Student-t spread, a pretext's "
-               "seeds paired with `none`'s; no interval where a budget ran one seed); \"more than\": beyond the "
-               "largest budget measured (`all` is not on the curve).")
+def labels_note(all_per_class: int | None = None) -> str:
+    """What the table of the labels `none` needs holds (`all` on the curve as `all_per_class` labels per class)."""
+    where = (f"`all` is on the curve as the {all_per_class} training images per class it fine-tunes on"
+             if all_per_class else "`all` is not on the curve")
+    return ("How many labels per class `none` needs to do as well as each pretext: where `none`'s mean accuracy "
+            "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval that "
+            "carries every budget's uncertainty over seeds (each mean drawn from its Student-t spread, a pretext's "
+            "seeds paired with `none`'s; no interval where a budget ran one seed); \"more than\": beyond the "
+            f"largest budget measured ({where}).")
 
 
 def chance_text(table: pd.DataFrame) -> str:
@@ -41,23 +46,26 @@ def chance_text(table: pd.DataFrame) -> str:
             "pretext's backbone was pre-trained once.")
 
 
-def comparison_block(table: pd.DataFrame, order=(), classes: int = 10) -> str:
-    """The README's answer: a line per budget (the gains and the labels saved, with their intervals), the floor of
-    the per-class recall at the smallest budget (of `classes` classes), the accuracy table, and the charts of both."""
+def comparison_block(table: pd.DataFrame, order=(), classes: int = 10, all_per_class: int | None = None) -> str:
+    """The README's answer: a line per budget (the gains and the labels saved, with their intervals; `all` on the
+    curve as `all_per_class` labels per class), the floor of the per-class recall at the smallest budget (of
+    `classes` classes), the accuracy table, and the charts of both."""
     gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
-    lines = "\n\n".join(filter(None, [answer_markdown(table, order), chance_text(table),
+    matched = matching(table, all_per_class=all_per_class)
+    lines = "\n\n".join(filter(None, [answer_markdown(table, order, matched=matched), chance_text(table),
                                        weakest_text(table, classes, order)]))
     return (f"{lines}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
             f"{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()}){gain_chart}")
 
 
-def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None, classes: int | None = None) -> str:
-    """docs/results.md's detail of the answer: the paired gains and the labels `none` needs, as tables with their
-    intervals, and the targets, each met or missed (with `gaps`, the fine-tuned model against its probe; with
-    `classes`, every class above chance)."""
+def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None, classes: int | None = None,
+                 all_per_class: int | None = None) -> str:
+    """docs/results.md's detail of the answer: the paired gains and the labels `none` needs (`all` on the curve as
+    `all_per_class` labels per class), as tables with their intervals, and the targets, each met or missed (with
+    `gaps`, the fine-tuned model against its probe; with `classes`, every class above chance)."""
     gains = f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n" if len(paired_gains(table)) else ""
-    matched = matching(table)
-    labels = f"{LABELS_NOTE}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
+    matched = matching(table, all_per_class=all_per_class)
+    labels = f"{labels_note(all_per_class)}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
     return (f"{gains}{labels}Against the targets (mean over seeds, the full test set):\n\n"
             f"{targets_markdown(table, gaps=gaps, matched=matched, classes=classes)}")
 
@@ -70,11 +78,12 @@ def class_count(root: Path, read) -> int:
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
     """The README's answer block from the sweep's rows of params.yaml's schedule (the number of classes: the
     committed run's per-class table)."""
-    return comparison_block(read_comparison(root, read), pretexts(root, read), class_count(root, read))
+    return comparison_block(read_comparison(root, read), pretexts(root, read), class_count(root, read),
+                            all_labels_per_class(root, read))
 
 
 def render_detail(root: Path, read=lambda p: p.read_text()) -> str:
     """docs/results.md's detail of the answer, with the fine-tuned models paired with their probes."""
     table = read_comparison(root, read)
     return detail_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))),
-                        class_count(root, read))
+                        class_count(root, read), all_labels_per_class(root, read))

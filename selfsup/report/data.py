@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from selfsup import SelfSupError
+from selfsup.params import parse_params
 
 RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
 DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
@@ -80,6 +81,21 @@ def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict
     """A committed TSV table (a benchmark's, or a sweep's through `read_sweep`; with `sep` ",", a CSV one) of the
     repository at `root`."""
     return pd.read_csv(io.StringIO(read(root / path)), sep=sep, dtype=dtype)
+
+
+FASHION_MNIST_TRAIN_PER_CLASS = 6000  # Fashion-MNIST's official training set: 60,000 images, 6,000 of each class
+
+
+def all_labels_per_class(root: Path, read) -> int | None:
+    """The labelled images per class that `finetune.labels_per_class: all` fine-tunes on in the sweep's rows of
+    the dataset of params.yaml (of the repository at `root`), where every class has as many: Fashion-MNIST's 6,000
+    training images less the preprocess.val_fraction held out as val (rounded as `stratified_split` rounds). None
+    for another dataset, or a subsample (preprocess.fraction below 1)."""
+    parsed = parse_params(yaml.safe_load(read(root / "params.yaml")))
+    if parsed.data.dataset != "fashion_mnist" or parsed.preprocess.fraction < 1:
+        return None
+    val = max(1, round(parsed.preprocess.val_fraction * FASHION_MNIST_TRAIN_PER_CLASS))
+    return FASHION_MNIST_TRAIN_PER_CLASS - val
 
 
 def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:

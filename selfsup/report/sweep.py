@@ -126,13 +126,18 @@ def weakest_text(table: pd.DataFrame, classes: int, order=(), protocol: str = "f
             f"seeds, per pretext: {per_pretext}.")
 
 
-def matching(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
-    """`labels_to_match` of the rows of `protocol`."""
-    return labels_to_match(table[table.protocol == protocol])
+def matching(table: pd.DataFrame, protocol: str = "full", all_per_class: int | None = None) -> pd.DataFrame:
+    """`labels_to_match` of the rows of `protocol` (`all` on the curve as `all_per_class` labels per class)."""
+    return labels_to_match(table[table.protocol == protocol], all_per_class=all_per_class)
 
 
 def labels_cell(labels: float, largest: int) -> str:
     return f"more than {largest}" if labels == float("inf") else f"{labels:.0f}"
+
+
+def saved_beyond(budget: int, largest: int) -> str:
+    """The share of the labels a pretext at `budget` saves where `none` never matches it up to `largest`."""
+    return f"more than {100 * (1 - budget / largest):.0f}%"
 
 
 def saving_text(r, largest: int) -> str:
@@ -141,7 +146,7 @@ def saving_text(r, largest: int) -> str:
     b = int(r.labels_per_class)
     if r.labels == float("inf"):
         return (f"`none` does not match `{r.pretext}` at {b} labels per class even with {largest}: it saves "
-                f"more than {100 * (1 - b / largest):.0f}% of the labels")
+                f"{saved_beyond(b, largest)} of the labels")
     share = (lambda n: f"{100 * max(0.0, 1 - b / n):.0f}%")
     if math.isnan(r.low):
         return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f}: it saves "
@@ -159,7 +164,7 @@ def labels_markdown(matched: pd.DataFrame, order=()) -> str:
 
     def cell(r):
         b = int(r.labels_per_class)
-        saved = ("" if r.labels <= b else f"saves more than {100 * (1 - b / largest):.0f}%"
+        saved = ("" if r.labels <= b else f"saves {saved_beyond(b, largest)}"
                  if r.labels == float("inf") else f"saves {100 * r.saved:.0f}%")
         if r.low == float("inf"):
             return labels_cell(r.labels, largest)
