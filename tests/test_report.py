@@ -17,7 +17,7 @@ from selfsup.report.benchmarks import (balance_markdown, consistency_markdown, d
                                        tuning_markdown)
 from selfsup.report.blocks import rendered, replace_block
 from selfsup.report.data import (EXPERIMENT_KEYS, effective_min_steps, experiment_rows, git_per_class, merged,
-                                 on_schedule, read_comparison, sweep_tables, weakest_class)
+                                 on_schedule, read_comparison, read_distilled, sweep_tables, weakest_class)
 from selfsup.report.distilled import distillation_svg, distilled_markdown
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
@@ -127,6 +127,33 @@ def test_distilled_experiments_are_tabled_beside_their_teachers(tmp_path):
     keys = ["dataset", "pretext", "protocol", "labels_per_class", "epochs", "min_steps", "seed", "distill_epochs", "distill_init",
             "distill_threshold", "distill_per_class", "distill_rounds"]
     assert sorted(merged(path, again, keys).experiment) == ["d0", "d1", "d9"]
+
+
+def test_the_distilled_table_shows_one_setting_per_budget_of_params_yamls_dataset(tmp_path):
+    baseline = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    runs = [exp_entry(f"d{p}{s}", p, 10, 0.65 + s / 100, f"2026-01-02T00:00:0{s}", s, 0.6) for p in ("none", "rotation")
+            for s in range(2)]
+    longer = [exp_entry(f"l{p}", p, 10, 0.99, "2026-01-03T00:00:00", 0, 0.6) for p in ("none", "rotation")]
+    hundred = [exp_entry(f"h{p}", p, 100, 0.85, "2026-01-04T00:00:00", 0, 0.8) for p in ("none", "rotation")]
+    folder = exp_entry("mine", "rotation", 10, 0.10, "2026-01-05T00:00:00", 5, 0.1)
+    for entry in longer:  # another distillation setting at 10 per class, fewer runs: never pooled with the others
+        entry["data"]["params"]["params.yaml"]["data"]["distill"]["epochs"] = 9
+    for entry in hundred:
+        entry["data"]["params"]["params.yaml"]["data"]["distill"]["rounds"] = 1
+    folder["data"]["params"]["params.yaml"]["data"]["data"] = {"dataset": "folder"}
+    baseline["experiments"] = [{"revs": [entry]} for entry in runs + longer + hundred + [folder]]
+    (tmp_path / "metrics").mkdir()
+    sweep_tables(experiment_rows([baseline]))[1].to_csv(tmp_path / "metrics/distilled.tsv", sep="\t", index=False)
+    (tmp_path / "params.yaml").write_text("data: {dataset: fashion_mnist}\n")
+    shown = read_distilled(tmp_path)
+    assert sorted(shown.experiment) == ["dnone0", "dnone1", "drotation0", "drotation1", "hnone", "hrotation"]
+    md = distilled_markdown(shown, ["none", "rotation"])
+    assert "| none | 60.00 ± 0.00 → **65.50** ± 0.71 (+5.50; 2 runs) |" in md  # not the 9 epochs' 99%
+    assert ("Distillation: at 10 labels per class, 2 round(s) of 5 epochs over every training image, the student "
+            "starting from the teacher, the teacher's soft probabilities; at 100 labels per class, 1 round(s) of 5") in md
+    assert "Fashion-MNIST test accuracy, fine-tuned and distilled" in distillation_svg(shown, ["none", "rotation"])
+    assert "Image-folder test accuracy after fine-tuning" in label_efficiency_svg(
+        sweep_tables(experiment_rows([folder]))[0], ["rotation"])
 
 
 def test_the_distillation_variants_show_teacher_and_student():

@@ -70,10 +70,15 @@ def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
     where a budget ran more than one schedule (epochs, min_steps), the one with the most runs (of equal counts, the
     longer). Never two schedules in one budget's mean or pair (the comparison table names each budget's schedule)."""
     ran = set(table[table.min_steps == min_steps].labels_per_class)
-    table = table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)]
-    runs = table.groupby(["labels_per_class", "epochs", "min_steps"]).size().reset_index(name="runs")
-    chosen = runs.sort_values(["runs", "epochs", "min_steps"]).drop_duplicates("labels_per_class", keep="last")
-    return table.merge(chosen.drop(columns="runs"), on=["labels_per_class", "epochs", "min_steps"])[table.columns]
+    return most_run(table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)], ["epochs", "min_steps"])
+
+
+def most_run(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows of one setting (the values of `keys`) per budget: where a budget ran more than one, the one with
+    the most runs (of equal counts, the larger values)."""
+    runs = table.groupby(["labels_per_class", *keys], dropna=False).size().reset_index(name="runs")
+    chosen = runs.sort_values(["runs", *keys]).drop_duplicates("labels_per_class", keep="last")
+    return table.merge(chosen.drop(columns="runs"), on=["labels_per_class", *keys])[table.columns]
 
 
 def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict | None = None,
@@ -98,22 +103,29 @@ def all_labels_per_class(root: Path, read) -> int | None:
     return FASHION_MNIST_TRAIN_PER_CLASS - val
 
 
-def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
-    """metrics/comparison.tsv of the repository at `root`: the rows of params.yaml's dataset run with their commit's
-    recipe (no `variant`: another recipe's rows are kept in the file, never pooled with these), of params.yaml's
-    schedule (`on_schedule`), or (`every`) of every schedule."""
-    table = read_sweep(root, COMPARISON, read)
+def read_shown(root: Path, path: Path, read) -> tuple[pd.DataFrame, dict]:
+    """(the rows of the sweep table `path` of the repository at `root` that the report may show, params.yaml):
+    those of params.yaml's dataset run with their commit's recipe (no `variant`: another recipe's rows are kept in
+    the file, never pooled with these)."""
+    table = read_sweep(root, path, read)
     params = yaml.safe_load(read(root / "params.yaml")) or {}
     dataset = (params.get("data") or {}).get("dataset")
-    table = table[(table.variant == "") & ((table.dataset == dataset) if dataset else True)]
+    return table[(table.variant == "") & ((table.dataset == dataset) if dataset else True)], params
+
+
+def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
+    """metrics/comparison.tsv of the repository at `root`: the rows `read_shown` keeps, of params.yaml's schedule
+    (`on_schedule`), or (`every`) of every schedule."""
+    table, params = read_shown(root, COMPARISON, read)
     if every:
         return table
     return on_schedule(table, (params.get("finetune") or {}).get("min_steps", 0))
 
 
 def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
-    """metrics/distilled.tsv of the repository at `root`."""
-    return read_sweep(root, DISTILLED, read)
+    """metrics/distilled.tsv of the repository at `root`: the rows `read_shown` keeps, one teachers' schedule and
+    distillation setting per budget (`most_run`), never two pooled in a mean."""
+    return most_run(read_shown(root, DISTILLED, read)[0], ["epochs", "min_steps", *DISTILL_KEYS[1:]])
 
 
 def read_probes(root: Path, read=lambda p: p.read_text()) -> dict[str, dict]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from selfsup.report.data import DISTILLED_PLOT, RESULTS_DOC, link, pretexts, read_distilled
-from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, pretext_colour,
-                                   pretext_order, seed_std, signed)
+from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
+                                   pretext_colour, pretext_order, seed_std, signed)
 from selfsup.report.targets import distilled_targets
 from selfsup.svg import line_chart
 
@@ -20,23 +20,29 @@ def distilled_summary(table: pd.DataFrame) -> pd.DataFrame:
                        runs=("test_accuracy", "count")).reset_index()
 
 
+def setting_text(settings) -> str:
+    """A distilled row's distillation setting in words."""
+    return (f"{int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs over every training "
+            f"image, the student starting from the {settings.distill_init}"
+            + (f", the teacher's {int(settings.distill_per_class):,} most confident guesses of each class as "
+               "pseudo-labels" if settings.get("distill_per_class", 0) > 0
+               else f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
+               else ", the teacher's soft probabilities"))
+
+
 def distilled_markdown(table: pd.DataFrame, order=()) -> str:
-    """Fine-tuned → distilled test accuracy per pretext and budget (mean ± std over seeds), the gain, and the
+    """Fine-tuned → distilled test accuracy per pretext and budget (mean ± std over seeds; one setting per budget,
+    as `read_distilled` keeps), the gain, the distillation setting (per budget where they differ), and the
     distillation targets, each met or missed."""
     summary = distilled_summary(table)
     lines = budget_grid(summary, "pretext", "{} labels per class: fine-tuned → distilled",
                         lambda r: f"{100 * r.finetuned:.2f} ± {100 * r.finetuned_std:.2f} → **{100 * r.distilled:.2f}**"
                                   f" ± {100 * r.distilled_std:.2f} ({signed(100 * (r.distilled - r.finetuned))}; "
                                   f"{r.runs} runs)", order)
-    settings = table.iloc[0]
-    lines += ["", f"Distillation: {int(settings.distill_rounds)} round(s) of {int(settings.distill_epochs)} epochs "
-                  "over every training image, the student "
-                  f"starting from the {settings.distill_init}"
-                  + (f", the teacher's {int(settings.distill_per_class):,} most confident guesses of each class as "
-                     "pseudo-labels" if settings.get("distill_per_class", 0) > 0
-                     else f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
-                     else ", the teacher's soft probabilities")
-              + f". The teachers' fine-tuning: {budget_schedules(table)}.", "",
+    settings = {b: setting_text(r) for b, r in table.groupby("labels_per_class").first().iterrows()}
+    said = (next(iter(settings.values())) if len(set(settings.values())) == 1 else
+            "; ".join(f"at {b} labels per class, {settings[b]}" for b in budget_order(settings)))
+    lines += ["", f"Distillation: {said}. The teachers' fine-tuning: {budget_schedules(table)}.", "",
               *distilled_targets(summary)]
     return "\n".join(lines)
 
@@ -57,7 +63,7 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
         # a pretext's colour as in every other chart (its place in params.yaml's pretexts); distilled dashed
         colours[f"{pretext}, fine-tuned"] = colours[f"{pretext}, distilled"] = pretext_colour(pretext, order)
     return line_chart(series, [(position[b], b) for b in budgets],
-                      ("Fashion-MNIST test accuracy, fine-tuned and distilled (dashed)", "labels per class",
+                      (accuracy_title(table, ", fine-tuned and distilled (dashed)"), "labels per class",
                        "test accuracy (%)"), colours=colours, dodge=4,
                       dashed={name for name in series if name.endswith("distilled")})
 

@@ -11,8 +11,9 @@ import pandas as pd
 import yaml
 
 from selfsup.report.data import REFERENCE_VIEWS, read_comparison, read_sweep
-from selfsup.report.tables import (budget_grid, budget_order, budget_positions, budget_schedules, gain_text,
-                                   interval_cell, is_finding, mean_std, pretext_colour, pretext_order, seed_std)
+from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
+                                   gain_text, interval_cell, is_finding, mean_std, pretext_colour, pretext_order,
+                                   seed_std)
 from selfsup.statistics import labels_to_match, paired_interval
 from selfsup.svg import line_chart
 
@@ -210,7 +211,7 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
         series[pretext] = [(position[r.labels_per_class], 100 * r.mean, 100 * r.std)
                            for r in sorted(part.itertuples(), key=lambda r: position[r.labels_per_class])]
     ticks = [(position[b], b) for b in budgets]
-    return line_chart(series, ticks, (f"Fashion-MNIST test accuracy after fine-tuning ({protocol})",
+    return line_chart(series, ticks, (accuracy_title(table, f" after fine-tuning ({protocol})"),
                                       "labels per class", "test accuracy (%)"),
                       colours={pretext: pretext_colour(pretext, order) for pretext in series})
 

@@ -8,6 +8,17 @@ import pandas as pd
 from selfsup.statistics import excludes_zero
 from selfsup.svg import COLOURS
 
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "deepfashion": "DeepFashion", "folder": "Image-folder"}
+
+
+def accuracy_title(table: pd.DataFrame, what: str) -> str:
+    """A chart's title: "<the rows' dataset> test accuracy<what>", e.g. "Fashion-MNIST test accuracy after
+    fine-tuning"; plain "Test accuracy..." where the rows are of several datasets or none is named."""
+    names = set(table.get("dataset", pd.Series(dtype=str)).dropna())
+    name = DATASET_NAMES.get(next(iter(names)), next(iter(names))) if len(names) == 1 else ""
+    return f"{name} test accuracy{what}" if name else f"Test accuracy{what}"
+
+
 def budget_order(budgets) -> list[str]:
     """Budgets (text) in ascending order, `all` last."""
     return sorted(budgets, key=lambda c: (c == "all", int(c) if c.isdigit() else 0))
