@@ -9,7 +9,7 @@ import pandas as pd
 from selfsup.report.data import DISTILLED_PLOT, RESULTS_DOC, link, pretexts, read_distilled
 from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
                                    pretext_colour, pretext_order, seed_std, signed)
-from selfsup.report.targets import distilled_targets
+from selfsup.report.targets import distilled_targets, on_target_dataset
 from selfsup.svg import line_chart
 
 def distilled_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -43,7 +43,7 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
     said = (next(iter(settings.values())) if len(set(settings.values())) == 1 else
             "; ".join(f"at {b} labels per class, {settings[b]}" for b in budget_order(settings)))
     lines += ["", f"Distillation: {said}. The teachers' fine-tuning: {budget_schedules(table)}.", "",
-              *distilled_targets(summary)]
+              *distilled_targets(summary, on_target_dataset(table))]
     return "\n".join(lines)
 
 
