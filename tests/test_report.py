@@ -390,6 +390,23 @@ def test_the_answer_says_which_gains_the_seeds_show():
     assert COLOURS[1] in svg and COLOURS[2] in svg and COLOURS[0] not in svg
 
 
+def test_the_answer_opens_with_where_each_pretext_is_clearly_above_none_and_the_labels_it_saves():
+    runs = {("none", 10): [0.60, 0.64, 0.62], ("none", 100): [0.70, 0.72, 0.71], ("none", 1000): [0.80, 0.81, 0.82],
+            ("rotation", 10): [0.65, 0.70, 0.66], ("rotation", 100): [0.76, 0.77, 0.75],
+            ("rotation", 1000): [0.81, 0.81, 0.83],  # +0.67, not clear of 0
+            ("autoencoder", 10): [0.59, 0.63, 0.61], ("autoencoder", 100): [0.71, 0.72, 0.70]}
+    table = experiment_rows([exp_entry(f"{p}{b}{s}", p, b, a, f"2026-01-01T00:00:{s:02d}", seed=s)
+                             for (p, b), accs in runs.items() for s, a in enumerate(accs)])
+    block = comparison_block(table, ["none", "rotation", "autoencoder"])
+    first = block.split("\n\n")[0]
+    assert first.startswith("**In short:** `rotation` beats `none` by its whole 95% interval at 2 of 3 budgets "
+                            "(10, 100); `autoencoder` at 0 of 2 and falls below it at 1 (10). `rotation` saves ")
+    assert first.endswith("of the labels `none` needs to do as well (at 10, 100 labels per class, each share's "
+                          "interval above 0).")
+    # a budget of one seed has no interval: no pretext is said to be clear of `none` anywhere
+    assert not comparison_block(table[table.seed == 0], ["none", "rotation"]).startswith("**In short:**")
+
+
 def test_probe_markdown_reads_every_budget():
     run = {"linear": {"mean": 0.8, "std": 0.01}, "knn": {"mean": 0.7, "std": 0.0}, "layers": {"fc3": 1}}
     mixed = {**run, "layers": {"conv2": 2, "fc3": 1}}

@@ -11,6 +11,7 @@ from selfsup.report.data import (GAIN_PLOT, PER_CLASS, PLOT, all_labels_per_clas
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
                                   paired_gains, weakest_text)
+from selfsup.report.tables import budget_order, pretext_order
 from selfsup.report.targets import targets_markdown
 
 GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws the same labelled images, new head "
@@ -34,6 +35,39 @@ def labels_note(all_per_class: int | None = None) -> str:
             f"largest budget measured ({where}).")
 
 
+def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
+    """The answer in one sentence: per pretext, the budgets where its gain over `none` is clear (its 95% interval
+    above 0; and below 0), and for the pretext clearly above at the most budgets, the share of the labels it saves
+    (`matched`: `matching`) where that share's interval is clear of 0. Empty without a gain over two seeds or more."""
+    gains = paired_gains(table)
+    gains = gains[gains.seeds > 1]
+    if gains.empty:
+        return ""
+
+    def budgets(rows) -> str:
+        return ", ".join(budget_order(rows.labels_per_class.unique()))
+
+    said, clear = [], {}
+    for pretext in pretext_order(gains.pretext.unique(), order):
+        mine = gains[gains.pretext == pretext]
+        above, below = mine[mine.low > 0], mine[mine.high < 0]
+        clear[pretext] = (len(above), mine.gain.mean())
+        text = (f"`{pretext}` {'' if said else 'beats `none` by its whole 95% interval '}at {len(above)} of "
+                f"{len(mine)}{'' if said else ' budgets'}" + (f" ({budgets(above)})" if len(above) else ""))
+        said.append(text + (f" and falls below it at {len(below)} ({budgets(below)})" if len(below) else ""))
+    best = max(clear, key=clear.get)
+    saving = ""
+    if clear[best][0]:
+        mine = matched[(matched.pretext == best) & (matched.low > matched.labels_per_class.astype(int))]
+        if len(mine):
+            shares = [100 * r.saved for r in mine.itertuples()]
+            low, high = min(shares), max(shares)
+            amount = f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}% to {high:.0f}%"
+            saving = (f" `{best}` saves {amount} of the labels `none` needs to do as well (at {budgets(mine)} "
+                      "labels per class, each share's interval above 0).")
+    return f"**In short:** {'; '.join(said)}.{saving}"
+
+
 def chance_text(table: pd.DataFrame) -> str:
     """How many of the gains shown could exclude 0 by chance alone (each interval 95% on its own); empty with none."""
     gains = paired_gains(table)
@@ -52,7 +86,8 @@ def comparison_block(table: pd.DataFrame, order=(), classes: int = 10, all_per_c
     `classes` classes), the accuracy table, and the charts of both."""
     gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
     matched = matching(table, all_per_class=all_per_class)
-    lines = "\n\n".join(filter(None, [answer_markdown(table, order, matched=matched), chance_text(table),
+    lines = "\n\n".join(filter(None, [headline_text(table, matched, order), answer_markdown(table, order, matched=matched),
+                                       chance_text(table),
                                        weakest_text(table, classes, order)]))
     return (f"{lines}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
             f"{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()}){gain_chart}")
