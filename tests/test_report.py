@@ -242,6 +242,11 @@ def test_one_schedule_per_budget_is_shown_never_two_pooled():
     assert set(shown.epochs) == {15} and len(shown) == 6
     line = answer_markdown(shown, ["none", "rotation"])
     assert "`rotation` 71.00%, +0.00 points" in line and "+20.00" not in line
+    # more runs of `none` alone do not outweigh a schedule every pretext ran: the one that compares them is kept
+    alone = [exp_entry(f"n{s}", "none", 10, 0.6, f"2026-01-03T00:00:0{s}", seed=s + 3) for s in range(7)]
+    for entry in alone:
+        entry["data"]["params"]["params.yaml"]["data"]["finetune"]["epochs"] = 99
+    assert set(on_schedule(experiment_rows(rows + short + alone), 0).epochs) == {15}
 
 
 def test_another_recipe_is_a_row_of_its_own_and_not_in_the_answer(tmp_path):
@@ -291,21 +296,30 @@ def test_a_benchmark_table_without_budgets_merges_too(tmp_path):
     assert table.set_index("variant").seconds.to_dict() == {"b": 2.0, "a": 3.0}
 
 
+def two_seeds(rows):
+    """Experiments of two seeds per (pretext, budget, accuracy) of `rows`: the accuracy and 1 point more, so each gain
+    over `none` is the same in both (an interval of width 0, clear of 0 wherever the gain is not 0)."""
+    return experiment_rows([exp_entry(f"e{i}s{s}", p, b if b == "all" else int(b), a + s / 100,
+                                      f"2026-01-01T00:{i:02d}:0{s}", seed=s)
+                            for i, (p, b, a) in enumerate(rows) for s in range(2)])
+
+
 def test_the_answer_names_the_best_pretext_the_labels_it_saves_and_the_worst():
     rows = [("none", "10", 0.60), ("none", "100", 0.70), ("none", "1000", 0.85), ("rotation", "10", 0.65),
             ("rotation", "100", 0.80), ("rotation", "1000", 0.86), ("autoencoder", "10", 0.55),
             ("autoencoder", "100", 0.72), ("autoencoder", "1000", 0.84)]
-    table = experiment_rows([exp_entry(f"e{i}", p, int(b), a, f"2026-01-01T00:00:{i:02d}")
-                             for i, (p, b, a) in enumerate(rows)])
-    lines = answer_markdown(table, ["none", "rotation", "autoencoder"]).splitlines()
-    assert lines[0] == ("- **10 labels per class** (`none` 60.00%): `rotation` 65.00%, +5.00 points (one seed: no "
-                        "interval); `autoencoder` 55.00%, -5.00 points (one seed: no interval). `rotation` with 10 "
-                        "labels per class does as well as `none` with 32: it saves 68% of the labels (a budget with "
-                        "one seed: no interval).")  # halfway from 60% to 70%: halfway from 10 to 100 on a log scale
-    assert lines[1].startswith("- **100 labels per class** (`none` 70.00%): `rotation` 80.00%")
-    assert "does as well as `none` with 464:" in lines[1]  # two thirds of the way from 70% at 100 to 85% at 1000
-    assert lines[2].startswith("- **1000 labels per class** (`none` 85.00%): `rotation` 86.00%")
+    lines = answer_markdown(two_seeds(rows), ["none", "rotation", "autoencoder"]).splitlines()
+    assert lines[0].startswith(
+        "- **10 labels per class** (`none` 60.50%): `rotation` 65.50%, **+5.00 points (95% CI +5.00 to +5.00, 2 "
+        "seeds)**; `autoencoder` 55.50%, **-5.00 points (95% CI -5.00 to -5.00, 2 seeds)**. `rotation` with 10 labels "
+        "per class does as well as `none` with 32 (95% CI ")  # halfway from 60.5% to 70.5%: from 10 to 100, log scale
+    assert lines[1].startswith("- **100 labels per class** (`none` 70.50%): `rotation` 80.50%")
+    assert "does as well as `none` with 464 (" in lines[1]  # two thirds of the way from 70.5% at 100 to 85.5% at 1000
+    assert lines[2].startswith("- **1000 labels per class** (`none` 85.50%): `rotation` 86.50%")
     assert "does as well" not in lines[2]  # nothing above the largest budget to match it with
+    # one seed: no interval, so no gain is clear of 0 and no saving is said
+    one = answer_markdown(two_seeds(rows)[lambda t: t.seed == 0], ["none", "rotation", "autoencoder"]).splitlines()
+    assert one[0].endswith("`autoencoder` 55.00%, -5.00 points (one seed: no interval).")
 
 
 def test_all_stands_for_the_training_images_per_class_preprocess_leaves(fmnist_raw):
@@ -329,14 +343,19 @@ def test_all_stands_for_the_training_images_per_class_preprocess_leaves(fmnist_r
 def test_the_answer_reads_the_labels_saved_at_the_largest_budget_off_all():
     rows = [("none", "10", 0.60), ("none", "1000", 0.80), ("none", "all", 0.90), ("rotation", "10", 0.65),
             ("rotation", "1000", 0.85), ("rotation", "all", 0.91)]
-    table = experiment_rows([exp_entry(f"e{i}", p, b if b == "all" else int(b), a, f"2026-01-01T00:00:{i:02d}")
-                             for i, (p, b, a) in enumerate(rows)])
-    lines = comparison_block(table, ["none", "rotation"], all_per_class=5400).splitlines()
-    assert "does as well as `none` with 2324: it saves 57% of the labels" in lines[1]  # 1000 x 5.4^0.5, on the way
-    assert "does as well" not in lines[2]  # to all's 90%; nothing above `all`
-    assert "does as well" not in comparison_block(table, ["none", "rotation"]).splitlines()[1]  # `all` unplaced
+    table = two_seeds(rows)
+    lines = [line for line in comparison_block(table, ["none", "rotation"], all_per_class=5400).splitlines()
+             if line.startswith("- **")]
+    assert "does as well as `none` with 2324 (95% CI " in lines[1]  # 1000 x 5.4^0.5: halfway to all's 90.5%
+    assert "): it saves 57% of the labels (95% CI " in lines[1]
+    assert "does as well" not in lines[2]  # nothing above `all`
+    unplaced = [line for line in comparison_block(table, ["none", "rotation"]).splitlines() if line.startswith("- **")]
+    assert "does as well" not in unplaced[1]  # `all` off the curve: nothing above 1000
     detail = detail_block(table, ["none", "rotation"], all_per_class=5400)
     assert "`all` is on the curve as the 5400 training images per class it fine-tunes on" in detail
+    without = detail_block(table[(table.pretext != "none") | (table.labels_per_class != "all")], ["none", "rotation"],
+                           all_per_class=5400)  # no `none` at `all`: the curve ends at 1000
+    assert "`all` is not on the curve" in without and "5400" not in without
 
 
 def paired_sweep():
@@ -399,12 +418,23 @@ def test_the_answer_opens_with_where_each_pretext_is_clearly_above_none_and_the_
                              for (p, b), accs in runs.items() for s, a in enumerate(accs)])
     block = comparison_block(table, ["none", "rotation", "autoencoder"])
     first = block.split("\n\n")[0]
-    assert first.startswith("**In short:** `rotation` beats `none` by its whole 95% interval at 2 of 3 budgets "
-                            "(10, 100); `autoencoder` at 0 of 2 and falls below it at 1 (10). `rotation` saves ")
-    assert first.endswith("of the labels `none` needs to do as well (at 10, 100 labels per class, each share's "
-                          "interval above 0).")
+    assert first.startswith("**In short:** the 95% interval of each pretext's gain over `none` lies above 0 at these "
+                            "budgets (labels per class, of those with two seeds or more): `rotation`'s at 2 of 3 (10, "
+                            "100); `autoencoder`'s at 0 of 2, and below 0 at 1 (10). `rotation` saves between ")
+    assert first.endswith("of the labels `none` needs to do as well, over the budgets where that share's interval "
+                          "lies above 0 (10, 100).")
     # a budget of one seed has no interval: no pretext is said to be clear of `none` anywhere
     assert not comparison_block(table[table.seed == 0], ["none", "rotation"]).startswith("**In short:**")
+    # none clear anywhere: said so, with no saving
+    level = table.assign(test_accuracy=table.test_accuracy.where(table.pretext != "rotation", table.test_accuracy - 0.05))
+    flat = comparison_block(level[level.labels_per_class != "1000"], ["none", "rotation", "autoencoder"])
+    assert flat.startswith("**In short:** no pretext's gain over `none` has its 95% interval above 0 at any budget; "
+                           "per pretext, over the budgets with two seeds or more: `rotation`'s at none of 2; "
+                           "`autoencoder`'s at 0 of 2, and below 0 at 1 (10).\n\n")
+    # where `none` never catches up, the share is a floor, never 100%
+    far = table.assign(test_accuracy=table.test_accuracy.where(
+        (table.pretext != "rotation") | (table.labels_per_class != "100"), table.test_accuracy + 0.2))
+    assert "and more than 90% (at 100) of the labels" in comparison_block(far, ["none", "rotation"]).split("\n")[0]
 
 
 def test_probe_markdown_reads_every_budget():

@@ -70,13 +70,27 @@ def test_the_saving_is_said_in_words_and_checked_against_the_target():
     words = saving_text(matched.iloc[0], 1000)
     assert words.startswith("`rotation` with 10 labels per class does as well as `none` with 32 (95% CI ")
     md = labels_markdown(matched, ["none", "rotation"]).splitlines()
-    assert md[2].startswith("| rotation | 32 (") and md[2].endswith("; saves 68%) | more than 1000 |")
+    assert md[2].startswith("| rotation | 32 (") and md[2].endswith("; saves 68%) | more than 1000 (saves more than 90%) |")
     table = table.assign(protocol="full", epochs=60, min_steps=500)
     target = targets_markdown(table, matched=matched).splitlines()[-1]
     assert target.startswith("| 10 per class: best pretext matches `none` with ≥ 3× the labels (saves ≥ 67%)")
     assert target.endswith("| **missed** |")  # 32 is more than 3 x 10, but the interval's lower end is not
     low = matched.low.iloc[0]
     assert low < 30 and f"`rotation`: `none` needs 32 (95% CI {low:.0f} to" in target
+
+
+def test_the_labels_target_is_decided_on_the_pretext_with_the_highest_lower_end():
+    table = sweep({"10": [0.6, 0.6]}, {"10": [0.7, 0.7]}).assign(protocol="full", epochs=60, min_steps=500)
+    matched = pd.DataFrame([
+        {"pretext": "rotation", "labels_per_class": "10", "seeds": 3, "labels": 50.0, "low": 20.0, "high": 200.0,
+         "saved": 0.8, "largest": 1000},
+        {"pretext": "exemplar", "labels_per_class": "10", "seeds": 3, "labels": 40.0, "low": 32.0, "high": 60.0,
+         "saved": 0.75, "largest": 1000}])
+    row = targets_markdown(table, matched=matched).splitlines()[-1]
+    assert row.endswith("| `exemplar`: `none` needs 40 (95% CI 32 to 60) | met |")  # 32 ≥ 3 x 10
+    single = matched.assign(low=float("nan"), high=float("nan"))
+    assert targets_markdown(table, matched=single).splitlines()[-1].endswith(
+        "| `rotation`: `none` needs 50 (no interval: a budget ran one seed) | **missed** |")
 
 
 def test_a_paired_interval_counts_only_the_pairs_it_has():

@@ -10,7 +10,7 @@ from selfsup.report.data import (GAIN_PLOT, PER_CLASS, PLOT, all_labels_per_clas
                                  read_probes, read_table)
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
-                                  paired_gains, weakest_text)
+                                  paired_gains, saved_share, weakest_text)
 from selfsup.report.tables import budget_order, pretext_order
 from selfsup.report.targets import targets_markdown
 
@@ -25,20 +25,23 @@ GAINS_NOTE = ("A gain is the difference from `none` seed by seed: a seed draws t
 
 
 def labels_note(all_per_class: int | None = None) -> str:
-    """What the table of the labels `none` needs holds (`all` on the curve as `all_per_class` labels per class)."""
+    """What the table of the labels `none` needs holds (`all_per_class`: the labels per class `all` stands for on the
+    curve; None where it is not on it)."""
     where = (f"`all` is on the curve as the {all_per_class} training images per class it fine-tunes on"
              if all_per_class else "`all` is not on the curve")
     return ("How many labels per class `none` needs to do as well as each pretext: where `none`'s mean accuracy "
-            "curve reaches the pretext's mean, read between the budgets on a log scale, with a 95% interval that "
-            "carries every budget's uncertainty over seeds (each mean drawn from its Student-t spread, a pretext's "
-            "seeds paired with `none`'s; no interval where a budget ran one seed); \"more than\": beyond the "
-            f"largest budget measured ({where}).")
+            "curve reaches the pretext's mean, read between the budgets on a straight line in log labels, with a 95% "
+            "interval that carries every budget's uncertainty over seeds (each mean drawn from its Student-t spread, "
+            "a pretext's seeds paired with `none`'s; no interval where a budget of the curve or the pretext's own "
+            "ran one seed); no share saved where the pretext is below `none`; \"more than\": beyond the largest "
+            f"budget measured ({where}).")
 
 
 def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
     """The answer in one sentence: per pretext, the budgets where its gain over `none` is clear (its 95% interval
-    above 0; and below 0), and for the pretext clearly above at the most budgets, the share of the labels it saves
-    (`matched`: `matching`) where that share's interval is clear of 0. Empty without a gain over two seeds or more."""
+    above 0; and below 0), and for the pretext clearly above at the most budgets, the least and the most share of the
+    labels it saves (`matched`: `matching`) over the budgets where that share's interval lies above 0. Empty without
+    a gain over two seeds or more."""
     gains = paired_gains(table)
     gains = gains[gains.seeds > 1]
     if gains.empty:
@@ -52,20 +55,26 @@ def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
         mine = gains[gains.pretext == pretext]
         above, below = mine[mine.low > 0], mine[mine.high < 0]
         clear[pretext] = (len(above), mine.gain.mean())
-        text = (f"`{pretext}` {'' if said else 'beats `none` by its whole 95% interval '}at {len(above)} of "
-                f"{len(mine)}{'' if said else ' budgets'}" + (f" ({budgets(above)})" if len(above) else ""))
-        said.append(text + (f" and falls below it at {len(below)} ({budgets(below)})" if len(below) else ""))
+        if len(above) or len(below):
+            said.append(f"`{pretext}`'s at {len(above)} of {len(mine)}" + (f" ({budgets(above)})" if len(above) else "")
+                        + (f", and below 0 at {len(below)} ({budgets(below)})" if len(below) else ""))
+        else:
+            said.append(f"`{pretext}`'s at none of {len(mine)}")
     best = max(clear, key=clear.get)
+    if not clear[best][0]:
+        return (f"**In short:** no pretext's gain over `none` has its 95% interval above 0 at any budget; per pretext, "
+                f"over the budgets with two seeds or more: {'; '.join(said)}.")
     saving = ""
-    if clear[best][0]:
-        mine = matched[(matched.pretext == best) & (matched.low > matched.labels_per_class.astype(int))]
-        if len(mine):
-            shares = [100 * r.saved for r in mine.itertuples()]
-            low, high = min(shares), max(shares)
-            amount = f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}% to {high:.0f}%"
-            saving = (f" `{best}` saves {amount} of the labels `none` needs to do as well (at {budgets(mine)} "
-                      "labels per class, each share's interval above 0).")
-    return f"**In short:** {'; '.join(said)}.{saving}"
+    mine = matched[(matched.pretext == best) & (matched.low > matched.labels_per_class.astype(int))]
+    if len(mine):
+        share = {r.labels_per_class: saved_share(r) for r in mine.itertuples()}
+        least, most = min(share, key=lambda b: share[b][0]), max(share, key=lambda b: share[b][0])
+        amount = (f"{share[least][1]} (at {least} labels per class)" if least == most else
+                  f"between {share[least][1]} (at {least} labels per class) and {share[most][1]} (at {most})")
+        saving = (f" `{best}` saves {amount} of the labels `none` needs to do as well, over the budgets where that "
+                  f"share's interval lies above 0 ({budgets(mine)}).")
+    return (f"**In short:** the 95% interval of each pretext's gain over `none` lies above 0 at these budgets (labels "
+            f"per class, of those with two seeds or more): {'; '.join(said)}.{saving}")
 
 
 def chance_text(table: pd.DataFrame) -> str:
@@ -74,10 +83,10 @@ def chance_text(table: pd.DataFrame) -> str:
     n = int((gains.seeds > 1).sum())
     if not n:
         return ""
-    return (f"Each of these {n} intervals is 95% on its own: were no pretext any better than `none`, one in twenty "
-            f"would still exclude 0 by chance ({n / 20:.1f} of {n} expected), so a gain that recurs across budgets "
-            "is stronger evidence than a lone one. The seeds vary the labelled images and the fine-tuning; each "
-            "pretext's backbone was pre-trained once.")
+    return (f"Each of the {n} intervals below is 95% on its own: were no pretext any better than `none`, one in "
+            f"twenty would still exclude 0 by chance ({n / 20:.1f} of {n} expected), so a gain that recurs across "
+            "budgets is stronger evidence than a lone one. The seeds vary the labelled images (below `all`) and the "
+            "fine-tuning; each pretext's backbone was pre-trained once.")
 
 
 def comparison_block(table: pd.DataFrame, order=(), classes: int = 10, all_per_class: int | None = None) -> str:
@@ -86,8 +95,8 @@ def comparison_block(table: pd.DataFrame, order=(), classes: int = 10, all_per_c
     `classes` classes), the accuracy table, and the charts of both."""
     gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
     matched = matching(table, all_per_class=all_per_class)
-    lines = "\n\n".join(filter(None, [headline_text(table, matched, order), answer_markdown(table, order, matched=matched),
-                                       chance_text(table),
+    lines = "\n\n".join(filter(None, [headline_text(table, matched, order), chance_text(table),
+                                       answer_markdown(table, order, matched=matched),
                                        weakest_text(table, classes, order)]))
     return (f"{lines}\n\nTest accuracy (%), mean ± std over seeds:\n\n"
             f"{comparison_markdown(table, order)}\n\n![label efficiency]({PLOT.as_posix()}){gain_chart}")
@@ -100,7 +109,8 @@ def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None
     `gaps`, the fine-tuned model against its probe; with `classes`, every class above chance)."""
     gains = f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n" if len(paired_gains(table)) else ""
     matched = matching(table, all_per_class=all_per_class)
-    labels = f"{labels_note(all_per_class)}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
+    on_curve = all_per_class if len(matched) and matched.largest.max() == all_per_class else None
+    labels = f"{labels_note(on_curve)}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
     return (f"{gains}{labels}Against the targets (mean over seeds, the full test set):\n\n"
             f"{targets_markdown(table, gaps=gaps, matched=matched, classes=classes)}")
 

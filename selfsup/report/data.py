@@ -74,11 +74,14 @@ def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
 
 
 def most_run(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The rows of one setting (the values of `keys`) per budget: where a budget ran more than one, the one with
-    the most runs (of equal counts, the larger values)."""
-    runs = table.groupby(["labels_per_class", *keys], dropna=False).size().reset_index(name="runs")
-    chosen = runs.sort_values(["runs", *keys]).drop_duplicates("labels_per_class", keep="last")
-    return table.merge(chosen.drop(columns="runs"), on=["labels_per_class", *keys])[table.columns]
+    """The rows of one setting (the values of `keys`) per budget: where a budget ran more than one, the one that
+    ran `none` and the most pretexts, then the most runs (of equal counts, the larger values)."""
+    groups = table.groupby(["labels_per_class", *keys], dropna=False)
+    runs = groups.pretext.agg(runs="size", pretexts="nunique",
+                              none=lambda p: (p == "none").any()).reset_index()
+    chosen = runs.sort_values(["none", "pretexts", "runs", *keys]).drop_duplicates("labels_per_class", keep="last")
+    chosen = chosen.drop(columns=["runs", "pretexts", "none"])
+    return table.merge(chosen, on=["labels_per_class", *keys])[table.columns]
 
 
 def read_table(root: Path, path: Path, read=lambda p: p.read_text(), dtype: dict | None = None,

@@ -28,6 +28,8 @@ def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
     out = []
     for (pretext, budget, epochs, _), group in pairs.groupby(["pretext", *keys[:-1]], sort=False):
         n, mean, low, high = paired_interval(group.test_accuracy - group.none)
+        if not n:  # no run of the pair recorded an accuracy
+            continue
         out.append({"pretext": pretext, "labels_per_class": budget, "epochs": epochs, "seeds": n, "gain": mean,
                     "low": low, "high": high})
     return pd.DataFrame(out, columns=["pretext", "labels_per_class", "epochs", "seeds", "gain", "low", "high"])
@@ -57,8 +59,8 @@ def comparison_markdown(table: pd.DataFrame, order=()) -> str:
 def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full",
                     matched: pd.DataFrame | None = None) -> str:
     """The answer in one line per budget: every pretext's test accuracy and its gain over `none` paired by seed with
-    the 95% interval (bold where the interval excludes 0), and the labels `none` needs to match the best one
-    (`matched`: `matching` of `table`, computed when not given)."""
+    the 95% interval (bold where the interval excludes 0), and the labels `none` needs to match the best one where
+    its gain is clear of 0 (`matched`: `matching` of `table`, computed when not given)."""
     summary = sweep_summary(table[table.protocol == protocol])
     budgets = budget_order(summary.labels_per_class.unique())
     mean = {(r.pretext, r.labels_per_class): r for r in summary.itertuples()}
@@ -81,8 +83,8 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full",
                                                                     if gain.seeds > 1 else "")
             parts.append(f"`{r.pretext}` {100 * r.mean:.2f}%, {verdict}")
         line = f"- **{b} labels per class** (`none` {100 * base.mean:.2f}%): " + "; ".join(parts) + "."
-        best = max(rows, key=lambda r: r.mean)
-        if best.mean > base.mean and (best.pretext, b) in saves:
+        best = max(rows, key=lambda r: r.mean)  # the labels it saves only where its gain is clear of 0
+        if best.mean > base.mean and (best.pretext, b) in saves and is_finding(gains[(best.pretext, b)]):
             line += f" {saving_text(saves[(best.pretext, b)], largest)}."
         lines.append(line)
     return "\n".join(lines)
@@ -141,6 +143,14 @@ def saved_beyond(budget: int, largest: int) -> str:
     return f"more than {100 * (1 - budget / largest):.0f}%"
 
 
+def saved_share(r) -> tuple[float, str]:
+    """A `matching` row's share of the labels saved: (the share, at least where `none` never matches, in words)."""
+    b = int(r.labels_per_class)
+    if r.labels == float("inf"):
+        return 1 - b / r.largest, saved_beyond(b, r.largest)
+    return r.saved, f"{100 * r.saved:.0f}%"
+
+
 def saving_text(r, largest: int) -> str:
     """How many labels `none` needs to match a pretext, in words, with the share saved and their 95% intervals (none
     where a budget ran a single seed)."""
@@ -167,8 +177,8 @@ def labels_markdown(matched: pd.DataFrame, order=()) -> str:
         b = int(r.labels_per_class)
         saved = ("" if r.labels <= b else f"saves {saved_beyond(b, largest)}"
                  if r.labels == float("inf") else f"saves {100 * r.saved:.0f}%")
-        if r.low == float("inf"):
-            return labels_cell(r.labels, largest)
+        if r.low == float("inf"):  # never matched, in any draw
+            return labels_cell(r.labels, largest) + (f" ({saved})" if saved else "")
         if math.isnan(r.low):  # a budget with one seed: no interval
             return labels_cell(r.labels, largest) + (f" ({saved}; no interval)" if saved else " (no interval)")
         return (f"{labels_cell(r.labels, largest)} ({labels_cell(r.low, largest)} to "

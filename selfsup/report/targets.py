@@ -71,11 +71,13 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
             f"`{top.pretext}` {gain_text(top)}", top.gain >= GAIN_10 and is_finding(top))
     ten = None if matched is None or not numbers else matched[matched.labels_per_class == "10"]
     if ten is not None and len(ten):
-        top = ten.loc[ten.labels.idxmax()]
+        # the pretext the target is decided on: the highest lower end (the point where none has an interval)
+        top = ten.loc[ten.low.fillna(-1).idxmax() if ten.low.notna().any() else ten.labels.idxmax()]
+        interval = ("no interval: a budget ran one seed" if pd.isna(top.low) else
+                    f"95% CI {labels_cell(top.low, top.largest)} to {labels_cell(top.high, top.largest)}")
         add(f"10 per class: best pretext matches `none` with ≥ {LABELS_RATIO_10}× the labels (saves ≥ "
             f"{100 * (1 - 1 / LABELS_RATIO_10):.0f}%), by the lower end of its 95% CI",
-            f"`{top.pretext}`: `none` needs {labels_cell(top.labels, top.largest)}"
-            f" (95% CI {labels_cell(top.low, top.largest)} to {labels_cell(top.high, top.largest)})",
+            f"`{top.pretext}`: `none` needs {labels_cell(top.labels, top.largest)} ({interval})",
             top.low >= LABELS_RATIO_10 * 10)
     if gaps is not None and len(gaps):
         below = gaps[gaps.gain < 0]
