@@ -51,7 +51,7 @@ def labels_matching(budgets: np.ndarray, accuracy: np.ndarray, target: np.ndarra
     return out
 
 
-COLUMNS = ["pretext", "labels_per_class", "seeds", "labels", "low", "high", "saved", "largest"]
+COLUMNS = ["pretext", "labels_per_class", "seeds", "labels", "low", "high", "saved", "largest", "smallest"]
 
 
 def mean_draws(values: np.ndarray, rng: np.random.Generator, draws: int) -> np.ndarray:
@@ -86,7 +86,8 @@ def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
     pretext's mean and `none`'s at its budget drawn together over their paired seeds (the same labelled images),
     the 2.5 and 97.5 percentiles of the answers (inf: beyond the largest budget). No interval (NaN) where a budget
     has a single seed. `saved` is the share of `none`'s labels the pretext does without, 1 − budget / labels, at
-    least 0 (1 where `none` never matches it on the grid); `largest` the curve's largest budget. Deterministic:
+    least 0 (1 where `none` never matches it on the grid); `largest` and `smallest` the curve's largest and smallest
+    budget (an answer at the smallest is at most that: nothing is read below it). Deterministic:
     `seed` seeds the draws."""
     table = table.assign(labels_per_class=table.labels_per_class.astype(str))
     size = curve_budgets(table.labels_per_class.unique(), all_per_class)
@@ -121,5 +122,6 @@ def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
                 ranked = np.sort(labels_matching(grid, curves, both[:, 0]))  # inf sorts last: percentiles by rank
                 low, high = ranked[int(0.025 * (draws - 1))], ranked[math.ceil(0.975 * (draws - 1))]
             out.append({"pretext": pretext, "labels_per_class": b, "seeds": len(pairs), "labels": labels,
-                        "low": low, "high": high, "saved": max(0.0, 1 - size[b] / labels), "largest": grid[-1]})
+                        "low": low, "high": high, "saved": max(0.0, 1 - size[b] / labels), "largest": grid[-1],
+                        "smallest": grid[0]})
     return pd.DataFrame(out, columns=COLUMNS)

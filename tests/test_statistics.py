@@ -93,6 +93,15 @@ def test_the_labels_target_is_decided_on_the_pretext_with_the_highest_lower_end(
         "| `rotation`: `none` needs 50 (no interval: a budget ran one seed) | **missed** |")
 
 
+def test_an_answer_at_the_smallest_budget_is_at_most_it():
+    none = {"10": [0.60, 0.62, 0.64], "100": [0.70, 0.71, 0.72]}
+    matched = labels_to_match(sweep(none, {"10": [0.60, 0.63, 0.64]})).iloc[0]  # level with none at 10
+    assert matched.smallest == 10 and matched.low == 10
+    assert saving_text(matched, 100).startswith("`rotation` with 10 labels per class does as well as `none` with ")
+    assert "(95% CI ≤10 to " in saving_text(matched, 100) and "(95% CI ≤0% to " in saving_text(matched, 100)
+    assert "(≤10 to " in labels_markdown(pd.DataFrame([matched]), ["rotation"])
+
+
 def test_a_paired_interval_counts_only_the_pairs_it_has():
     from selfsup.statistics import paired_interval
     n, mean, low, high = paired_interval(pd.Series([0.01, 0.02, float("nan")]))

@@ -134,8 +134,12 @@ def matching(table: pd.DataFrame, protocol: str = "full", all_per_class: int | N
     return labels_to_match(table[table.protocol == protocol], all_per_class=all_per_class)
 
 
-def labels_cell(labels: float, largest: int) -> str:
-    return f"more than {largest}" if labels == float("inf") else f"{labels:.0f}"
+def labels_cell(labels: float, largest: int, smallest: int = 0) -> str:
+    """Labels per class `none` needs, in words: "more than `largest`" beyond the curve, "≤`smallest`" at its
+    smallest budget (nothing is read below it)."""
+    if labels == float("inf"):
+        return f"more than {largest}"
+    return f"≤{smallest}" if labels <= smallest else f"{labels:.0f}"
 
 
 def saved_beyond(budget: int, largest: int) -> str:
@@ -158,12 +162,14 @@ def saving_text(r, largest: int) -> str:
     if r.labels == float("inf"):
         return (f"`none` does not match `{r.pretext}` at {b} labels per class even with {largest}: it saves "
                 f"{saved_beyond(b, largest)} of the labels")
-    share = (lambda n: f"{100 * max(0.0, 1 - b / n):.0f}%")
+    smallest = getattr(r, "smallest", 0)
+    share = (lambda n: f"{'≤' if n <= smallest else ''}{100 * max(0.0, 1 - b / n):.0f}%")
+    cell = (lambda n: labels_cell(n, largest, smallest))
     if math.isnan(r.low):
-        return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f}: it saves "
+        return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {cell(r.labels)}: it saves "
                 f"{share(r.labels)} of the labels (a budget with one seed: no interval)")
-    return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {r.labels:.0f} (95% CI "
-            f"{labels_cell(r.low, largest)} to {labels_cell(r.high, largest)}): it saves {share(r.labels)} of the "
+    return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {cell(r.labels)} (95% CI "
+            f"{cell(r.low)} to {cell(r.high)}): it saves {share(r.labels)} of the "
             f"labels (95% CI {share(r.low)} to {'more than ' if r.high == float('inf') else ''}"
             f"{share(min(r.high, largest))})")
 
@@ -177,12 +183,12 @@ def labels_markdown(matched: pd.DataFrame, order=()) -> str:
         b = int(r.labels_per_class)
         saved = ("" if r.labels <= b else f"saves {saved_beyond(b, largest)}"
                  if r.labels == float("inf") else f"saves {100 * r.saved:.0f}%")
+        cell = (lambda n: labels_cell(n, largest, getattr(r, "smallest", 0)))
         if r.low == float("inf"):  # never matched, in any draw
-            return labels_cell(r.labels, largest) + (f" ({saved})" if saved else "")
+            return cell(r.labels) + (f" ({saved})" if saved else "")
         if math.isnan(r.low):  # a budget with one seed: no interval
-            return labels_cell(r.labels, largest) + (f" ({saved}; no interval)" if saved else " (no interval)")
-        return (f"{labels_cell(r.labels, largest)} ({labels_cell(r.low, largest)} to "
-                f"{labels_cell(r.high, largest)}{'; ' + saved if saved else ''})")
+            return cell(r.labels) + (f" ({saved}; no interval)" if saved else " (no interval)")
+        return f"{cell(r.labels)} ({cell(r.low)} to {cell(r.high)}{'; ' + saved if saved else ''})"
     return "\n".join(budget_grid(matched, "labels `none` needs", "{} labels per class", cell, order))
 
 

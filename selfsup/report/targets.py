@@ -73,11 +73,12 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
     if ten is not None and len(ten):
         # the pretext the target is decided on: the highest lower end (the point where none has an interval)
         top = ten.loc[ten.low.fillna(-1).idxmax() if ten.low.notna().any() else ten.labels.idxmax()]
-        interval = ("no interval: a budget ran one seed" if pd.isna(top.low) else
-                    f"95% CI {labels_cell(top.low, top.largest)} to {labels_cell(top.high, top.largest)}")
+        cell = (lambda n: labels_cell(n, top.largest, top.get("smallest", 0)))
+        interval = ("no interval: a budget ran one seed" if pd.isna(top.low)
+                    else f"95% CI {cell(top.low)} to {cell(top.high)}")
         add(f"10 per class: best pretext matches `none` with ≥ {LABELS_RATIO_10}× the labels (saves ≥ "
             f"{100 * (1 - 1 / LABELS_RATIO_10):.0f}%), by the lower end of its 95% CI",
-            f"`{top.pretext}`: `none` needs {labels_cell(top.labels, top.largest)} ({interval})",
+            f"`{top.pretext}`: `none` needs {cell(top.labels)} ({interval})",
             top.low >= LABELS_RATIO_10 * 10)
     if gaps is not None and len(gaps):
         below = gaps[gaps.gain < 0]
