@@ -43,7 +43,7 @@ def distilled_markdown(table: pd.DataFrame, order=()) -> str:
     said = (next(iter(settings.values())) if len(set(settings.values())) == 1 else
             "; ".join(f"at {b} labels per class, {settings[b]}" for b in budget_order(settings)))
     lines += ["", f"Distillation: {said}. The teachers' fine-tuning: {budget_schedules(table)}.", "",
-              *distilled_targets(summary, on_target_dataset(table))]
+              *distilled_targets(table, summary, on_target_dataset(table))]
     return "\n".join(lines)
 
 

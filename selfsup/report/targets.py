@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 
 from selfsup.report.sweep import labels_cell, paired_gains, sweep_summary, weakest_classes
 from selfsup.report.tables import gain_text, is_finding, signed
+from selfsup.statistics import paired_interval
 
 # AML19-SelfSupervised's supervised CifarNet (the project this one reimplements), test accuracy (DeepFashion: on
 # its own subset of the benchmark): the anchor of the default run's table
@@ -60,10 +63,11 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
         add(f"{NO_COLLAPSE} per class: every model recognises every class above chance ({100 / classes:.0f}%)",
             f"least: `{worst.pretext}` seed {worst.seed}, {worst.worst_class} {100 * worst.least:.1f}% "
             f"({weakest.runs.sum()} models)", worst.least > 1 / classes)
-    if ("none", "100") in mean:
-        below = [p for (p, c), m in mean.items() if c == "100" and p != "none" and m <= mean["none", "100"]]
-        add("100 per class: every pretext above `none`", "all above" if not below else
-            ", ".join(f"`{p}` {signed(100 * (mean[p, '100'] - mean['none', '100']))}" for p in below), not below)
+    hundred = [r for r in paired_gains(table, protocol).itertuples() if r.labels_per_class == "100"]
+    if hundred:  # above by the paired interval: a gain whose interval holds 0 is not shown to be above
+        unclear = [r for r in hundred if not (is_finding(r) and r.gain > 0)]
+        add("100 per class: every pretext above `none`, its 95% CI excluding 0", "all above" if not unclear else
+            "; ".join(f"`{r.pretext}` {gain_text(r)}" for r in unclear), not unclear)
     gains = {r.pretext: r for r in paired_gains(table, protocol).itertuples() if r.labels_per_class == "10"}
     if numbers and gains:
         top = max(gains.values(), key=lambda r: r.gain)
@@ -83,17 +87,19 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
     if gaps is not None and len(gaps):
         below = gaps[gaps.gain < 0]
         worst = below.sort_values("gain").head(3)
+        clear = sum(is_finding(r) for r in below.itertuples())
         add("every budget: fine-tuned ≥ the frozen linear probe of its backbone",
-            "always" if below.empty else f"below at {len(below)} of {len(gaps)} (pretext, budget): "
+            "always" if below.empty else f"below at {len(below)} of {len(gaps)} (pretext, budget), "
+            f"{'none' if not clear else clear} of them by an interval clear of 0: "
             + ", ".join(f"`{r.pretext}` at {r.labels_per_class} {signed(100 * r.gain)}" for r in worst.itertuples())
             + (", ..." if len(below) > 3 else ""), below.empty)
     return "\n".join(lines)
 
 
-def distilled_targets(summary: pd.DataFrame, numbers: bool = True) -> list[str]:
-    """The distillation targets' rows, each met or missed, from `distilled_summary`: per budget of DISTILLED_BEST,
-    the best distilled pipeline (with `numbers`: rows of TARGETS_DATASET), and the best distilled pretext against
-    distilled `none`."""
+def distilled_targets(table: pd.DataFrame, summary: pd.DataFrame, numbers: bool = True) -> list[str]:
+    """The distillation targets' rows, each met or missed: per budget of DISTILLED_BEST, the best distilled pipeline
+    (`summary`: `distilled_summary`; with `numbers`: rows of TARGETS_DATASET), and the best distilled pretext against
+    distilled `none`, paired by seed in `table` (the distilled rows), above it by its 95% interval."""
     lines = ["| target | measured | |", "|---|---|---|"]
     for b, floor in DISTILLED_BEST.items():
         at = summary[summary.labels_per_class == b]
@@ -101,12 +107,16 @@ def distilled_targets(summary: pd.DataFrame, numbers: bool = True) -> list[str]:
             best = at.loc[at.distilled.idxmax()]
             lines.append(f"| {b} per class: best pipeline ≥ {100 * floor:.1f}% | `{best.pretext}` "
                          f"{100 * best.distilled:.2f}% | {'met' if best.distilled >= floor else '**missed**'} |")
-        if len(at):
-            others = at[at.pretext != "none"]
-            if (at.pretext == "none").any() and len(others):
-                base = at[at.pretext == "none"].distilled.iloc[0]
-                top = others.loc[others.distilled.idxmax()]
-                met = "met" if top.distilled > base else "**missed**"
-                lines.append(f"| {b} per class, distilled: best pretext above `none` | `{top.pretext}` "
-                             f"{signed(100 * (top.distilled - base))} | {met} |")
+        rows = table[table.labels_per_class == b]
+        base = rows[rows.pretext == "none"].set_index("seed").test_accuracy
+        gains = []
+        for pretext, part in rows[rows.pretext != "none"].groupby("pretext"):
+            n, gain, low, high = paired_interval(part.set_index("seed").test_accuracy - base)
+            if n:
+                gains.append(SimpleNamespace(pretext=pretext, seeds=n, gain=gain, low=low, high=high))
+        if gains:
+            top = max(gains, key=lambda r: r.gain)
+            met = "met" if is_finding(top) and top.gain > 0 else "**missed**"
+            lines.append(f"| {b} per class, distilled: best pretext above `none`, its 95% CI excluding 0 | "
+                         f"`{top.pretext}` {gain_text(top)} | {met} |")
     return lines
