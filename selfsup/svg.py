@@ -56,18 +56,23 @@ def _legend(names: list[str], colours: list[str] | None = None, dashed=()) -> li
             for i, (n, c) in enumerate(zip(names, colours))]
 
 
-def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: list[tuple[float, str]],
+def line_chart(series: dict[str, list[tuple[float, float, float | tuple[float, float]]]],
+               x_ticks: list[tuple[float, str]],
                titles: tuple[str, str, str], log_x: bool = True, colours: dict[str, str] | None = None,
                zero_line: bool = False, dodge: float = 0.0, dashed=()) -> str:
-    """One line per series of (x, mean, error) points, the error (a std, or an interval's half-width) as error bars;
+    """One line per series of (x, mean, error) points, the error (a std, an interval's half-width, or an interval's
+    (low, high) bounds) as error bars;
     x_ticks are (x, label); `titles` are the chart's, the x axis's and the y axis's; `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
     draws y = 0 (and keeps it in view); `dodge` shifts series apart by that many pixels so that error bars at the
     same x do not hide each other; the series named in `dashed` are drawn dashed."""
     title, x_label, y_label = titles
     fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
     xs = [fx(x) for x, _ in x_ticks]
-    lows = [m - s for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
-    highs = [m + s for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
+    def bounds(m, s) -> tuple[float, float]:
+        return s if isinstance(s, tuple) else (m - s, m + s)
+
+    lows = [bounds(m, s)[0] for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
+    highs = [bounds(m, s)[1] for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
     y_lo, y_hi = min(lows), max(highs)
     pad = (y_hi - y_lo) * 0.05 or 1
     y_lo, y_hi = y_lo - pad, y_hi + pad
@@ -97,9 +102,10 @@ def line_chart(series: dict[str, list[tuple[float, float, float]]], x_ticks: lis
         body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         for x, m, s in pts:
             body.append(f'<circle cx="{px(x) + shift:.1f}" cy="{py(m):.1f}" r="3" fill="{colour}"/>')
-            if s > 0:
-                body.append(f'<line x1="{px(x) + shift:.1f}" x2="{px(x) + shift:.1f}" y1="{py(m - s):.1f}" '
-                            f'y2="{py(m + s):.1f}" stroke="{colour}"/>')
+            low, high = bounds(m, s)
+            if high > low:
+                body.append(f'<line x1="{px(x) + shift:.1f}" x2="{px(x) + shift:.1f}" y1="{py(low):.1f}" '
+                            f'y2="{py(high):.1f}" stroke="{colour}"/>')
     return _frame(title, x_label, y_label, body + _legend(list(series), palette, dashed), _width(series))
 
 

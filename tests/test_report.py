@@ -22,7 +22,8 @@ from selfsup.report.distilled import distillation_svg, distilled_markdown, disti
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gain_svg, gains_markdown,
-                                  label_efficiency_svg, paired_gains, views_markdown, weakest_text)
+                                  label_efficiency_svg, matching, paired_gains, saving_svg, views_markdown,
+                                  weakest_text)
 from selfsup.report.tables import budget_schedules, gain_text, is_finding, signed
 from selfsup.report.targets import distilled_targets, targets_markdown
 from selfsup.statistics import t975
@@ -352,6 +353,12 @@ def test_the_answer_reads_the_labels_saved_at_the_largest_budget_off_all():
     assert "does as well" not in lines[2]  # nothing above `all`
     unplaced = [line for line in comparison_block(table, ["none", "rotation"]).splitlines() if line.startswith("- **")]
     assert "does as well" not in unplaced[1]  # `all` off the curve: nothing above 1000
+    # the shares saved as a chart: rotation's line through 10 and 1000, in its colour of the accuracy chart
+    assert "![labels saved](metrics/labels_saved.svg)" in comparison_block(table, ["none", "rotation"], all_per_class=5400)
+    svg = ElementTree.fromstring(saving_svg(matching(table, all_per_class=5400), ["none", "rotation"]))
+    lines = svg.findall("{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 1 and len(lines[0].get("points").split()) == 2 and lines[0].get("stroke") == COLOURS[1]
+    assert "![labels saved]" not in comparison_block(table[table.pretext == "none"], ["none"])  # nothing to save
     detail = detail_block(table, ["none", "rotation"], all_per_class=5400)
     assert "`all` is on the curve as the 5400 training images per class it fine-tunes on" in detail
     without = detail_block(table[(table.pretext != "none") | (table.labels_per_class != "all")], ["none", "rotation"],

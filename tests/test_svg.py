@@ -20,6 +20,18 @@ def test_line_chart_draws_one_line_and_legend_entry_per_series():
     assert "none" in texts and "rotation" in texts and "labels per class" in texts
 
 
+def test_an_error_given_as_bounds_draws_an_uneven_bar():
+    svg = line_chart({"a": [(10, 20.0, (10.0, 60.0)), (100, 50.0, (50.0, 50.0))], "b": [(10, 30.0, 10.0)]},
+                     [(10, "10"), (100, "100")], ("saved", "labels per class", "labels saved (%)"), log_x=False)
+    root = ElementTree.fromstring(svg)
+    bars = [line for line in root.findall(f"{NS}line") if line.get("x1") == line.get("x2")]
+    assert len(bars) == 2  # a's at 10 and b's; a's at 100 has bounds of no width: none drawn
+    a10 = root.findall(f"{NS}circle")[0]  # the points in order: a's, then b's
+    bar = next(b for b in bars if b.get("x1") == a10.get("cx"))
+    y, low, high = float(a10.get("cy")), float(bar.get("y1")), float(bar.get("y2"))
+    assert high < y < low and y - high == pytest.approx(4 * (low - y), rel=0.02)  # 40 points up, 10 down
+
+
 def test_scatter_draws_every_point_coloured_by_group():
     svg = scatter([(0.0, 1.0), (1.0, 0.0), (0.5, 0.5)], [0, 1, 1], ["a", "b"], "pca")
     circles = ElementTree.fromstring(svg).findall(f"{NS}circle")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfsup.report.data import (GAIN_PLOT, PER_CLASS, PLOT, all_labels_per_class, pretexts, read_comparison,
-                                 read_probes, read_table)
+from selfsup.report.data import (GAIN_PLOT, PER_CLASS, PLOT, SAVING_PLOT, all_labels_per_class, pretexts,
+                                 read_comparison, read_probes, read_table)
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
                                   paired_gains, saved_share, weakest_text)
@@ -95,6 +95,7 @@ def comparison_block(table: pd.DataFrame, order=(), classes: int = 10, all_per_c
     `classes` classes), the accuracy table, and the charts of both."""
     gain_chart = f"\n\n![gain over none]({GAIN_PLOT.as_posix()})" if len(paired_gains(table)) else ""
     matched = matching(table, all_per_class=all_per_class)
+    gain_chart += f"\n\n![labels saved]({SAVING_PLOT.as_posix()})" if len(matched) else ""
     lines = "\n\n".join(filter(None, [headline_text(table, matched, order), chance_text(table),
                                        answer_markdown(table, order, matched=matched),
                                        weakest_text(table, classes, order)]))

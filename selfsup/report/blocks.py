@@ -13,7 +13,8 @@ from selfsup.report import benchmarks, sweep
 from selfsup.report.answer import render_comparison, render_detail
 from selfsup.report.data import (BALANCE, COMPARISON, CONSISTENCY, DISTILL_RECIPE, DISTILLED, DISTILLED_PLOT,
                                  GAIN_PLOT, PLOT, PRETEXT_COMPUTE, README, RECIPE, REFERENCE_VIEWS, RESULTS_DOC,
-                                 SCHEDULE, TUNING, pretexts, read_comparison, read_distilled, read_table)
+                                 SAVING_PLOT, SCHEDULE, TUNING, all_labels_per_class, pretexts, read_comparison,
+                                 read_distilled, read_table)
 from selfsup.report.distilled import distillation_svg, render_distilled
 from selfsup.report.probes import embedding_path, embedding_svg, render_probe, render_run
 
@@ -50,6 +51,11 @@ def _gains(root: Path, read: Read) -> str | None:
     return sweep.gain_svg(table, pretexts(root, read)) if len(sweep.paired_gains(table)) else None
 
 
+def _saving(root: Path, read: Read) -> str | None:
+    matched = sweep.matching(read_comparison(root, read), all_per_class=all_labels_per_class(root, read))
+    return sweep.saving_svg(matched, pretexts(root, read)) if len(matched) else None
+
+
 BLOCKS = [
     Block("results", RESULTS_DOC, (), lambda root, read, _: render_run(root, read)),
     Block("probe", RESULTS_DOC, (), render_probe),
@@ -78,6 +84,7 @@ PICTURES = [
     Picture(PLOT, (COMPARISON,), lambda root, read: sweep.label_efficiency_svg(read_comparison(root, read),
                                                                                pretexts(root, read))),
     Picture(GAIN_PLOT, (COMPARISON,), _gains),
+    Picture(SAVING_PLOT, (COMPARISON,), _saving),
     Picture(DISTILLED_PLOT, (DISTILLED,), lambda root, read: distillation_svg(read_distilled(root, read),
                                                                               pretexts(root, read))),
 ]

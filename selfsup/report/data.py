@@ -34,6 +34,7 @@ README = Path("README.md")  # the sweep's answer and the research tables
 RESULTS_DOC = Path("docs/results.md")  # the committed run and the probes
 PLOT = Path("metrics/label_efficiency.svg")
 GAIN_PLOT = Path("metrics/label_gain.svg")  # the paired gains over `none`, with their intervals
+SAVING_PLOT = Path("metrics/labels_saved.svg")  # the share of the labels each pretext saves, with its interval
 
 
 def link(path: Path, page: Path) -> str:

@@ -192,6 +192,29 @@ def labels_markdown(matched: pd.DataFrame, order=()) -> str:
     return "\n".join(budget_grid(matched, "labels `none` needs", "{} labels per class", cell, order))
 
 
+def saving_svg(matched: pd.DataFrame, order=()) -> str:
+    """The share of the labels each pretext saves (`matched`: `matching`) against its labels per class, one line per
+    pretext in its colour of label_efficiency_svg, error bars its 95% interval (to 100% where `none` may never catch
+    up; none where a budget ran one seed); where `none` never catches up, the floor "more than" names."""
+    budgets = budget_order(matched.labels_per_class.unique())
+    series, colours = {}, {}
+    for pretext in pretext_order(matched.pretext.unique(), order):
+        points = []
+        for r in sorted(matched[matched.pretext == pretext].itertuples(), key=lambda r: int(r.labels_per_class)):
+            b, share = int(r.labels_per_class), saved_share(r)[0]
+
+            def bound(n):
+                return 100.0 if n == float("inf") else 100 * max(0.0, 1 - b / n)
+            points.append((b, 100 * share, (100 * share, 100 * share) if math.isnan(r.low) else
+                           (bound(r.low), bound(r.high))))
+        series[pretext] = points
+        colours[pretext] = pretext_colour(pretext, order)
+    return line_chart(series, [(int(b), b) for b in budgets],
+                      ("Labels saved: the share of none's labels a pretext does without, with 95% CI",
+                       "labels per class the pretext is fine-tuned on", "labels saved (%)"),
+                      colours=colours, zero_line=True, dodge=6)
+
+
 def gains_markdown(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     """The paired gains over `none` per pretext (rows) and budget (columns), points with their 95% interval, bold
     where the interval excludes 0."""
