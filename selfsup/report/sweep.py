@@ -78,7 +78,7 @@ def answer_markdown(table: pd.DataFrame, order=(), protocol: str = "full",
         parts = []
         for r in rows:
             gain = gains[(r.pretext, b)]
-            text = gain_text(gain)
+            text = gain_text(gain, both=gain.seeds != r.runs or gain.seeds != base.runs)
             verdict = f"**{text}**" if is_finding(gain) else text + (", too close to tell from `none`"
                                                                     if gain.seeds > 1 else "")
             parts.append(f"`{r.pretext}` {100 * r.mean:.2f}%, {verdict}")

@@ -76,11 +76,14 @@ def interval_cell(r) -> str:
     return f"{value} ({signed(100 * r.low)} to {signed(100 * r.high)}; {r.seeds} seeds)"
 
 
-def gain_text(r) -> str:
-    """A paired gain in points with its interval, in words: "+4.56 points (95% CI +2.91 to +6.21, 3 seeds)"."""
+def gain_text(r, both: bool = False) -> str:
+    """A paired gain in points with its interval, in words: "+4.56 points (95% CI +2.91 to +6.21, 3 seeds)"; `both`:
+    "... 3 seeds both ran", where the means beside it are over more runs than the pairs."""
+    ran = " both ran" if both else ""
     if r.seeds < 2:
-        return f"{signed(100 * r.gain)} points (one seed: no interval)"
-    return f"{signed(100 * r.gain)} points (95% CI {signed(100 * r.low)} to {signed(100 * r.high)}, {r.seeds} seeds)"
+        return f"{signed(100 * r.gain)} points (one seed{ran}: no interval)"
+    return (f"{signed(100 * r.gain)} points (95% CI {signed(100 * r.low)} to {signed(100 * r.high)}, {r.seeds} "
+            f"seeds{ran})")
 
 
 def is_finding(r) -> bool:
