@@ -3,15 +3,18 @@ the interpreter DVC's stages will run is this one and that it sees the device, r
 repro -f` of the default pipeline in a throwaway copy of the project under a timeout that kills the whole process
 group, and writes what it found to a folder.
 
-    python -m benchmarks.device [--device auto] [--fraction 1.0] [--timeout 480] [--out device-run]
-        [--skip-tests] [--smoke] [--keep DIR]
+    python -m benchmarks.device [--device auto] [--fraction 1.0] [--tests-timeout 120] [--timeout 480]
+        [--out device-run] [--skip-tests] [--smoke] [--keep DIR]
 
-The folder holds env.json (interpreter, torch, device, GPU and driver, CPU count, threads), tests.txt (the fast
-tests' output and exit code), stages.tsv (each stage's wall seconds, as `dvc repro` started them), repro.log, and
-the run's metrics (metrics/evaluate/metrics.json, metrics/finetune/metrics.json and each probe's, flattened into
-metrics.json). The data comes from FASHION_MNIST_MIRROR where it is set (a machine without internet). On a CPU:
-`--device cpu --fraction 0.02` (and `--smoke`: one epoch per pretext, small probes, as the tests run it).
-Not a test: its numbers depend on the machine.
+Before anything runs it checks what would fail later: DVC's `python` is this interpreter, `dvc` and `git` are on
+its PATH, the device is there, and Fashion-MNIST can be had (FASHION_MNIST_MIRROR, made absolute, or an official
+mirror that answers). The folder holds env.json (interpreter, torch, device, GPU and driver, CPU count, threads),
+tests.txt (the fast tests' output and exit code, killed at --tests-timeout), stages.tsv (each stage's wall seconds,
+as `dvc repro` started them, a line as each one ends), repro.log (line by line), and the run's metrics
+(metrics/evaluate/metrics.json, metrics/finetune/metrics.json and each probe's, flattened into metrics.json): what
+a run cut short (by --timeout, or by whatever runs this) had done is on disk. On a CPU: `--device cpu --fraction
+0.02` (and `--smoke`: one epoch per pretext, small probes, as the tests run it). Not a test: its numbers depend on
+the machine.
 """
 
 from __future__ import annotations
@@ -22,14 +25,18 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
+
+from selfsup.download import MIRROR_ENV, OFFICIAL_MIRRORS
 
 REPO = Path(__file__).resolve().parents[1]
 # what a throwaway copy of the project needs to run its pipeline
@@ -70,18 +77,58 @@ def copy_project(dest: Path, edit_params) -> Path:
     return dest
 
 
-def environment(device: str) -> tuple[dict, dict]:
+def official_mirror_reachable(timeout: float = 5.0) -> bool:
+    """Whether any official Fashion-MNIST mirror accepts a connection."""
+    for mirror in OFFICIAL_MIRRORS:
+        url = urlparse(mirror)
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            socket.create_connection((url.hostname, port), timeout).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def data_source(env: dict, reachable=official_mirror_reachable) -> str | None:
+    """Where the run's download stage gets Fashion-MNIST: FASHION_MNIST_MIRROR as an absolute path (the stages run
+    in a copy of the project elsewhere) or a URL, or None for the official mirrors where one answers. Neither: an
+    error now, not a download stage that times out after the tests."""
+    mirror = env.get(MIRROR_ENV)
+    if mirror and urlparse(mirror).scheme in ("http", "https"):
+        return mirror
+    if mirror:
+        folder = Path(mirror).absolute()
+        if not folder.is_dir():
+            raise SystemExit(f"error: {MIRROR_ENV}={mirror} is not a folder; point it at the folder that holds the "
+                             "four Fashion-MNIST .gz files")
+        return str(folder)
+    if not reachable():
+        raise SystemExit(f"error: no Fashion-MNIST: {MIRROR_ENV} is not set and no official mirror answers; set it "
+                         "to the folder that holds the four .gz files (docs/gpus.md)")
+    return None
+
+
+def environment(device: str, reachable=official_mirror_reachable) -> tuple[dict, dict]:
     """What this machine is (for env.json), and the environment for DVC: this interpreter's folder first on PATH,
-    so that the `python` of every stage is the one that runs this (and has the project and its torch)."""
+    so that the `python` of every stage is the one that runs this (and has the project and its torch). Whatever
+    would stop the run later (`dvc` or `git` missing, no data, no device) is an error now."""
     import torch
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+    for tool in ("dvc", "git"):
+        if shutil.which(tool, path=path) is None:
+            raise SystemExit(f"error: no `{tool}` on this interpreter's PATH ({path}); install it "
+                             f"({'pip install dvc dvclive, or from wheels: docs/gpus.md' if tool == 'dvc' else 'git'})")
+    source = data_source(env, reachable)
+    if source is not None:
+        env[MIRROR_ENV] = source
     found = shutil.which("python", path=path)
     info = {"python": sys.executable, "stage_python": found, "torch": torch.__version__,
             "cuda": torch.version.cuda, "device": device, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "machine": platform.machine(),
-            "fashion_mnist_mirror": os.environ.get("FASHION_MNIST_MIRROR")}
+            "fashion_mnist_mirror": source}
     # the same folder, not the same file once links are resolved: a virtual environment's python links to the system's
     if found is None or Path(found).absolute().parent != Path(sys.executable).absolute().parent:
         raise SystemExit(f"error: DVC's stages would run {found}, not {sys.executable}; run this with the "
@@ -90,31 +137,45 @@ def environment(device: str) -> tuple[dict, dict]:
         info.update(gpu=torch.cuda.get_device_name(0), capability=list(torch.cuda.get_device_capability(0)))
         smi = shutil.which("nvidia-smi")
         if smi:
-            info["driver"] = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True).stdout.strip()
+            try:
+                info["driver"] = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                                                capture_output=True, text=True, timeout=30).stdout.strip()
+            except subprocess.TimeoutExpired:
+                info["driver"] = None
     elif device == "cuda":
         raise SystemExit(f"error: --device cuda, but this torch ({torch.__version__}) sees no CUDA GPU")
     return info, env
 
 
-def timed_run(cmd: list[str], cwd: Path, env: dict, timeout: float, log: Path) -> tuple[int, list[tuple[str, float]]]:
-    """Run `cmd` in a process group of its own, its output to `log`; after `timeout` seconds the whole group is
-    killed (a stage's python included, not only DVC). Returns the exit code (-9: killed) and each stage's start
-    (seconds from the beginning), as DVC announced them."""
+def timed_run(cmd: list[str], cwd: Path, env: dict, timeout: float, log: Path,
+              stages_tsv: Path | None = None) -> tuple[int, list[tuple[str, float]]]:
+    """Run `cmd` in a process group of its own, its output to `log` line by line; after `timeout` seconds the whole
+    group is killed (a stage's python included, not only DVC). Returns the exit code (-9: killed) and each stage's
+    start (seconds from the beginning), as DVC announced them; with `stages_tsv`, each stage's seconds are added to
+    it as the next one starts (and the last at the end), so a run cut short keeps what it finished."""
     started, stages = time.monotonic(), []
+
+    def close_stage() -> None:
+        if stages_tsv is not None and stages:
+            name, start = stages[-1]
+            with open(stages_tsv, "a") as tsv:
+                tsv.write(f"{name}\t{time.monotonic() - started - start:.1f}\n")
+
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     watchdog = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.start()
     try:
-        with open(log, "w") as out:
+        with open(log, "w", buffering=1) as out:
             for line in proc.stdout:
                 out.write(line)
                 if line.startswith("Running stage '"):
+                    close_stage()
                     stages.append((line.split("'")[1], time.monotonic() - started))
         code = proc.wait()
     finally:
         watchdog.cancel()
+    close_stage()
     stages.append(("", time.monotonic() - started))  # the end of the last stage
     return code, stages
 
@@ -130,6 +191,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--fraction", type=float, default=1.0, help="preprocess.fraction of the run")
+    parser.add_argument("--tests-timeout", type=float, default=120, help="seconds before the fast tests are killed")
     parser.add_argument("--timeout", type=float, default=480, help="seconds before `dvc repro` is killed")
     parser.add_argument("--out", default="device-run", help="folder for what it finds (created; must not exist)")
     parser.add_argument("--skip-tests", action="store_true")
@@ -145,11 +207,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True)
     (out / "env.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2), flush=True)
-    if not args.skip_tests:
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not e2e", "-p", "no:cacheprovider"],
-                               cwd=REPO, env=env, capture_output=True, text=True)
-        (out / "tests.txt").write_text(f"exit code {tests.returncode}\n{tests.stdout[-20000:]}{tests.stderr[-5000:]}")
-        print(f"fast tests: exit code {tests.returncode}", flush=True)
+    if not args.skip_tests:  # every fast test, not up to the first failure: one unrelated to the device hides none
+        tests, _ = timed_run([sys.executable, "-m", "pytest", "-q", "-m", "not e2e", "-p", "no:cacheprovider"],
+                             REPO, env, args.tests_timeout, out / "tests.txt")
+        with open(out / "tests.txt", "a") as log:
+            log.write(f"exit code {tests}{' (killed at --tests-timeout)' if tests == -9 else ''}\n")
+        print(f"fast tests: exit code {tests}", flush=True)
 
     def edit(params):
         params["compute"]["device"] = args.device
@@ -161,14 +224,13 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="device-run-") as tmp:
         repo = copy_project(Path(args.keep) if args.keep else Path(tmp) / "repo", edit)
-        code, starts = timed_run(["dvc", "repro", "-f"], repo, env, args.timeout, out / "repro.log")
-        seconds = {name: round(end - start, 1) for (name, start), (_, end) in zip(starts, starts[1:])}
-        (out / "stages.tsv").write_text("stage\tseconds\n" + "".join(f"{k}\t{v}\n" for k, v in seconds.items()))
+        (out / "stages.tsv").write_text("stage\tseconds\n")
+        code, starts = timed_run(["dvc", "repro", "-f"], repo, env, args.timeout, out / "repro.log", out / "stages.tsv")
         metrics = {str(p.relative_to(repo)): json.loads(p.read_text())
                    for p in sorted(repo.glob("metrics/*/**/metrics.json"))}
         (out / "metrics.json").write_text(json.dumps({k: flat(v) for k, v in metrics.items()}, indent=2) + "\n")
     print(f"dvc repro -f: exit code {code} ({'killed at the timeout' if code == -9 else 'finished'}); "
-          f"{len(seconds)} stages in {starts[-1][1]:.0f} s; written to {out}/")
+          f"{len(starts) - 1} stages in {starts[-1][1]:.0f} s; written to {out}/")
     return 0 if code == 0 else 1
 
 

@@ -1,11 +1,9 @@
 import ast
 import gzip
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
@@ -17,9 +15,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import torch  # noqa: E402  (after the thread count, which torch reads once)
 import yaml
 
+from benchmarks.device import official_mirror_reachable
 from benchmarks.device import smoke_params as shrink_params  # noqa: F401  (the tests import it from here)
 from selfsup.data import make_splits, save_prepared
-from selfsup.download import MIRROR_ENV, OFFICIAL_MIRRORS
+from selfsup.download import MIRROR_ENV
 from selfsup.pretexts import names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,18 +72,6 @@ def set_param(workdir, section, key, value):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params[section][key] = value
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-
-
-def official_mirror_reachable(timeout: float = 5.0) -> bool:
-    """Whether any official Fashion-MNIST mirror accepts a connection."""
-    for mirror in OFFICIAL_MIRRORS:
-        url = urlparse(mirror)
-        try:
-            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
-            return True
-        except OSError:
-            continue
-    return False
 
 
 def fashion_mnist_source(env=os.environ, reachable=official_mirror_reachable) -> str | None:

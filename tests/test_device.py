@@ -25,6 +25,33 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path):
         pytest.fail("the child outlived the timeout")
 
 
+def test_a_run_cut_short_keeps_the_seconds_of_the_stages_it_finished_and_its_log(tmp_path):
+    script = "echo \"Running stage 'a':\"; sleep 0.5; echo \"Running stage 'b':\"; echo partial; sleep 60"
+    tsv = tmp_path / "stages.tsv"
+    code, starts = device.timed_run(["bash", "-c", script], tmp_path, dict(os.environ), 3.0, tmp_path / "log", tsv)
+    assert code == -9 and [name for name, _ in starts] == ["a", "b", ""]
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+    assert [name for name, _ in rows] == ["a", "b"] and 0.4 < float(rows[0][1]) < 3.0  # b: cut at the kill
+    assert (tmp_path / "log").read_text().splitlines()[-1] == "partial"
+
+
+def test_the_data_is_found_before_anything_runs(tmp_path, monkeypatch):
+    never = (lambda: False)
+    assert device.data_source({"FASHION_MNIST_MIRROR": "https://example.org/fmnist/"}, never) == "https://example.org/fmnist/"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw").mkdir()
+    assert device.data_source({"FASHION_MNIST_MIRROR": "raw"}, never) == str(tmp_path / "raw")  # the stages run elsewhere
+    with pytest.raises(SystemExit, match="FASHION_MNIST_MIRROR=missing is not a folder"):
+        device.data_source({"FASHION_MNIST_MIRROR": "missing"}, never)
+    with pytest.raises(SystemExit, match="no Fashion-MNIST: FASHION_MNIST_MIRROR is not set and no official mirror"):
+        device.data_source({}, never)
+    assert device.data_source({}, lambda: True) is None  # the official mirrors answer
+    # no dvc on the interpreter's PATH: an error before the tests and the copy, not after them
+    monkeypatch.setattr(device.shutil, "which", lambda tool, path=None: None if tool == "dvc" else f"/bin/{tool}")
+    with pytest.raises(SystemExit, match="no `dvc` on this interpreter's PATH"):
+        device.environment("cpu", never)
+
+
 # The device run on the CPU (`--device cpu --fraction 0.02 --smoke`) is the end-to-end pipeline test's first step
 # (tests/test_pipeline.py): its folder is checked there, and the copy it ran in is the repository that test goes on in.
 
