@@ -56,9 +56,10 @@ def test_test_images_from_png_files_get_the_class_evaluate_gave_them(project, tm
     assert [row["path"] for row in rows] == sorted(str(p) for p in (project / "pngs").iterdir())
     predicted = [row["class1"] for row in rows]
     assert len(set(evaluated)) > 1  # a model that tells images apart, so the comparison means something
-    if model.endswith(".pt"):  # the checkpoint runs as evaluate ran it
+    if model.endswith(".pt") and not torch.cuda.is_available():  # the checkpoint runs as evaluate ran it
         assert predicted == evaluated
-    else:  # the export runs in fp32, evaluate in the machine's autocast precision: borderline images may flip
+    else:  # the export runs in fp32, evaluate in the machine's autocast precision (and on a GPU, predict's batches
+        # of 256 and evaluate's may get other kernels): borderline images may flip
         assert sum(p == e for p, e in zip(predicted, evaluated)) >= 0.97 * len(rows)
     assert all(float(r["probability1"]) >= float(r["probability2"]) and r["error"] == "" for r in rows)
 
