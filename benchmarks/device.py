@@ -7,14 +7,14 @@ group, and writes what it found to a folder.
         [--out device-run] [--skip-tests] [--smoke] [--keep DIR]
 
 Before anything runs it checks what would fail later: DVC's `python` is this interpreter, `dvc` and `git` are on
-its PATH, the device is there, and Fashion-MNIST can be had (FASHION_MNIST_MIRROR, made absolute, or an official
-mirror that answers). The folder holds env.json (interpreter, torch, device, GPU and driver, CPU count, threads),
-tests.txt (the fast tests' output and exit code, killed at --tests-timeout), stages.tsv (each stage's wall seconds,
-as `dvc repro` started them, a line as each one ends), repro.log (line by line), and the run's metrics
-(metrics/evaluate/metrics.json, metrics/finetune/metrics.json and each probe's, flattened into metrics.json): what
-a run cut short (by --timeout, or by whatever runs this) had done is on disk. On a CPU: `--device cpu --fraction
-0.02` (and `--smoke`: one epoch per pretext, small probes, as the tests run it). Not a test: its numbers depend on
-the machine.
+its PATH, the device is there, and Fashion-MNIST can be had (FASHION_MNIST_MIRROR, made absolute, holding the four
+files, or an official mirror that answers). The folder holds env.json (interpreter, torch, device, GPU and driver,
+CPU count, threads), tests.txt (the fast tests' output and exit code, killed at --tests-timeout), stages.tsv (each
+stage's wall seconds, as `dvc repro` started them, a line as each one ends, and whether it finished), repro.log
+(line by line), and the run's metrics (metrics/evaluate/metrics.json, metrics/finetune/metrics.json and each
+probe's, flattened into metrics.json): what a run cut short (by --timeout, or by whatever runs this) had done is on
+disk, and what it started is killed with it. On a CPU: `--device cpu --fraction 0.02` (and `--smoke`: one epoch per
+pretext, small probes, as the tests run it). Not a test: its numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from selfsup.download import MIRROR_ENV, OFFICIAL_MIRRORS
+from selfsup.download import FASHION_MNIST_FILES, MIRROR_ENV, OFFICIAL_MIRRORS, _is_url
 
 REPO = Path(__file__).resolve().parents[1]
 # what a throwaway copy of the project needs to run its pipeline
@@ -95,13 +95,14 @@ def data_source(env: dict, reachable=official_mirror_reachable) -> str | None:
     in a copy of the project elsewhere) or a URL, or None for the official mirrors where one answers. Neither: an
     error now, not a download stage that times out after the tests."""
     mirror = env.get(MIRROR_ENV)
-    if mirror and urlparse(mirror).scheme in ("http", "https"):
+    if mirror and _is_url(mirror):  # as the download stage tells them apart
         return mirror
     if mirror:
-        folder = Path(mirror).absolute()
-        if not folder.is_dir():
-            raise SystemExit(f"error: {MIRROR_ENV}={mirror} is not a folder; point it at the folder that holds the "
-                             "four Fashion-MNIST .gz files")
+        folder = Path(mirror).expanduser().absolute()
+        missing = [name for name in FASHION_MNIST_FILES if not (folder / name).is_file()]
+        if missing:
+            raise SystemExit(f"error: {MIRROR_ENV}={mirror} lacks {', '.join(missing)}; point it at the folder that "
+                             "holds the four Fashion-MNIST .gz files")
         return str(folder)
     if not reachable():
         raise SystemExit(f"error: no Fashion-MNIST: {MIRROR_ENV} is not set and no official mirror answers; set it "
@@ -155,14 +156,14 @@ def timed_run(cmd: list[str], cwd: Path, env: dict, timeout: float, log: Path,
     it as the next one starts (and the last at the end), so a run cut short keeps what it finished."""
     started, stages = time.monotonic(), []
 
-    def close_stage() -> None:
+    def close_stage(finished: bool) -> None:
         if stages_tsv is not None and stages:
             name, start = stages[-1]
             with open(stages_tsv, "a") as tsv:
-                tsv.write(f"{name}\t{time.monotonic() - started - start:.1f}\n")
+                tsv.write(f"{name}\t{time.monotonic() - started - start:.1f}\t{'yes' if finished else 'no'}\n")
 
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            errors="replace", start_new_session=True)
     watchdog = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.start()
     try:
@@ -170,12 +171,15 @@ def timed_run(cmd: list[str], cwd: Path, env: dict, timeout: float, log: Path,
             for line in proc.stdout:
                 out.write(line)
                 if line.startswith("Running stage '"):
-                    close_stage()
+                    close_stage(True)
                     stages.append((line.split("'")[1], time.monotonic() - started))
         code = proc.wait()
-    finally:
+    finally:  # an error here, or this process stopped (SIGTERM: main's handler), takes the group down with it
         watchdog.cancel()
-    close_stage()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    close_stage(code == 0)
     stages.append(("", time.monotonic() - started))  # the end of the last stage
     return code, stages
 
@@ -207,11 +211,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True)
     (out / "env.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2), flush=True)
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # stopped from outside: timed_run's cleanup kills what it started
+        signal.signal(stop, lambda number, _: sys.exit(128 + number))
     if not args.skip_tests:  # every fast test, not up to the first failure: one unrelated to the device hides none
         tests, _ = timed_run([sys.executable, "-m", "pytest", "-q", "-m", "not e2e", "-p", "no:cacheprovider"],
                              REPO, env, args.tests_timeout, out / "tests.txt")
         with open(out / "tests.txt", "a") as log:
-            log.write(f"exit code {tests}{' (killed at --tests-timeout)' if tests == -9 else ''}\n")
+            log.write(f"\nexit code {tests}{' (killed: --tests-timeout, or from outside)' if tests == -9 else ''}\n")
         print(f"fast tests: exit code {tests}", flush=True)
 
     def edit(params):
@@ -224,10 +230,14 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="device-run-") as tmp:
         repo = copy_project(Path(args.keep) if args.keep else Path(tmp) / "repo", edit)
-        (out / "stages.tsv").write_text("stage\tseconds\n")
+        (out / "stages.tsv").write_text("stage\tseconds\tfinished\n")
         code, starts = timed_run(["dvc", "repro", "-f"], repo, env, args.timeout, out / "repro.log", out / "stages.tsv")
-        metrics = {str(p.relative_to(repo)): json.loads(p.read_text())
-                   for p in sorted(repo.glob("metrics/*/**/metrics.json"))}
+        metrics = {}
+        for path in sorted(repo.glob("metrics/*/**/metrics.json")):
+            try:
+                metrics[str(path.relative_to(repo))] = json.loads(path.read_text())
+            except ValueError:  # written when the run was killed
+                print(f"{path.relative_to(repo)}: unreadable, left out", flush=True)
         (out / "metrics.json").write_text(json.dumps({k: flat(v) for k, v in metrics.items()}, indent=2) + "\n")
     print(f"dvc repro -f: exit code {code} ({'killed at the timeout' if code == -9 else 'finished'}); "
           f"{len(starts) - 1} stages in {starts[-1][1]:.0f} s; written to {out}/")

@@ -79,7 +79,8 @@ def curve_budgets(budgets, all_per_class: int | None) -> dict[str, int]:
 def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
                     all_per_class: int | None = None) -> pd.DataFrame:
     """Per pretext (not `none`) and budget on the curve (`curve_budgets`: the numeric ones, and `all` as
-    `all_per_class` labels per class where given) but the largest of `table` (one protocol's sweep rows: pretext,
+    `all_per_class` labels per class where given and `none` ran two seeds or more there) but the largest of `table`
+    (one protocol's sweep rows: pretext,
     labels_per_class, seed, test_accuracy): the labels per class `none` needs to match the pretext's mean
     accuracy there (`labels_matching` on `none`'s mean curve over those budgets), and its 95% interval: the
     mean of every budget of `none`'s curve drawn from its Student-t distribution over the seeds (`mean_draws`), the
@@ -90,7 +91,9 @@ def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
     budget (an answer at the smallest is at most that: nothing is read below it). Deterministic:
     `seed` seeds the draws."""
     table = table.assign(labels_per_class=table.labels_per_class.astype(str))
-    size = curve_budgets(table.labels_per_class.unique(), all_per_class)
+    none_at_all = table[(table.pretext == "none") & (table.labels_per_class == "all")].test_accuracy.notna().sum()
+    # `all` only with a spread to draw from: one seed there would take every budget's interval with it
+    size = curve_budgets(table.labels_per_class.unique(), all_per_class if none_at_all > 1 else None)
     on_curve = table[table.labels_per_class.isin(size)]
     wide = on_curve.pivot_table(index=["labels_per_class", "seed"], columns="pretext", values="test_accuracy")
     if "none" not in wide:

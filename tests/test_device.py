@@ -9,6 +9,16 @@ import pytest
 from benchmarks import device
 
 
+def gone(pid: int) -> bool:
+    """Whether process `pid` has ended, or is dead and waiting to be reaped (a zombie: state Z), within 5 s."""
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(50):
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_timeout_kills_the_whole_process_group(tmp_path):
     """The command's children die with it (a `dvc repro` killed alone leaves its stage running)."""
     marker = tmp_path / "child.pid"
@@ -16,13 +26,7 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path):
     code, _ = device.timed_run(["bash", "-c", f"sleep 60 & echo $! > {marker}; wait"], tmp_path, dict(os.environ), 1.0,
                                tmp_path / "log")
     assert code == -9 and time.monotonic() - started < 30
-    stat = Path(f"/proc/{int(marker.read_text())}/stat")
-    for _ in range(50):  # gone, or dead and waiting to be reaped (a zombie: state Z)
-        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the child outlived the timeout")
+    assert gone(int(marker.read_text())), "the child outlived the timeout"
 
 
 def test_a_run_cut_short_keeps_the_seconds_of_the_stages_it_finished_and_its_log(tmp_path):
@@ -31,17 +35,37 @@ def test_a_run_cut_short_keeps_the_seconds_of_the_stages_it_finished_and_its_log
     code, starts = device.timed_run(["bash", "-c", script], tmp_path, dict(os.environ), 3.0, tmp_path / "log", tsv)
     assert code == -9 and [name for name, _ in starts] == ["a", "b", ""]
     rows = [line.split("\t") for line in tsv.read_text().splitlines()]
-    assert [name for name, _ in rows] == ["a", "b"] and 0.4 < float(rows[0][1]) < 3.0  # b: cut at the kill
+    assert [(name, finished) for name, _, finished in rows] == [("a", "yes"), ("b", "no")]  # b: cut at the kill
+    assert 0.4 < float(rows[0][1]) < 3.0
     assert (tmp_path / "log").read_text().splitlines()[-1] == "partial"
+
+
+def test_what_it_started_dies_when_it_fails_and_odd_output_bytes_are_no_failure(tmp_path):
+    marker = tmp_path / "child.pid"
+    script = f"echo $$ > {marker}; echo \"Running stage 'a':\"; echo \"Running stage 'b':\"; exec sleep 60"
+    with pytest.raises(FileNotFoundError):  # stages.tsv's folder is missing: an error once the second stage starts
+        device.timed_run(["bash", "-c", script], tmp_path, dict(os.environ), 60.0, tmp_path / "log",
+                         tmp_path / "missing" / "stages.tsv")
+    assert gone(int(marker.read_text()))
+    code, _ = device.timed_run(["bash", "-c", "printf 'ok\\n\\377\\n'"], tmp_path, dict(os.environ), 10.0,
+                               tmp_path / "log")
+    assert code == 0 and (tmp_path / "log").read_text().startswith("ok\n")
 
 
 def test_the_data_is_found_before_anything_runs(tmp_path, monkeypatch):
     never = (lambda: False)
     assert device.data_source({"FASHION_MNIST_MIRROR": "https://example.org/fmnist/"}, never) == "https://example.org/fmnist/"
+    assert device.data_source({"FASHION_MNIST_MIRROR": "file:///srv/fmnist"}, never) == "file:///srv/fmnist"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "raw").mkdir()
+    with pytest.raises(SystemExit, match="FASHION_MNIST_MIRROR=raw lacks train-images-idx3-ubyte.gz, "):
+        device.data_source({"FASHION_MNIST_MIRROR": "raw"}, never)  # an empty folder: no download could work
+    for name in device.FASHION_MNIST_FILES:
+        (tmp_path / "raw" / name).write_bytes(b"")
     assert device.data_source({"FASHION_MNIST_MIRROR": "raw"}, never) == str(tmp_path / "raw")  # the stages run elsewhere
-    with pytest.raises(SystemExit, match="FASHION_MNIST_MIRROR=missing is not a folder"):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert device.data_source({"FASHION_MNIST_MIRROR": "~/raw"}, never) == str(tmp_path / "raw")
+    with pytest.raises(SystemExit, match="FASHION_MNIST_MIRROR=missing lacks"):
         device.data_source({"FASHION_MNIST_MIRROR": "missing"}, never)
     with pytest.raises(SystemExit, match="no Fashion-MNIST: FASHION_MNIST_MIRROR is not set and no official mirror"):
         device.data_source({}, never)

@@ -100,7 +100,7 @@ def test_every_stage_runs_once_and_the_delivered_model_serves_what_was_evaluated
     assert info["device"] == "cpu" and info["torch"] and info["stage_python"]
     seconds = pd.read_csv(folder / "stages.tsv", sep="\t")
     assert {"download", "preprocess", "finetune", "evaluate", "pretrain@rotation", "probe@none"} <= set(seconds.stage)
-    assert (seconds.seconds >= 0).all()
+    assert (seconds.seconds >= 0).all() and (seconds.finished == "yes").all()
     measured = json.loads((folder / "metrics.json").read_text())
     assert 0.3 < measured["metrics/evaluate/metrics.json"]["test.accuracy"] <= 1
     assert measured["metrics/finetune/metrics.json"]["compute"].startswith("cpu")

@@ -431,7 +431,7 @@ def test_the_answer_opens_with_where_each_pretext_is_clearly_above_none_and_the_
                             "budgets (labels per class, of those with two seeds or more): `rotation`'s at 2 of 3 (10, "
                             "100); `autoencoder`'s at 0 of 2, and below 0 at 1 (10). `rotation` saves between ")
     assert first.endswith("of the labels `none` needs to do as well, over the budgets where that share's interval "
-                          "lies above 0 (10, 100).")
+                          "and the gain's both lie above 0 (10, 100).")
     # a budget of one seed has no interval: no pretext is said to be clear of `none` anywhere
     assert not comparison_block(table[table.seed == 0], ["none", "rotation"]).startswith("**In short:**")
     # none clear anywhere: said so, with no saving
@@ -444,6 +444,24 @@ def test_the_answer_opens_with_where_each_pretext_is_clearly_above_none_and_the_
     far = table.assign(test_accuracy=table.test_accuracy.where(
         (table.pretext != "rotation") | (table.labels_per_class != "100"), table.test_accuracy + 0.2))
     assert "and more than 90% (at 100) of the labels" in comparison_block(far, ["none", "rotation"]).split("\n")[0]
+
+
+def test_a_dataset_with_no_sweep_rows_gets_a_line_saying_so_and_no_charts(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    for name in ("comparison.tsv", "distilled.tsv", "comparison_reference_views.tsv"):
+        shutil.copy(REPO / "metrics" / name, tmp_path / "metrics" / name)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["dataset"] = "deepfashion"  # every committed row is Fashion-MNIST's
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    read = (lambda p: p.read_text())
+    from selfsup.report.answer import render_comparison
+    from selfsup.report.blocks import PICTURES
+    from selfsup.report.distilled import render_distilled
+    from selfsup.report.sweep import render_views
+    for render, table in ((render_comparison, "comparison.tsv"), (render_distilled, "distilled.tsv"),
+                          (render_views, "comparison_reference_views.tsv")):
+        assert render(tmp_path, read).startswith(f"No rows of `deepfashion` with this recipe in `metrics/{table}` yet")
+    assert [picture.draw(tmp_path, read) for picture in PICTURES] == [None] * len(PICTURES)
 
 
 def test_probe_markdown_reads_every_budget():

@@ -57,6 +57,10 @@ def test_all_joins_the_curve_at_the_labels_per_class_it_stands_for():
     assert matched.loc["10"].labels == pytest.approx(10 ** 1.5)  # the budgets below are read as before
     # `all` standing for fewer labels than a numeric budget cannot be placed on the curve: left off
     assert list(labels_to_match(table, all_per_class=500).labels_per_class) == ["10"]
+    # nor where `none` ran one seed there: its mean has no spread, and every other interval would go with it
+    one = labels_to_match(table[(table.pretext != "none") | (table.labels_per_class != "all") | (table.seed == 0)],
+                          all_per_class=5400).set_index("labels_per_class")
+    assert list(one.index) == ["10"] and one.loc["10"].low < one.loc["10"].labels < one.loc["10"].high
 
 
 def test_the_saving_is_said_in_words_and_checked_against_the_target():

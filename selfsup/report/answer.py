@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfsup.report.data import (GAIN_PLOT, PER_CLASS, PLOT, SAVING_PLOT, all_labels_per_class, pretexts,
-                                 read_comparison, read_probes, read_table)
+from selfsup.report.data import (COMPARISON, GAIN_PLOT, PER_CLASS, PLOT, SAVING_PLOT, all_labels_per_class, no_rows,
+                                 pretexts, read_comparison, read_probes, read_table)
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
                                   paired_gains, saved_share, weakest_text)
@@ -40,8 +40,8 @@ def labels_note(all_per_class: int | None = None) -> str:
 def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
     """The answer in one sentence: per pretext, the budgets where its gain over `none` is clear (its 95% interval
     above 0; and below 0), and for the pretext clearly above at the most budgets, the least and the most share of the
-    labels it saves (`matched`: `matching`) over the budgets where that share's interval lies above 0. Empty without
-    a gain over two seeds or more."""
+    labels it saves (`matched`: `matching`) over the budgets where both its gain and that share are clear of 0. Empty
+    without a gain over two seeds or more."""
     gains = paired_gains(table)
     gains = gains[gains.seeds > 1]
     if gains.empty:
@@ -50,11 +50,12 @@ def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
     def budgets(rows) -> str:
         return ", ".join(budget_order(rows.labels_per_class.unique()))
 
-    said, clear = [], {}
+    said, clear, gained = [], {}, {}
     for pretext in pretext_order(gains.pretext.unique(), order):
         mine = gains[gains.pretext == pretext]
         above, below = mine[mine.low > 0], mine[mine.high < 0]
         clear[pretext] = (len(above), mine.gain.mean())
+        gained[pretext] = set(above.labels_per_class)
         if len(above) or len(below):
             said.append(f"`{pretext}`'s at {len(above)} of {len(mine)}" + (f" ({budgets(above)})" if len(above) else "")
                         + (f", and below 0 at {len(below)} ({budgets(below)})" if len(below) else ""))
@@ -65,14 +66,16 @@ def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
         return (f"**In short:** no pretext's gain over `none` has its 95% interval above 0 at any budget; per pretext, "
                 f"over the budgets with two seeds or more: {'; '.join(said)}.")
     saving = ""
-    mine = matched[(matched.pretext == best) & (matched.low > matched.labels_per_class.astype(int))]
+    # as the bullets say it: where the gain and the share saved are both clear of 0
+    mine = matched[(matched.pretext == best) & (matched.low > matched.labels_per_class.astype(int))
+                   & matched.labels_per_class.isin(gained[best])]
     if len(mine):
         share = {r.labels_per_class: saved_share(r) for r in mine.itertuples()}
         least, most = min(share, key=lambda b: share[b][0]), max(share, key=lambda b: share[b][0])
         amount = (f"{share[least][1]} (at {least} labels per class)" if least == most else
                   f"between {share[least][1]} (at {least} labels per class) and {share[most][1]} (at {most})")
         saving = (f" `{best}` saves {amount} of the labels `none` needs to do as well, over the budgets where that "
-                  f"share's interval lies above 0 ({budgets(mine)}).")
+                  f"share's interval and the gain's both lie above 0 ({budgets(mine)}).")
     return (f"**In short:** the 95% interval of each pretext's gain over `none` lies above 0 at these budgets (labels "
             f"per class, of those with two seeds or more): {'; '.join(said)}.{saving}")
 
@@ -124,12 +127,16 @@ def class_count(root: Path, read) -> int:
 def render_comparison(root: Path, read=lambda p: p.read_text()) -> str:
     """The README's answer block from the sweep's rows of params.yaml's schedule (the number of classes: the
     committed run's per-class table)."""
-    return comparison_block(read_comparison(root, read), pretexts(root, read), class_count(root, read),
-                            all_labels_per_class(root, read))
+    table = read_comparison(root, read)
+    if table.empty:
+        return no_rows(root, COMPARISON, read)
+    return comparison_block(table, pretexts(root, read), class_count(root, read), all_labels_per_class(root, read))
 
 
 def render_detail(root: Path, read=lambda p: p.read_text()) -> str:
     """docs/results.md's detail of the answer, with the fine-tuned models paired with their probes."""
     table = read_comparison(root, read)
+    if table.empty:
+        return no_rows(root, COMPARISON, read)
     return detail_block(table, pretexts(root, read), probe_gaps(table, probe_draws(read_probes(root, read))),
                         class_count(root, read), all_labels_per_class(root, read))

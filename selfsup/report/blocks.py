@@ -80,13 +80,19 @@ BLOCKS = [
           benchmark(BALANCE, lambda table, params, *_: benchmarks.balance_markdown(table, params))),
 ]
 
+def drawn_if_any(rows, draw):
+    """A Picture's draw: `draw(table, pretexts)` of the `rows(root, read)` it reads, None where there are none."""
+    def picture(root: Path, read: Read) -> str | None:
+        table = rows(root, read)
+        return draw(table, pretexts(root, read)) if len(table) else None
+    return picture
+
+
 PICTURES = [
-    Picture(PLOT, (COMPARISON,), lambda root, read: sweep.label_efficiency_svg(read_comparison(root, read),
-                                                                               pretexts(root, read))),
+    Picture(PLOT, (COMPARISON,), drawn_if_any(read_comparison, sweep.label_efficiency_svg)),
     Picture(GAIN_PLOT, (COMPARISON,), _gains),
     Picture(SAVING_PLOT, (COMPARISON,), _saving),
-    Picture(DISTILLED_PLOT, (DISTILLED,), lambda root, read: distillation_svg(read_distilled(root, read),
-                                                                              pretexts(root, read))),
+    Picture(DISTILLED_PLOT, (DISTILLED,), drawn_if_any(read_distilled, distillation_svg)),
 ]
 
 

@@ -68,8 +68,9 @@ def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataF
 def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
     """The rows the answer shows, one fine-tuning schedule per budget: those fine-tuned with at least `min_steps`
     optimizer steps (params.yaml's schedule) where the budget has any, else the budget's rows as they are; of these,
-    where a budget ran more than one schedule (epochs, min_steps), the one with the most runs (of equal counts, the
-    longer). Never two schedules in one budget's mean or pair (the comparison table names each budget's schedule)."""
+    where a budget ran more than one schedule (epochs, min_steps), the one `most_run` keeps (the one that ran `none`
+    and the most pretexts, then the most runs). Never two schedules in one budget's mean or pair (the comparison
+    table names each budget's schedule)."""
     ran = set(table[table.min_steps == min_steps].labels_per_class)
     return most_run(table[(table.min_steps == min_steps) | ~table.labels_per_class.isin(ran)], ["epochs", "min_steps"])
 
@@ -117,6 +118,13 @@ def read_shown(root: Path, path: Path, read) -> tuple[pd.DataFrame, dict]:
     return table[(table.variant == "") & ((table.dataset == dataset) if dataset else True)], params
 
 
+def no_rows(root: Path, path: Path, read) -> str:
+    """A block's text where the sweep table at `path` holds no row of params.yaml's dataset (and commit's recipe)."""
+    dataset = ((yaml.safe_load(read(root / "params.yaml")) or {}).get("data") or {}).get("dataset")
+    return (f"No rows of `{dataset}` with this recipe in `{path.as_posix()}` yet: run the sweep (docs/results.md, "
+            "The label-efficiency sweep), then `python -m selfsup.report --experiments`.")
+
+
 def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
     """metrics/comparison.tsv of the repository at `root`: the rows `read_shown` keeps, of params.yaml's schedule
     (`on_schedule`), or (`every`) of every schedule."""
@@ -127,9 +135,9 @@ def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = Fals
 
 
 def read_distilled(root: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
-    """metrics/distilled.tsv of the repository at `root`: the rows `read_shown` keeps, one teachers' schedule and
-    distillation setting per budget (`most_run`), never two pooled in a mean."""
-    return most_run(read_shown(root, DISTILLED, read)[0], ["epochs", "min_steps", *DISTILL_KEYS[1:]])
+    """metrics/distilled.tsv of the repository at `root`: the rows `read_shown` keeps, one protocol, teachers'
+    schedule and distillation setting per budget (`most_run`), never two pooled in a mean."""
+    return most_run(read_shown(root, DISTILLED, read)[0], ["protocol", "epochs", "min_steps", *DISTILL_KEYS[1:]])
 
 
 def read_probes(root: Path, read=lambda p: p.read_text()) -> dict[str, dict]:

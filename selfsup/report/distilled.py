@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfsup.report.data import DISTILLED_PLOT, RESULTS_DOC, link, pretexts, read_distilled
+from selfsup.report.data import (DISTILLED, DISTILLED_PLOT, RESULTS_DOC, link, no_rows, pretexts,
+                                 read_distilled)
 from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
                                    pretext_colour, pretext_order, seed_std, signed)
 from selfsup.report.targets import distilled_targets, on_target_dataset
@@ -26,7 +27,8 @@ def setting_text(settings) -> str:
             f"image, the student starting from the {settings.distill_init}"
             + (f", the teacher's {int(settings.distill_per_class):,} most confident guesses of each class as "
                "pseudo-labels" if settings.get("distill_per_class", 0) > 0
-               else f", confident (≥ {settings.distill_threshold:g}) pseudo-labels" if settings.distill_threshold
+               else f", confident (≥ {settings.distill_threshold:g}) pseudo-labels"
+               if pd.notna(settings.distill_threshold) and settings.distill_threshold
                else ", the teacher's soft probabilities"))
 
 
@@ -70,5 +72,7 @@ def distillation_svg(table: pd.DataFrame, order=()) -> str:
 
 def render_distilled(root: Path, read=lambda p: p.read_text()) -> str:
     table = read_distilled(root, read)
+    if table.empty:
+        return no_rows(root, DISTILLED, read)
     return (f"{distilled_markdown(table, pretexts(root, read))}\n\n"
             f"![fine-tuned and distilled]({link(DISTILLED_PLOT, RESULTS_DOC)})")

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import yaml
 
-from selfsup.report.data import REFERENCE_VIEWS, read_comparison, read_sweep
+from selfsup.report.data import REFERENCE_VIEWS, no_rows, read_comparison, read_shown
 from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
                                    gain_text, interval_cell, is_finding, mean_std, pretext_colour, pretext_order,
                                    seed_std)
@@ -287,5 +287,8 @@ def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict,
 
 def render_views(root: Path, read=lambda p: p.read_text()) -> str:
     """The README block comparing the sweep on the reference's backbones with the sweep on the defaults'."""
-    return views_markdown(read_sweep(root, REFERENCE_VIEWS, read), read_comparison(root, read, every=True),
+    reference = read_shown(root, REFERENCE_VIEWS, read)[0]
+    if reference.empty:
+        return no_rows(root, REFERENCE_VIEWS, read)
+    return views_markdown(reference, read_comparison(root, read, every=True),
                           yaml.safe_load(read(root / "params.yaml")))
