@@ -142,17 +142,24 @@ def labels_cell(labels: float, largest: int, smallest: int = 0) -> str:
     return f"≤{smallest}" if labels <= smallest else f"{labels:.0f}"
 
 
-def saved_beyond(budget: int, largest: int) -> str:
-    """The share of the labels a pretext at `budget` saves where `none` never matches it up to `largest`."""
-    return f"more than {100 * (1 - budget / largest):.0f}%"
+def share_of(budget: int, labels: float) -> float:
+    """The share of `none`'s `labels` a pretext at `budget` does without: at least 0, 1 where `none` never matches."""
+    return 1.0 if labels == float("inf") else max(0.0, 1 - budget / labels)
+
+
+def share_text(budget: int, labels: float, largest: int, smallest: int = 0) -> str:
+    """`share_of` in words: "52%"; "more than 81%" where `none` never matches up to `largest` (the floor that is
+    known); "≤0%" where `labels` is at the curve's `smallest` budget (nothing is read below it)."""
+    if labels == float("inf"):
+        return f"more than {100 * share_of(budget, largest):.0f}%"
+    return f"{'≤' if labels <= smallest else ''}{100 * share_of(budget, labels):.0f}%"
 
 
 def saved_share(r) -> tuple[float, str]:
     """A `matching` row's share of the labels saved: (the share, at least where `none` never matches, in words)."""
     b = int(r.labels_per_class)
-    if r.labels == float("inf"):
-        return 1 - b / r.largest, saved_beyond(b, r.largest)
-    return r.saved, f"{100 * r.saved:.0f}%"
+    labels = r.largest if r.labels == float("inf") else r.labels
+    return share_of(b, labels), share_text(b, r.labels, r.largest)
 
 
 def saving_text(r, largest: int) -> str:
@@ -161,17 +168,16 @@ def saving_text(r, largest: int) -> str:
     b = int(r.labels_per_class)
     if r.labels == float("inf"):
         return (f"`none` does not match `{r.pretext}` at {b} labels per class even with {largest}: it saves "
-                f"{saved_beyond(b, largest)} of the labels")
+                f"{share_text(b, r.labels, largest)} of the labels")
     smallest = getattr(r, "smallest", 0)
-    share = (lambda n: f"{'≤' if n <= smallest else ''}{100 * max(0.0, 1 - b / n):.0f}%")
+    share = (lambda n: share_text(b, n, largest, smallest))
     cell = (lambda n: labels_cell(n, largest, smallest))
     if math.isnan(r.low):
         return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {cell(r.labels)}: it saves "
                 f"{share(r.labels)} of the labels (a budget with one seed: no interval)")
     return (f"`{r.pretext}` with {b} labels per class does as well as `none` with {cell(r.labels)} (95% CI "
             f"{cell(r.low)} to {cell(r.high)}): it saves {share(r.labels)} of the "
-            f"labels (95% CI {share(r.low)} to {'more than ' if r.high == float('inf') else ''}"
-            f"{share(min(r.high, largest))})")
+            f"labels (95% CI {share(r.low)} to {share(r.high)})")
 
 
 def labels_markdown(matched: pd.DataFrame, order=()) -> str:
@@ -181,8 +187,7 @@ def labels_markdown(matched: pd.DataFrame, order=()) -> str:
 
     def cell(r):
         b = int(r.labels_per_class)
-        saved = ("" if r.labels <= b else f"saves {saved_beyond(b, largest)}"
-                 if r.labels == float("inf") else f"saves {100 * r.saved:.0f}%")
+        saved = "" if r.labels <= b else f"saves {share_text(b, r.labels, largest)}"
         cell = (lambda n: labels_cell(n, largest, getattr(r, "smallest", 0)))
         if r.low == float("inf"):  # never matched, in any draw
             return cell(r.labels) + (f" ({saved})" if saved else "")
@@ -201,12 +206,9 @@ def saving_svg(matched: pd.DataFrame, order=()) -> str:
     for pretext in pretext_order(matched.pretext.unique(), order):
         points = []
         for r in sorted(matched[matched.pretext == pretext].itertuples(), key=lambda r: int(r.labels_per_class)):
-            b, share = int(r.labels_per_class), saved_share(r)[0]
-
-            def bound(n):
-                return 100.0 if n == float("inf") else 100 * max(0.0, 1 - b / n)
-            points.append((b, 100 * share, (100 * share, 100 * share) if math.isnan(r.low) else
-                           (bound(r.low), bound(r.high))))
+            b, share = int(r.labels_per_class), 100 * saved_share(r)[0]
+            points.append((b, share, (share, share) if math.isnan(r.low) else
+                           (100 * share_of(b, r.low), 100 * share_of(b, r.high))))
         series[pretext] = points
         colours[pretext] = pretext_colour(pretext, order)
     return line_chart(series, [(int(b), b) for b in budgets],
