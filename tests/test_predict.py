@@ -64,6 +64,18 @@ def test_test_images_from_png_files_get_the_class_evaluate_gave_them(project, tm
     assert all(float(r["probability1"]) >= float(r["probability2"]) and r["error"] == "" for r in rows)
 
 
+def test_predict_forks_no_process_to_decode(project, tmp_path, monkeypatch):
+    """A fork after torch's threads have run can hang in the child (seen: a decode pool stuck on a lock); predict
+    decodes in its own process, whatever the number of images."""
+    import selfsup.images
+
+    def no_fork(method):
+        raise AssertionError(f"predict started a {method} pool")
+    monkeypatch.setattr(selfsup.images, "get_context", no_fork)
+    main([str(project / "model.pt"), str(project / "pngs"), "--csv", str(tmp_path / "p.csv")])
+    assert len(read_rows(tmp_path / "p.csv")) == len(list((project / "pngs").iterdir())) >= 128  # 2+ workers' worth
+
+
 def test_any_size_and_mode_is_prepared_as_the_training_images(project, tmp_path, capsys):
     image = Image.open(project / "pngs/000.png")
     image.convert("RGB").resize((84, 84), Image.NEAREST).save(tmp_path / "big.jpg", quality=100)
