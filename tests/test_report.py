@@ -672,7 +672,8 @@ def test_targets_are_met_or_missed_by_the_means():
     elsewhere = targets_markdown(experiment_rows(rows).assign(dataset="deepfashion")).splitlines()
     assert len(elsewhere) == 3 and elsewhere[2].startswith("| 100 per class: every pretext above `none`")
     runs = pd.DataFrame({"pretext": ["none", "none", "rotation", "rotation"], "labels_per_class": "10",
-                         "seed": [0, 1, 0, 1], "test_accuracy": [0.50, 0.52, 0.60, 0.63], "finetuned_accuracy": 0.4})
+                         "seed": [0, 1, 0, 1], "test_accuracy": [0.50, 0.52, 0.60, 0.63], "finetuned_accuracy": 0.4,
+                         "protocol": "full", "epochs": 60, "min_steps": 0})  # as read_distilled gives them
     summary = distilled_summary(runs)
     assert len(distilled_targets(runs, summary)) == 4  # with the distilled accuracy target of Fashion-MNIST
     shared = distilled_targets(runs, summary, numbers=False)[2:]
