@@ -50,19 +50,18 @@ def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
     def budgets(rows) -> str:
         return ", ".join(budget_order(rows.labels_per_class.unique()))
 
-    said, clear, gained = [], {}, {}
+    said, mean_gain, gained = [], {}, {}
     for pretext in pretext_order(gains.pretext.unique(), order):
         mine = gains[gains.pretext == pretext]
         above, below = mine[mine.low > 0], mine[mine.high < 0]
-        clear[pretext] = (len(above), mine.gain.mean())
-        gained[pretext] = set(above.labels_per_class)
+        mean_gain[pretext], gained[pretext] = mine.gain.mean(), set(above.labels_per_class)
         if len(above) or len(below):
             said.append(f"`{pretext}`'s at {len(above)} of {len(mine)}" + (f" ({budgets(above)})" if len(above) else "")
                         + (f", and below 0 at {len(below)} ({budgets(below)})" if len(below) else ""))
         else:
             said.append(f"`{pretext}`'s at none of {len(mine)}")
-    best = max(clear, key=clear.get)
-    if not clear[best][0]:
+    best = max(gained, key=lambda p: (len(gained[p]), mean_gain[p]))  # clear at the most budgets, then the mean
+    if not gained[best]:
         return (f"**In short:** no pretext's gain over `none` has its 95% interval above 0 at any budget; per pretext, "
                 f"over the budgets with two seeds or more: {'; '.join(said)}.")
     saving = ""

@@ -114,13 +114,18 @@ def read_shown(root: Path, path: Path, read) -> tuple[pd.DataFrame, dict]:
     the file, never pooled with these)."""
     table = read_sweep(root, path, read)
     params = yaml.safe_load(read(root / "params.yaml")) or {}
-    dataset = (params.get("data") or {}).get("dataset")
+    dataset = dataset_of(params)
     return table[(table.variant == "") & ((table.dataset == dataset) if dataset else True)], params
+
+
+def dataset_of(params: dict) -> str | None:
+    """params.yaml's data.dataset (None where it names none)."""
+    return (params.get("data") or {}).get("dataset")
 
 
 def no_rows(root: Path, path: Path, read) -> str:
     """A block's text where the sweep table at `path` holds no row of params.yaml's dataset (and commit's recipe)."""
-    dataset = ((yaml.safe_load(read(root / "params.yaml")) or {}).get("data") or {}).get("dataset")
+    dataset = dataset_of(yaml.safe_load(read(root / "params.yaml")) or {})
     return (f"No rows of `{dataset}` with this recipe in `{path.as_posix()}` yet: run the sweep (docs/results.md, "
             "The label-efficiency sweep), then `python -m selfsup.report --experiments`.")
 
