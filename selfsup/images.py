@@ -1,14 +1,20 @@
 """Image files to uint8 tensors: the one decode path for a folder of JPEG/PNG files.
 
 DeepFashion's preprocess, an image-folder dataset and `selfsup.predict` all read files through `decode_files`,
-so an image predicted from a file is prepared exactly as the training images were: converted to the model's
-channels (grayscale or RGB) and squashed to size×size with bilinear filtering.
+so an image predicted from a file is prepared exactly as the training images were: turned upright by its EXIF
+orientation (as a photo viewer shows it), converted to the model's channels (grayscale or RGB) and squashed to
+size×size with bilinear filtering. 16-bit grayscale (PNG, TIFF) is scaled to 8 bits, 0-65535 to 0-255, and
+floating-point grayscale read as 0-1, rather than clipped at 255.
+
+Files are decoded on threads, not forked processes: Pillow lets go of the GIL while it decodes and resizes, and a
+fork of a process whose torch threads have run can hang in the child on a lock one of them held.
 """
 
 from __future__ import annotations
 
 import os
-from multiprocessing import get_context
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -27,32 +33,71 @@ def is_image(path: Path) -> bool:
 
 
 def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Every file under `folder` (any depth, hidden ones left out), sorted: (images by suffix, other files)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    """Every file under `folder` (any depth, hidden ones left out), sorted: (images by suffix, other files).
+
+    Linked folders are followed (a class folder may link to images kept elsewhere); a folder reached a second
+    time, through a link or a link loop, is read once."""
+    files, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(top, n) for n in names if not n.startswith(".") and os.path.isfile(os.path.join(top, n))]
+    files.sort()
     return [p for p in files if is_image(p)], [p for p in files if not is_image(p)]
 
 
 def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, str | None]:
     """One image file as size×size uint8 bytes (H×W×C, C = `channels`), or None and why it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.draft(MODES[channels], (size, size))  # JPEG: decode at a reduced scale, much faster than full size
+            img = eight_bit(ImageOps.exif_transpose(img))
             img = img.convert(MODES[channels]).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
             return img.tobytes(), None
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
         return None, f"{type(err).__name__}: {str(err).replace(' ' + repr(str(path)), '')}"
 
 
-def _decode_task(task: tuple[str, int, int]) -> tuple[bytes | None, str | None]:
-    return decode(*task)
+def eight_bit(img):
+    """A grayscale image of more than 8 bits scaled to 8 (Pillow's own convert clips it at 255): integer modes
+    (I;16 and the 32-bit I that 16-bit files may open as) from 0-65535, floating point (F) from 0-1."""
+    import numpy as np
+    from PIL import Image
+
+    if img.mode.startswith("I"):
+        scale, top = 255 / 65535, 65535
+    elif img.mode == "F":
+        scale, top = 255, 1
+    else:
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    return Image.fromarray(np.rint(np.clip(values, 0, top) * scale).astype(np.uint8), "L")
+
+
+def _in_order(tasks: list[tuple[str, int, int]], workers: int):
+    """decode(*task) for every task, in order, on `workers` threads (a bounded window of them in flight)."""
+    if workers <= 1:
+        yield from (decode(*task) for task in tasks)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending, queue = deque(), iter(tasks)
+        for task in queue:
+            pending.append(pool.submit(decode, *task))
+            if len(pending) >= 8 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers: int | None = None,
                  desc: str = "decode") -> tuple[torch.Tensor, dict[int, str]]:
-    """Decode and resize every file (squashed to size×size) on `workers` processes (all cores), with a progress bar.
+    """Decode and resize every file (squashed to size×size) on `workers` threads (all cores), with a progress bar.
 
     Returns the N×C×size×size uint8 tensor (unreadable images left black) and, by position, the reason each
     unreadable image could not be read.
@@ -63,21 +108,13 @@ def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers:
     unreadable = {}
     tasks = [(str(path), size, channels) for path in paths]
     workers = min(workers or os.cpu_count() or 1, max(1, len(tasks) // 64))  # a small set is faster in-process
-    if workers > 1:
-        pool = get_context("fork" if os.name == "posix" else "spawn").Pool(workers)
-        results = pool.imap(_decode_task, tasks, chunksize=64)
-    else:
-        pool, results = None, map(_decode_task, tasks)
-    try:
-        for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
-                                                  disable=len(tasks) < 256)):
-            if pixels is None:
-                unreadable[i] = reason
-            else:
-                out[i] = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(size, size, channels)
-    finally:
-        if pool is not None:
-            pool.terminate()
+    results = _in_order(tasks, workers)
+    for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
+                                              disable=len(tasks) < 256)):
+        if pixels is None:
+            unreadable[i] = reason
+        else:
+            out[i] = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(size, size, channels)
     return out.permute(0, 3, 1, 2).contiguous(), unreadable
 
 

@@ -1,6 +1,10 @@
 """Run a stage module in this process, or under torchrun when params.yaml asks for several processes.
 
+    python -m selfsup.launch MODULE [ARGS...]
     python -m selfsup.launch stages.pretrain rotation --data ...   (what dvc.yaml's training stages run)
+
+MODULE is a stage's module, run as `python -m MODULE ARGS...`; the ARGS are its own (`... stages.pretrain --help`
+lists those of pretrain).
 
 With `compute.processes: 1` (the default) this is `python -m stages.pretrain ...`. With N > 1 it becomes
 `torchrun --standalone --nproc-per-node N -m stages.pretrain ...`: N data-parallel processes on this
@@ -9,6 +13,7 @@ machine, one GPU each on CUDA (gloo processes on the CPU, which is for testing: 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import runpy
 import sys
@@ -26,11 +31,32 @@ def command(module: str, args: list[str], processes: int) -> list[str] | None:
             "-m", module, *args]
 
 
+USAGE = "python -m selfsup.launch MODULE [ARGS...]"
+
+
+def check_module(module: str) -> None:
+    """A SelfSupError unless `module` names a module that `python -m` can run: not an option, and importable."""
+    if module.startswith("-"):
+        raise SelfSupError(f"unknown option {module}; usage: {USAGE} (--help says more)")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:  # a package runs its __main__
+            spec = importlib.util.find_spec(f"{module}.__main__")
+    except (ImportError, ValueError):  # a parent package that is missing, or a name that is no module's
+        spec = None
+    if spec is None:
+        raise SelfSupError(f"no module named {module} to run; usage: {USAGE} (e.g. stages.pretrain)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0)
     if not argv:
-        sys.exit(__doc__)
+        raise SelfSupError(f"no module to run; usage: {USAGE} (--help says more)")
     module, args = argv[0], argv[1:]
+    check_module(module)
     compute = load_params().compute
     if compute.processes > 1:
         from selfsup.runtime import resolve_device  # late: imports torch, which a plain run does not need here

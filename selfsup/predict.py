@@ -298,8 +298,7 @@ def classify(predictor, spec: dict, files: list[Path], top_k: int):
     with tqdm(total=len(files), desc="predict", unit="image", disable=len(files) < CHUNK, mininterval=2) as bar:
         for start in range(0, len(files), CHUNK):
             chunk = files[start : start + CHUNK]
-            # in this process: a fork of it, once torch's threads have run, can hang on a lock one of them held
-            images, unreadable = decode_files(chunk, size, channels, workers=1)
+            images, unreadable = decode_files(chunk, size, channels)  # on threads: no fork after torch's have run
             readable = [i for i in range(len(chunk)) if i not in unreadable]
             probs, scores = predictor(images[readable]) if readable else (torch.empty(0, len(classes)),) * 2
             best = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]  # ties: the first class, as argmax

@@ -48,9 +48,9 @@ def test_unreadable_files_are_reported_by_position_and_left_black(tmp_path):
     assert images[0].sum() == 0 and images[1].sum() > 0
 
 
-def test_workers_give_the_same_tensor_as_one_process(tmp_path):
+def test_workers_give_the_same_tensor_as_one_thread(tmp_path):
     paths = []
-    for i in range(130):  # enough for two worker processes
+    for i in range(130):  # enough for two worker threads
         Image.fromarray(gradient(12 + i % 5, 9)).save(tmp_path / f"{i}.png")
         paths.append(tmp_path / f"{i}.png")
     one, _ = decode_files(paths, 6, 3, workers=1)
@@ -65,3 +65,51 @@ def test_walk_finds_images_at_any_depth_and_leaves_out_hidden_and_other_files(tm
     images, others = walk_images(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in images] == ["a.PNG", "sub/b.jpg", "sub/deeper/c.jpeg"]
     assert [p.name for p in others] == ["notes.txt"]
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 16, dtype=np.float64).round().astype(np.uint16)[None, :].repeat(16, 0)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    images, unreadable = decode_files([tmp_path / "deep.png"], 16, channels=1)
+    assert not unreadable
+    expected = torch.from_numpy(np.rint(ramp / 257).astype(np.uint8))
+    assert torch.equal(images[0, 0], expected)  # 0 to 255 along the row, as an 8-bit save of it would be
+    rgb, _ = decode_files([tmp_path / "deep.png"], 16, channels=3)
+    assert all(torch.equal(rgb[0, c], expected) for c in range(3))
+
+
+def test_floating_point_grayscale_is_read_as_zero_to_one(tmp_path):
+    values = np.array([[-0.5, 0.0, 0.5, 1.0, 2.0, 0.25]], dtype=np.float32).repeat(6, 0)
+    Image.fromarray(values).save(tmp_path / "float.tif")
+    images, unreadable = decode_files([tmp_path / "float.tif"], 6, channels=1)
+    assert not unreadable and images[0, 0, 0].tolist() == [0, 0, 128, 255, 255, 64]
+
+
+@pytest.mark.parametrize("orientation, turn", [(1, 0), (3, 2), (6, -1), (8, 1)])
+def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path, orientation, turn):
+    """The camera stores the sensor's pixels and a tag saying how to turn them; a viewer shows them turned."""
+    array = np.zeros((8, 8), dtype=np.uint8)
+    array[:4, :4] = 255  # white square top left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(array).save(tmp_path / "photo.png", exif=exif)
+    images, unreadable = decode_files([tmp_path / "photo.png"], 8, channels=1)
+    assert not unreadable
+    assert torch.equal(images[0, 0], torch.from_numpy(np.rot90(array, turn).copy()))
+
+
+def test_walk_follows_linked_folders_and_reads_a_loop_once(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "deeper").mkdir(parents=True)
+    for name in ["a.png", "deeper/b.png"]:
+        (elsewhere / name).write_bytes(b"")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "c.png").write_bytes(b"")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "deeper" / "loop").symlink_to(elsewhere, target_is_directory=True)  # back up: a cycle
+    (root / "gone").symlink_to(tmp_path / "nothing-here")  # a broken link is no file
+    images, others = walk_images(root)
+    assert [p.relative_to(root).as_posix() for p in images] == ["c.png", "linked/a.png", "linked/deeper/b.png"]
+    assert others == []
