@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,6 +37,18 @@ def check(rule, hint: str):
     return {"check": rule, "hint": hint}
 
 
+# A seed seeds torch's generators, and training derives per-rank seeds from it by multiplying by about 10^6: below
+# 2^32 every derived seed stays within the 64 bits a generator takes.
+SEED = check(lambda s: 0 <= s < 2**32, "an integer from 0 to 4294967295 (2^32 - 1)")
+
+
+def check_order(params, low: str, high: str, where: str) -> None:
+    """A ParamsError unless `params.<low>` is at most `params.<high>` (a range drawn from, e.g. a zoom)."""
+    lo, hi = getattr(params, low), getattr(params, high)
+    if lo > hi:
+        raise ParamsError(f"params.yaml: {where}.{low} ({lo}) is above {high} ({hi}); swap them")
+
+
 @dataclass(frozen=True)
 class DeepFashionParams:
     """Where the user's copy of DeepFashion is and how preprocess turns it into tensors."""
@@ -67,7 +80,7 @@ class DataParams:
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     val_fraction: float = field(default=0.1, metadata=check(lambda f: 0 < f < 1, "a number in (0, 1)"))
     fraction: float = field(default=1.0, metadata=check(fraction, "a number in (0, 1]"))
 
@@ -92,7 +105,7 @@ class ComputeParams:
 class OptimParams:
     """Settings every training stage shares: the optimiser and the batch (SGD, cosine schedule)."""
 
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     batch_size: int = field(default=128, metadata=check(positive, "a positive integer"))
     lr: float = field(default=0.05, metadata=check(positive, "a positive number, e.g. 0.05"))
     momentum: float = field(default=0.9, metadata=check(lambda m: 0 <= m < 1, "a number in [0, 1)"))
@@ -186,10 +199,7 @@ class FinetuneParams(OptimParams):
     consistency: ConsistencyParams = ConsistencyParams()
 
     def __post_init__(self):
-        strong = self.consistency.strong
-        if strong.scale_min > strong.scale_max:
-            raise ParamsError(f"params.yaml: finetune.consistency.strong.scale_min ({strong.scale_min}) is above "
-                              f"scale_max ({strong.scale_max}); swap them")
+        check_order(self.consistency.strong, "scale_min", "scale_max", "finetune.consistency.strong")
 
 
 @dataclass(frozen=True)
@@ -246,9 +256,11 @@ class Params:
                 raise ParamsError(
                     f"params.yaml: unknown pretext {name!r}; valid pretexts: {', '.join(pretext_names())}"
                 )
-        for n in self.probe.labels_per_class:
+        for i, n in enumerate(self.probe.labels_per_class):
             if n != "all" and n <= 0:
                 raise ParamsError(f"params.yaml: probe.labels_per_class holds {n!r}; expected positive integers or `all`")
+            if n in self.probe.labels_per_class[:i]:
+                raise ParamsError(f"params.yaml: probe.labels_per_class lists {n!r} twice; list each budget once")
         if self.pretext not in self.pretexts:
             raise ParamsError(
                 f"params.yaml: pretext {self.pretext!r} is not pretrained; add it to `pretexts` "
@@ -287,12 +299,13 @@ def _convert(value: Any, tp, where: str):
     elif origin is tuple:
         if isinstance(value, list):
             return tuple(_convert(v, typing.get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value))
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif tp is float:  # a finite one: YAML reads .inf and .nan as numbers, and no setting here takes them
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         if isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
             try:
-                return float(value)
+                if math.isfinite(float(value)):
+                    return float(value)
             except ValueError:
                 pass
     elif tp is int:

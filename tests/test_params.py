@@ -44,6 +44,16 @@ def test_repo_params_are_valid():
         ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
         ("finetune.augment.flip", "yes", "expected true or false"),
         ("finetune.min_steps", -1, "finetune.min_steps is -1; expected 0 or more optimizer steps"),
+        ("pretrain.common.lr", float("inf"), "pretrain.common.lr is inf; expected a positive number"),
+        ("finetune.weight_decay", ".nan", "finetune.weight_decay is '.nan'; expected 0 or more"),
+        ("finetune.consistency.weight", "1e999", "finetune.consistency.weight is '1e999'; expected 0 or more"),
+        ("finetune.seed", 2**64, "finetune.seed is 18446744073709551616; expected an integer from 0 to 4294967295"),
+        ("pretrain.common.seed", -1, "pretrain.common.seed is -1; expected an integer from 0"),
+        ("preprocess.seed", 2**32, "preprocess.seed is 4294967296; expected an integer from 0"),
+        ("probe.labels_per_class", [10, 100, 10], "probe.labels_per_class lists 10 twice; list each budget once"),
+        ("probe.labels_per_class", ["all", "all"], "probe.labels_per_class lists 'all' twice"),
+        ("finetune.consistency.strong.scale_min", 1.5,
+         "finetune.consistency.strong.scale_min (1.5) is above scale_max (1.2); swap them"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(dotted, value, message):
@@ -61,6 +71,8 @@ def test_bad_values_name_the_key_and_the_fix(dotted, value, message):
         ("pretrain.exemplar.views", 1, "pretrain.exemplar.views is 1; expected 2 or more views per image"),
         ("pretrain.exemplar.view", 6, "unknown key 'pretrain.exemplar.view' (a typo?); valid keys here: epochs, views"),
         ("pretrain.autoencoder", [1], "pretrain.autoencoder must be a mapping"),
+        ("pretrain.exemplar.scale_min", 1.4, "pretrain.exemplar.scale_min (1.4) is above scale_max (1.3); swap them"),
+        ("pretrain.rotation.translate", float("-inf"), "pretrain.rotation.translate is -inf"),
     ],
 )
 def test_a_pretext_section_is_checked_by_its_own_params_class(dotted, value, message):
@@ -99,6 +111,14 @@ def test_pretext_must_be_pretrained():
     raw = with_value("pretexts", [])
     with pytest.raises(ParamsError, match=r"pretext 'none' is not pretrained; add it to `pretexts`"):
         parse_params(raw)
+
+
+def test_the_largest_seed_is_accepted_and_seeds_every_generator_derived_from_it():
+    import torch
+
+    params = parse_params(with_value("finetune.seed", 2**32 - 1))
+    seed = params.finetune.seed
+    torch.Generator().manual_seed(seed * 1_000_003 + 500_000 + 7)  # the largest seed training derives from it
 
 
 def test_yaml_exponent_without_dot_reads_as_float():

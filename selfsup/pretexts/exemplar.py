@@ -23,7 +23,7 @@ from torch import nn
 from selfsup import distributed
 from selfsup.augment import jitter_intensity, random_affine
 from selfsup.models import FEATURE_DIM
-from selfsup.params import check, non_negative, positive
+from selfsup.params import check, check_order, non_negative, positive
 from selfsup.pretexts import PretextSpec
 
 
@@ -40,6 +40,9 @@ class ExemplarParams:
     flip: bool = True
     brightness: float = field(default=0.3, metadata=check(non_negative, "0 or more"))
     contrast: float = field(default=0.4, metadata=check(lambda c: 0 <= c < 1, "a number in [0, 1)"))
+
+    def __post_init__(self):
+        check_order(self, "scale_min", "scale_max", "pretrain.exemplar")
 
 
 def make_batch(cfg: ExemplarParams):
