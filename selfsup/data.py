@@ -154,16 +154,28 @@ class Prepared:
 
 
 def load_prepared(prepared_dir: str | Path, splits=SPLITS) -> Prepared:
-    """Load the named splits written by save_prepared."""
+    """Load the named splits written by save_prepared; a missing or damaged file is one DataError naming it."""
     prepared_dir = Path(prepared_dir)
     meta_path = prepared_dir / "meta.json"
     if not meta_path.is_file():
         raise DataError(f"{meta_path} not found; run `dvc repro preprocess` first")
-    meta = json.loads(meta_path.read_text())
+    redo = f"delete {prepared_dir} and rerun `dvc repro -f preprocess`"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as err:  # not JSON (or not text)
+        raise DataError(f"{meta_path} is damaged ({type(err).__name__}); {redo}") from None
+    if not (isinstance(meta, dict) and {"classes", "sizes", "channels", "image_size"} <= meta.keys()):
+        raise DataError(f"{meta_path} is not preprocess's (no classes, sizes, channels and image_size); {redo}")
     loaded = {}
     for name in splits:
-        d = torch.load(prepared_dir / f"{name}.pt", weights_only=True, mmap=True)  # pages read on demand
-        loaded[name] = Split(d["images"], d["labels"], d["source"], d["source_index"])
+        path = prepared_dir / f"{name}.pt"
+        if not path.is_file():
+            raise DataError(f"{path} not found; {redo}")
+        try:
+            d = torch.load(path, weights_only=True, mmap=True)  # pages read on demand
+            loaded[name] = Split(d["images"], d["labels"], d["source"], d["source_index"])
+        except Exception as err:  # a truncated or foreign file fails in many ways; all mean the same to the user
+            raise DataError(f"{path} is damaged ({type(err).__name__}); {redo}") from None
     return Prepared(meta, loaded)
 
 

@@ -266,6 +266,23 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     return ckpt
 
 
+def check_fits(ckpt: dict, path: str | Path, meta: dict, data_dir: str | Path) -> None:
+    """A SelfSupError unless the classifier `ckpt` (read from `path`) was trained on data like that prepared in
+    `data_dir` (`meta`: its meta.json): the same classes in the same order, channels and image size."""
+    data = ckpt["data"]
+    mine, theirs = list(ckpt["classes"]), list(meta["classes"])
+    fix = ("the model and the data come from different runs; give the model trained on this data, or rerun "
+           "`dvc repro` to train one")
+    if mine != theirs:
+        same = "the same classes in another order" if sorted(mine) == sorted(theirs) else \
+            f"{len(theirs)} classes ({', '.join(theirs[:3])}{', ...' * (len(theirs) > 3)})"
+        raise SelfSupError(f"{path} classifies {len(mine)} classes ({', '.join(mine[:3])}{', ...' * (len(mine) > 3)}), "
+                           f"but {data_dir} holds {same}: {fix}")
+    for key, say in (("channels", lambda n: f"{n} channel{'s' * (n != 1)}"), ("image_size", "{} pixels square".format)):
+        if data[key] != meta[key]:
+            raise SelfSupError(f"{path} takes images of {say(data[key])}, but {data_dir} holds {say(meta[key])}: {fix}")
+
+
 def load_backbone(path: str | Path, pretext: str, model_cfg: ModelParams) -> dict:
     """The backbone checkpoint at `path`, which must hold `pretext` trained with the `model_cfg` params."""
     ckpt = load_checkpoint(path, "backbone")

@@ -11,7 +11,7 @@ from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path, write_json
-from selfsup.models import TTA, load_checkpoint, load_classifier
+from selfsup.models import TTA, check_fits, load_checkpoint, load_classifier
 from selfsup.params import load_params
 from selfsup.runtime import predict, setup
 
@@ -26,7 +26,9 @@ def main(argv=None):
     params = load_params()
     cfg = params.evaluate
     ckpt = load_checkpoint(args.model, "classifier")
-    test = load_prepared(args.data, splits=("test",)).splits["test"]
+    prepared = load_prepared(args.data, splits=("test",))
+    check_fits(ckpt, args.model, prepared.meta, args.data)
+    test = prepared.splits["test"]
     classes = ckpt["classes"]
     runtime = setup(params.compute, ckpt["data"])
 
@@ -41,6 +43,7 @@ def main(argv=None):
     summary = {"test": metrics, "distilled": "distill" in ckpt["config"]}
     if args.finetuned:
         finetuned = load_checkpoint(args.finetuned, "classifier")  # read either way: a wrong file is still an error
+        check_fits(finetuned, args.finetuned, prepared.meta, args.data)
         # not distilled, the delivered model is the fine-tuned one (distill copied its file): predicted already
         again = test_predictions(finetuned) if summary["distilled"] else predicted
         summary["finetuned"] = classification_metrics(test.labels, again, classes)

@@ -9,7 +9,7 @@ from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.export import delivered_model, export_program, model_spec, save_exported
-from selfsup.models import TTA, load_checkpoint
+from selfsup.models import TTA, check_fits, load_checkpoint
 
 CHECK_IMAGES = 512  # test images on which the exported program must agree with the eager model
 TOLERANCE = 1e-5    # largest difference in any class probability (both fp32 on the CPU)
@@ -25,7 +25,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     ckpt = load_checkpoint(args.model, "classifier")
     model = delivered_model(ckpt, args.tta)
-    images = load_prepared(args.data, splits=("test",)).splits["test"].images[:CHECK_IMAGES].clone()
+    prepared = load_prepared(args.data, splits=("test",))
+    check_fits(ckpt, args.model, prepared.meta, args.data)
+    images = prepared.splits["test"].images[:CHECK_IMAGES].clone()
     program = export_program(model, images[:2])
     with torch.inference_mode():
         difference = (program.module()(images) - model(images)).abs().max().item()

@@ -83,6 +83,22 @@ def test_load_prepared_without_preprocess_says_what_to_run(tmp_path):
         load_prepared(tmp_path)
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "test.pt").unlink(), r"test.pt not found; delete .* and rerun `dvc repro -f preprocess`$"),
+    (lambda d: (d / "test.pt").write_bytes((d / "test.pt").read_bytes()[:300]), r"test.pt is damaged \(\w+\); delete"),
+    (lambda d: (d / "test.pt").write_bytes(b"not a tensor file"), r"test.pt is damaged \(\w+\); delete"),
+    (lambda d: (d / "meta.json").write_text('{"classes": ['), r"meta.json is damaged \(JSONDecodeError\); delete"),
+    (lambda d: (d / "meta.json").write_bytes(b"\xff\xfe"), r"meta.json is damaged \(UnicodeDecodeError\); delete"),
+    (lambda d: (d / "meta.json").write_text("[]"), r"meta.json is not preprocess's \(no classes, sizes"),
+])
+def test_a_damaged_prepared_folder_is_one_error_naming_the_file(tmp_path, damage, message):
+    save_prepared(tmp_path, make_splits(synthetic_sets(), val_fraction=0.1, fraction=1.0, seed=0),
+                  [f"c{i}" for i in range(10)], "synthetic")
+    damage(tmp_path)
+    with pytest.raises(DataError, match=message):
+        load_prepared(tmp_path)
+
+
 def test_labelled_subset_is_seeded_and_balanced():
     labels = torch.arange(500) % 5
     a = labelled_subset(labels, 7, seed=0)

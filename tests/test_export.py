@@ -136,3 +136,30 @@ def test_the_export_is_a_pure_function_of_the_checkpoint(tmp_path, prepared, rea
         warnings.simplefilter("error")
         module, _ = load_exported(tmp_path / "export 0/model.pt2")
     assert all(not p.requires_grad for p in module.parameters())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda images, classes: (images, classes[::-1]), r"classifies 10 classes .*, but other holds the same classes in another order"),
+    (lambda images, classes: (images, classes[:5] + ["Sock", "Hat", "Scarf", "Belt", "Glove"]),
+     r"classifies 10 classes \(T-shirt/top, Trouser, Pullover, ...\), but .* holds 10 classes \(T-shirt/top"),
+    (lambda images, classes: (images[:, :, :24, :24].contiguous(), classes), "takes images of 28 pixels square, but other holds 24 pixels square"),
+    (lambda images, classes: (images.expand(-1, 3, -1, -1).contiguous(), classes), "takes images of 1 channel, but other holds 3 channels"),
+])
+def test_evaluate_and_export_refuse_a_model_of_other_data(tmp_path, real_test, monkeypatch, change, message):
+    """Run by hand with a model and a data folder from different runs: one error, not a shape traceback or a
+    confusion matrix under the wrong class names, and nothing written."""
+    images, labels = real_test
+    calibrated_checkpoint(tmp_path / "model.pt", images)
+    other, classes = change(images[-300:], list(CLASSES))
+    save_prepared(tmp_path / "other", make_splits({"train": (other, labels[-300:]), "test": (other, labels[-300:])},
+                                                  0.1, 1.0, 0), classes, "fashion_mnist")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    from stages import evaluate
+    for run in (lambda: export.main(["--model", "model.pt", "--data", "other", "--out", "export"]),
+                lambda: evaluate.main(["--model", "model.pt", "--data", "other", "--metrics", "evaluate"]),
+                lambda: evaluate.main(["--model", "model.pt", "--finetuned", "model.pt", "--data", "other",
+                                       "--metrics", "evaluate"])):
+        with pytest.raises(SelfSupError, match=f"model.pt {message}.*: the model and the data come from different runs"):
+            run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "other", "params.yaml"]
