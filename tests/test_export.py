@@ -102,7 +102,8 @@ def test_export_writes_nothing_when_the_check_fails(tmp_path, prepared, real_tes
 
 def test_a_file_that_is_not_an_export_is_one_clear_error(tmp_path):
     (tmp_path / "model.pt2").write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(SelfSupError, match=r"model.pt2 is not a model exported by this project .*rerun `dvc repro export`"):
+    with pytest.raises(SelfSupError, match=r"model.pt2 is damaged or not an export \(BadZipFile\); give "
+                                           r"models/export/model.pt2, or export it again with `dvc repro export`"):
         load_exported(tmp_path / "model.pt2")
     with pytest.raises(SelfSupError, match=r"not found; run `dvc repro export`"):
         load_exported(tmp_path / "missing.pt2")

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 
@@ -13,9 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
+from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.data import make_splits, read_fashion_mnist, save_prepared
 from selfsup.download import CLASSES
+from selfsup.export import load_exported
 from selfsup.predict import main
 from stages import evaluate, export
 from tests.conftest import REPO
@@ -271,6 +274,9 @@ def test_an_export_that_would_run_code_is_refused_before_torch_reads_it(project,
     assert "which this project's export never writes and loading would run as code; export the model again with " \
            "`dvc repro export`" in err
     assert not pwned.exists() and not (tmp_path / "p.csv").exists()
+    with pytest.raises(SelfSupError, match=re.escape(REFUSAL[case])):  # the library's loader checks it as well
+        load_exported(evil)
+    assert not pwned.exists()
 
 
 @pytest.mark.parametrize("case", ["pickled weight", "pickled constant", "example inputs", "legacy weights",
