@@ -67,6 +67,11 @@ def mean_draws(values: np.ndarray, rng: np.random.Generator, draws: int) -> np.n
     return values.mean(axis=0) + (rng.standard_normal((draws, k)) @ root.T) * scale / math.sqrt(n)
 
 
+def share_of(budget: int, labels: float) -> float:
+    """The share of `none`'s `labels` a pretext at `budget` does without: at least 0, 1 where `none` never matches."""
+    return 1.0 if labels == float("inf") else max(0.0, 1 - budget / labels)
+
+
 def curve_budgets(budgets, all_per_class: int | None) -> dict[str, int]:
     """The budgets of `budgets` (labels_per_class values) that lie on the label-efficiency curve, each with its
     labels per class: every numeric one, and `all` as `all_per_class` where that is given and exceeds them all."""
@@ -80,14 +85,13 @@ def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
                     all_per_class: int | None = None) -> pd.DataFrame:
     """Per pretext (not `none`) and budget on the curve (`curve_budgets`: the numeric ones, and `all` as
     `all_per_class` labels per class where given and `none` ran two seeds or more there) but the largest of `table`
-    (one protocol's sweep rows: pretext,
-    labels_per_class, seed, test_accuracy): the labels per class `none` needs to match the pretext's mean
-    accuracy there (`labels_matching` on `none`'s mean curve over those budgets), and its 95% interval: the
+    (one protocol's sweep rows: pretext, labels_per_class, seed, test_accuracy): the labels per class `none` needs
+    to match the pretext's mean accuracy there (`labels_matching` on `none`'s mean curve over those budgets), and its 95% interval: the
     mean of every budget of `none`'s curve drawn from its Student-t distribution over the seeds (`mean_draws`), the
     pretext's mean and `none`'s at its budget drawn together over their paired seeds (the same labelled images),
     the 2.5 and 97.5 percentiles of the answers (inf: beyond the largest budget). No interval (NaN) where a budget
-    has a single seed. `saved` is the share of `none`'s labels the pretext does without, 1 − budget / labels, at
-    least 0 (1 where `none` never matches it on the grid); `largest` and `smallest` the curve's largest and smallest
+    has a single seed. `saved` is the share of `none`'s labels the pretext does without (`share_of`: 1 − budget /
+    labels, at least 0; 1 where `none` never matches it on the grid); `largest` and `smallest` the curve's largest and smallest
     budget (an answer at the smallest is at most that: nothing is read below it). Deterministic:
     `seed` seeds the draws."""
     table = table.assign(labels_per_class=table.labels_per_class.astype(str))
@@ -125,6 +129,6 @@ def labels_to_match(table: pd.DataFrame, draws: int = 4000, seed: int = 0,
                 ranked = np.sort(labels_matching(grid, curves, both[:, 0]))  # inf sorts last: percentiles by rank
                 low, high = ranked[int(0.025 * (draws - 1))], ranked[math.ceil(0.975 * (draws - 1))]
             out.append({"pretext": pretext, "labels_per_class": b, "seeds": len(pairs), "labels": labels,
-                        "low": low, "high": high, "saved": max(0.0, 1 - size[b] / labels), "largest": grid[-1],
+                        "low": low, "high": high, "saved": share_of(size[b], labels), "largest": grid[-1],
                         "smallest": grid[0]})
     return pd.DataFrame(out, columns=COLUMNS)

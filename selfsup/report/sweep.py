@@ -14,7 +14,7 @@ from selfsup.report.data import REFERENCE_VIEWS, no_rows, read_comparison, read_
 from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
                                    gain_text, interval_cell, is_finding, mean_std, pretext_colour, pretext_order,
                                    seed_std)
-from selfsup.statistics import labels_to_match, paired_interval
+from selfsup.statistics import labels_to_match, paired_interval, share_of
 from selfsup.svg import line_chart
 
 def paired_gains(table: pd.DataFrame, protocol: str = "full") -> pd.DataFrame:
@@ -140,11 +140,6 @@ def labels_cell(labels: float, largest: int, smallest: int = 0) -> str:
     if labels == float("inf"):
         return f"more than {largest}"
     return f"≤{smallest}" if labels <= smallest else f"{labels:.0f}"
-
-
-def share_of(budget: int, labels: float) -> float:
-    """The share of `none`'s `labels` a pretext at `budget` does without: at least 0, 1 where `none` never matches."""
-    return 1.0 if labels == float("inf") else max(0.0, 1 - budget / labels)
 
 
 def share_text(budget: int, labels: float, largest: int, smallest: int = 0) -> str:

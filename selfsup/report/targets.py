@@ -60,12 +60,13 @@ def targets_markdown(table: pd.DataFrame, protocol: str = "full", gaps: pd.DataF
         add(f"{NO_COLLAPSE} per class: every model recognises every class above chance ({100 / classes:.0f}%)",
             f"least: `{worst.pretext}` seed {worst.seed}, {worst.worst_class} {100 * worst.least:.1f}% "
             f"({weakest.runs.sum()} models)", worst.least > 1 / classes)
-    hundred = [r for r in paired_gains(table, protocol).itertuples() if r.labels_per_class == "100"]
+    paired = list(paired_gains(table, protocol).itertuples())
+    hundred = [r for r in paired if r.labels_per_class == "100"]
     if hundred:  # above by the paired interval: a gain whose interval holds 0 is not shown to be above
         unclear = [r for r in hundred if not (is_finding(r) and r.gain > 0)]
         add("100 per class: every pretext above `none`, its 95% CI excluding 0", "all above" if not unclear else
             "; ".join(f"`{r.pretext}` {gain_text(r)}" for r in unclear), not unclear)
-    gains = {r.pretext: r for r in paired_gains(table, protocol).itertuples() if r.labels_per_class == "10"}
+    gains = {r.pretext: r for r in paired if r.labels_per_class == "10"}
     if numbers and gains:
         top = max(gains.values(), key=lambda r: r.gain)
         add(f"10 per class: best pretext ≥ `none` + {100 * GAIN_10:.0f} points, its 95% CI excluding 0",
