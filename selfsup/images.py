@@ -8,13 +8,21 @@ floating-point grayscale read as 0-1, rather than clipped at 255.
 
 Files are decoded on threads, not forked processes: Pillow lets go of the GIL while it decodes and resizes, and a
 fork of a process whose torch threads have run can hang in the child on a lock one of them held.
+
+What Pillow warns about a file it still reads (corrupt EXIF data, say) is gathered, each message with the files it
+concerns, and said once at the end, naming the first of them: as it comes, it names no file, and a folder of photos
+repeats it for every distinct byte count.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,6 +34,7 @@ from selfsup.data import DataError
 # but these are the ones cameras, shops and datasets write.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MODES = {1: "L", 3: "RGB"}
+_decoding = threading.local()  # the file this thread decodes, which a warning raised meanwhile concerns
 
 
 def is_image(path: Path) -> bool:
@@ -54,6 +63,7 @@ def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, st
     """One image file as size×size uint8 bytes (H×W×C, C = `channels`), or None and why it cannot be read."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    _decoding.path = str(path)
     try:
         with Image.open(path) as img:
             img.draft(MODES[channels], (size, size))  # JPEG: decode at a reduced scale, much faster than full size
@@ -62,6 +72,36 @@ def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, st
             return img.tobytes(), None
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
         return None, f"{type(err).__name__}: {str(err).replace(' ' + repr(str(path)), '')}"
+    finally:
+        _decoding.path = None
+
+
+@contextmanager
+def gathered_warnings(warned: dict[str, list[str]]):
+    """While decoding: a warning raised on a thread decoding a file is added to `warned` (message: the files it
+    concerns, in order) instead of printed; Pillow's own are kept every time, not once per message. Other
+    warnings pass as usual."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", module=r"PIL\.")
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            path = getattr(_decoding, "path", None)
+            if path is None:
+                return shown(message, category, filename, lineno, file, line)
+            warned.setdefault(f"{category.__name__}: {' '.join(str(message).split())}", []).append(path)
+
+        warnings.showwarning = show
+        yield warned
+
+
+def say_warnings(warned: dict[str, list[str]]) -> None:
+    """One line per message gathered by `gathered_warnings`, on stderr: how many files, and the first of them."""
+    for message, paths in warned.items():
+        files = list(dict.fromkeys(paths))  # a file may raise it more than once (EXIF is read twice)
+        many = len(files) > 1
+        print(f"warning for {len(files)} image{'s' * many}, which {'were' if many else 'was'} read all the same: "
+              f"{message} (first: {files[0]})", file=sys.stderr)
 
 
 def eight_bit(img):
@@ -96,11 +136,13 @@ def _in_order(tasks: list[tuple[str, int, int]], workers: int):
 
 
 def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers: int | None = None,
-                 desc: str = "decode") -> tuple[torch.Tensor, dict[int, str]]:
+                 desc: str = "decode", warned: dict[str, list[str]] | None = None
+                 ) -> tuple[torch.Tensor, dict[int, str]]:
     """Decode and resize every file (squashed to size×size) on `workers` threads (all cores), with a progress bar.
 
     Returns the N×C×size×size uint8 tensor (unreadable images left black) and, by position, the reason each
-    unreadable image could not be read.
+    unreadable image could not be read. Warnings raised while decoding a file are added to `warned` when given
+    (a caller decoding in chunks says them once), else said at the end (`say_warnings`).
     """
     if channels not in MODES:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -109,12 +151,15 @@ def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers:
     tasks = [(str(path), size, channels) for path in paths]
     workers = min(workers or os.cpu_count() or 1, max(1, len(tasks) // 64))  # a small set is faster in-process
     results = _in_order(tasks, workers)
-    for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
-                                              disable=len(tasks) < 256)):
-        if pixels is None:
-            unreadable[i] = reason
-        else:
-            out[i] = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(size, size, channels)
+    with gathered_warnings({} if warned is None else warned) as gathered:
+        for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
+                                                  disable=len(tasks) < 256)):
+            if pixels is None:
+                unreadable[i] = reason
+            else:
+                out[i] = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(size, size, channels)
+    if warned is None:
+        say_warnings(gathered)
     return out.permute(0, 3, 1, 2).contiguous(), unreadable
 
 

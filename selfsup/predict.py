@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.export import damaged, delivered_model, load_exported, model_spec
-from selfsup.images import IMAGE_SUFFIXES, decode_files, walk_images
+from selfsup.images import IMAGE_SUFFIXES, decode_files, say_warnings, walk_images
 from selfsup.io import atomic_path
 from selfsup.models import CLASSIFIER_FILES, EXPORTED, TTA, foreign_file, load_checkpoint, pointer_beside
 from selfsup.params import ComputeParams, EvaluateParams
@@ -134,10 +134,11 @@ def classify(predictor, spec: dict, files: list[Path], top_k: int):
     size, channels = spec["input"]["height"], spec["input"]["channels"]
     classes = spec["classes"]
     k = min(top_k, len(classes))
+    warned = {}  # what Pillow warned about files it read, said once for all chunks
     with tqdm(total=len(files), desc="predict", unit="image", disable=len(files) < CHUNK, mininterval=2) as bar:
         for start in range(0, len(files), CHUNK):
             chunk = files[start : start + CHUNK]
-            images, unreadable = decode_files(chunk, size, channels)  # on threads: no fork after torch's have run
+            images, unreadable = decode_files(chunk, size, channels, warned=warned)  # threads: no fork after torch's
             readable = [i for i in range(len(chunk)) if i not in unreadable]
             probs, scores = predictor(images[readable]) if readable else (torch.empty(0, len(classes)),) * 2
             best = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]  # ties: the first class, as argmax
@@ -149,6 +150,7 @@ def classify(predictor, spec: dict, files: list[Path], top_k: int):
                     r = row[i]
                     yield path, [(classes[c], float(probs[r, c])) for c in best[r].tolist()], None
             bar.update(len(chunk))
+    say_warnings(warned)
 
 
 def main(argv=None):

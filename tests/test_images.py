@@ -1,5 +1,7 @@
 """The one decode path for image files: any mode and size in, the model's channels and size out."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +115,31 @@ def test_walk_follows_linked_folders_and_reads_a_loop_once(tmp_path):
     images, others = walk_images(root)
     assert [p.relative_to(root).as_posix() for p in images] == ["c.png", "linked/a.png", "linked/deeper/b.png"]
     assert others == []
+
+
+def corrupt_exif_jpeg(path, colour=(200, 10, 10)):
+    """A JPEG whose EXIF block claims more entries than it holds: Pillow reads the image and warns."""
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    Image.new("RGB", (12, 10), colour).save(path, "JPEG", exif=exif.tobytes())
+    data = bytearray(path.read_bytes())
+    start = data.index(b"Exif\x00\x00") + 6  # the TIFF header, then the first directory's entry count at +8
+    data[start + 8 : start + 10] = b"\x7f\xff"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pillows_warnings_are_said_once_naming_the_first_file(tmp_path, capsys, workers):
+    paths = [corrupt_exif_jpeg(tmp_path / f"{i:03d}.jpg") for i in range(130)]  # enough for two worker threads
+    Image.fromarray(gradient(12, 10)).convert("RGB").save(tmp_path / "plain.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, unreadable = decode_files([tmp_path / "plain.png", *paths], 4, 3, workers=workers)
+        warnings.warn("raised after decoding")  # other warnings pass as before
+    assert not unreadable and (images[1:, 0] > images[1:, 1]).all()  # every one read: red
+    assert [str(w.message) for w in caught] == ["raised after decoding"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("warning for 130 images, which were read all the same: UserWarning: Corrupt EXIF data")
+    assert lines[0].endswith(f"(first: {paths[0]})")

@@ -102,6 +102,19 @@ def test_bad_files_in_a_folder_are_listed_and_the_others_classified(project, tmp
     assert "left out 1 file without an image suffix" in err and "readme.txt" not in rows
 
 
+def test_a_warning_about_images_read_all_the_same_is_said_once_for_all_chunks(project, tmp_path, capsys, monkeypatch):
+    from tests.test_images import corrupt_exif_jpeg
+
+    monkeypatch.setattr("selfsup.predict.CHUNK", 2)
+    photos = [corrupt_exif_jpeg(tmp_path / f"{i}.jpg") for i in range(5)]
+    run_stage(main, [str(project / "model.pt"), *map(str, photos)])
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 5  # each classified
+    said = [line for line in err.splitlines() if "Corrupt EXIF" in line]
+    assert said == [f"warning for 5 images, which were read all the same: UserWarning: {said[0].split('UserWarning: ')[1]}"]
+    assert said[0].endswith(f"(first: {photos[0]})")
+
+
 @pytest.mark.parametrize("args, message", [
     (["pngs/missing.png"], "pngs/missing.png not found; give image files or folders of them"),
     (["params.yaml"], "params.yaml is not a readable image (UnidentifiedImageError: cannot identify image file); "
