@@ -224,7 +224,7 @@ class ProbeParams:
     k: int = field(default=20, metadata=check(positive, "a positive number of neighbours"))
     select_labels_per_class: int = field(default=1000, metadata=check(positive, "a positive integer"))
     labels_per_class: tuple[Union[int, Literal["all"]], ...] = (10, 100, 1000, "all")
-    budget: Literal["exact", "at_most"] = "exact"
+    budget: Literal["exact", "at_most"] = "at_most"  # a ladder of budgets: one beyond a small class uses it whole
     seeds: int = field(default=3, metadata=check(positive, "a positive number of label draws"))
     weight_decay: float = field(default=1e-4, metadata=check(non_negative, "0 or more"))
     steps: int = field(default=100, metadata=check(positive, "a positive number of L-BFGS iterations"))

@@ -18,7 +18,7 @@ from selfsup.data import load_prepared
 from selfsup.models import load_checkpoint
 from selfsup.pretexts import get_pretext, names
 from stages import evaluate, finetune, pretrain, probe
-from tests.conftest import modules_loaded, set_param
+from tests.conftest import REPO, modules_loaded, set_param
 
 
 @pytest.mark.parametrize("name", names())
@@ -82,6 +82,22 @@ def test_probe_picks_a_layer_and_reports_every_budget(workdir):
     embedding = pd.read_csv(workdir / "m/probe/embedding.csv")
     assert list(embedding.columns) == ["pc1", "pc2", "label", "class"] and len(embedding) == 40  # the test split
     assert set(embedding["class"]) == {"w", "x", "y", "z"}
+
+
+def test_the_default_probe_ladder_runs_on_classes_smaller_than_its_budgets(workdir):
+    """Your own folder of a few dozen images per class, with the probes' default budgets (10, 100, 1000, all): a
+    budget beyond a class's 32 training images uses it whole and says so, instead of stopping the pipeline after
+    its pre-training."""
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())["probe"]
+    set_param(workdir, "probe", "labels_per_class", defaults["labels_per_class"])
+    set_param(workdir, "probe", "budget", defaults["budget"])
+    pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
+    probe.main(["none", "--backbone", "pre/backbone.pt", "--data", "prepared", "--metrics", "m/probe"])
+    headline = json.loads((workdir / "m/probe/metrics.json").read_text())
+    assert set(headline["test"]) == {"10", "100", "1000", "all"}
+    every = {name: 32 for name in ["w", "x", "y", "z"]}
+    assert headline["short_classes"] == {"100": every, "1000": every}
+    assert headline["test"]["100"] == headline["test"]["1000"]  # each the whole training split, as `all`
 
 
 def test_probe_chooses_in_every_draw_the_layer_whose_linear_probe_scores_best_on_val():
