@@ -213,10 +213,7 @@ def labelled_subset(labels: torch.Tensor, per_class: int | str, seed: int,
     for cls in labels.unique(sorted=True):
         members = (labels == cls).nonzero().squeeze(1)
         if len(members) < per_class and not at_most:
-            raise DataError(
-                f"{param} is {per_class} but class {int(cls)} has only {len(members)} "
-                f"training images; use at most {len(members)} or `all`, or set {param.rsplit('.', 1)[0]}.budget: at_most"
-            )
+            raise budget_error(param, per_class, int(cls), len(members))
         chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
     return torch.cat(chosen).sort().values
 
@@ -236,3 +233,19 @@ def short_classes(labels: torch.Tensor, per_class: int | str, classes: list[str]
         return {}
     counts = torch.bincount(labels, minlength=len(classes))
     return {classes[i]: int(n) for i, n in enumerate(counts) if n < per_class}
+
+
+def budget_error(param: str, per_class: int, name: str | int, count: int) -> DataError:
+    """A budget (`param`, e.g. finetune.labels_per_class) that class `name` cannot fill, and the fixes."""
+    return DataError(f"{param} is {per_class} but class {name} has only {count} training images; use at most "
+                     f"{count} or `all`, or set {param.rsplit('.', 1)[0]}.budget: at_most")
+
+
+def check_budget(labels: torch.Tensor, per_class: int | str, classes: list[str], param: str, at_most: bool
+                 ) -> dict[str, int]:
+    """`short_classes`, where a budget of `exact` (not `at_most`) refuses any: the first named in the error. A stage
+    calls it before its long work, so the error comes at once and names the class."""
+    short = short_classes(labels, per_class, classes)
+    if short and not at_most:
+        raise budget_error(param, per_class, *next(iter(short.items())))
+    return short

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from selfsup import distributed
 from selfsup.cli import open_live, run_stage
-from selfsup.data import load_prepared, short_classes, unlabelled_images
+from selfsup.data import check_budget, load_prepared, unlabelled_images
 from selfsup.finetune import Start, finetune_backbone
 from selfsup.models import load_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
@@ -24,6 +24,8 @@ def main(argv=None):
     cfg = params.finetune
     prepared = load_prepared(args.data, splits=("train", "val"))
     meta, train, val = prepared.meta, prepared.splits["train"], prepared.splits["val"]
+    short = check_budget(train.labels, cfg.labels_per_class, prepared.classes, "finetune.labels_per_class",
+                         cfg.budget == "at_most")
     extra = unlabelled_images(args.data, meta) if cfg.unlabelled == "consistency" else None
 
     ckpt = load_backbone(args.backbone, params.pretext, params.model)
@@ -37,7 +39,6 @@ def main(argv=None):
                          "layer": model.layer, "labelled_images": counts.labelled, "val_images": len(val)})
     if cfg.unlabelled == "consistency":
         live.summary["unlabelled_images"] = counts.unlabelled
-    short = short_classes(train.labels, cfg.labels_per_class, prepared.classes)
     if short:  # at_most: the classes that had fewer training images than the budget, used whole
         live.summary["short_classes"] = short
     if distributed.is_main():  # under torchrun, rank 0 alone writes

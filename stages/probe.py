@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from selfsup.cli import run_stage
-from selfsup.data import load_prepared, short_classes
+from selfsup.data import check_budget, load_prepared
 from selfsup.io import atomic_path, write_json
 from selfsup.models import build_classifier, load_backbone, load_backbone_into
 from selfsup.params import load_params
@@ -29,8 +29,12 @@ def main(argv=None):
     parser.add_argument("--metrics", required=True, help="folder for metrics.json and embedding.csv")
     args = parser.parse_args(argv)
     params = load_params()
+    cfg = params.probe
     prepared = load_prepared(args.data)
     meta, classes = prepared.meta, prepared.classes
+    # before the features: a budget a class cannot fill is refused at once (exact), or listed (at_most)
+    short = {str(b): s for b in cfg.labels_per_class if (s := check_budget(
+        prepared.splits["train"].labels, b, classes, "probe.labels_per_class", cfg.budget == "at_most"))}
     ckpt = load_backbone(args.backbone, args.pretext, params.model)
     model = build_classifier(params.model, meta, len(classes))
     load_backbone_into(model, ckpt["state_dict"])  # checks that every layer fits
@@ -42,9 +46,7 @@ def main(argv=None):
              for split, s in prepared.splits.items()}
     labels = {split: s.labels for split, s in prepared.splits.items()}
     print(f"probe {args.pretext}: features of {sum(map(len, labels.values()))} images in {time.perf_counter() - started:.0f} s")
-    cfg = params.probe
     metrics = probe_backbone(feats, labels, cfg, len(classes), log=lambda line: print(f"probe {args.pretext} {line}"))
-    short = {str(b): s for b in cfg.labels_per_class if (s := short_classes(labels["train"], b, classes))}
     if short:  # budget at_most: per budget, the classes with fewer training images, used whole
         metrics["short_classes"] = short
 

@@ -53,12 +53,21 @@ def test_finetune_refuses_a_backbone_of_another_model(workdir):
     assert not (workdir / "ft").exists()
 
 
-def test_labels_per_class_above_what_a_class_has_is_refused(workdir):
+def test_labels_per_class_above_what_a_class_has_is_refused(workdir, monkeypatch):
+    """By the class's name, before anything is loaded or trained (a budget of `exact`, finetune's default)."""
     pretrain.main(["none", "--data", "prepared", "--out", "pre", "--metrics", "m/pre"])
     set_param(workdir, "finetune", "labels_per_class", 1000)
-    with pytest.raises(SelfSupError, match=r"labels_per_class is 1000 but class 0 has only 32 training images"):
+    set_param(workdir, "probe", "labels_per_class", [10, 1000])
+    set_param(workdir, "probe", "budget", "exact")
+    monkeypatch.setattr("stages.finetune.load_backbone", lambda *a: pytest.fail("the backbone was read"))
+    monkeypatch.setattr("stages.probe.load_backbone", lambda *a: pytest.fail("the backbone was read"))
+    with pytest.raises(SelfSupError, match=r"^finetune.labels_per_class is 1000 but class w has only 32 training "
+                                           r"images; use at most 32 or `all`, or set finetune.budget: at_most$"):
         finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "m/ft"])
     assert not (workdir / "ft").exists()
+    with pytest.raises(SelfSupError, match=r"^probe.labels_per_class is 1000 but class w has only 32 training images"):
+        probe.main(["none", "--backbone", "pre/backbone.pt", "--data", "prepared", "--metrics", "m/probe"])
+    assert not (workdir / "m/probe").exists()
 
 
 def test_probe_picks_a_layer_and_reports_every_budget(workdir):
