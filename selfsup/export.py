@@ -223,8 +223,8 @@ def check_export(path: Path) -> None:
             raise refuse(f"pickled objects or code ({name})" if runs else name, runs)
     if "data/sample_inputs/model.pt" in records and reader.get_record("data/sample_inputs/model.pt"):
         raise refuse("pickled objects (data/sample_inputs/model.pt: example inputs, which the export leaves out)")
-    problem = _program_problem(program)
-    if program is not None and problem:
+    problem = _program_problem(program) if program is not None else None  # no program: torch.export.load fails
+    if problem:
         raise refuse(problem)
 
 
@@ -238,7 +238,6 @@ def _spec_problem(spec) -> str | None:
     if not (isinstance(image, dict) and type(image.get("height")) is int and image.get("channels") in MODES):
         return "model.json: no input height and channels"
     return None
-
 
 
 def load_exported(path: str | Path) -> tuple[nn.Module, dict]:
