@@ -46,9 +46,9 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dv
 
 
 def smoke_params(params: dict, batch_size: int, val_images: int) -> dict:
-    """params.yaml settings for a smoke run: one epoch per pretext, two of fine-tuning (no min_steps), small batches,
-    probes with a few labels per class."""
-    params["pretrain"]["common"].update(batch_size=batch_size, val_images=val_images)
+    """params.yaml settings for a smoke run: one epoch per pretext, two of fine-tuning (neither with min_steps), small
+    batches, probes with a few labels per class."""
+    params["pretrain"]["common"].update(batch_size=batch_size, val_images=val_images, min_steps=0)
     for section in params["pretrain"].values():
         if "epochs" in (section or {}):
             section["epochs"] = 1

@@ -114,9 +114,11 @@ class OptimParams:
 
 @dataclass(frozen=True)
 class PretrainCommon(OptimParams):
-    """Shared by every pretext; `seed` also seeds the random initialisation."""
+    """Shared by every pretext; `seed` also seeds the random initialisation; `min_steps`, optimizer steps at
+    least, lengthens the epochs of a few hundred images (Fashion-MNIST's make more)."""
 
     val_images: int = field(default=2000, metadata=check(positive, "a positive number of images"))
+    min_steps: int = field(default=1000, metadata=check(non_negative, "0 or more optimizer steps"))
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from selfsup.params import PretrainCommon
+from selfsup.params import PretrainCommon, to_dict
 from selfsup.pretexts import PretextSpec
 from selfsup.progress import Progress
 from selfsup.runtime import Runtime
-from selfsup.train import Objective, Plan, evaluate_objective, fit
+from selfsup.train import Objective, Plan, evaluate_objective, fit, floor_lengthens
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -65,12 +65,23 @@ def pretext_objective(spec: PretextSpec, cfg, backbone: nn.Module, channels: int
     return Objective(nn.Sequential(backbone, head), spec.make_batch(cfg), spec.loss, accuracy=spec.accuracy)
 
 
+def recorded_common(spec: PretextSpec, cfg, common: PretrainCommon, n: int) -> dict:
+    """`common` as the backbone records it, for n pre-training images: `min_steps` only where it lengthened the
+    epochs, so that the record says what ran (a floor the epochs pass changes nothing, and the backbones made
+    before it existed record the same)."""
+    recorded = to_dict(common)
+    if not (spec.trains and floor_lengthens(n, spec.source_batch_size(cfg, common.batch_size), cfg.epochs,
+                                            common.min_steps)):
+        del recorded["min_steps"]
+    return recorded
+
+
 def pretrain(spec: PretextSpec, cfg, common: PretrainCommon, backbone: nn.Module, images: torch.Tensor,
              val_images: torch.Tensor, runtime: Runtime, progress: Progress = Progress("pretrain")) -> None:
     """Train `backbone` in place on the uint8 `images` by the pretext `spec` with its params `cfg`; log the
     pretext loss (and accuracy) on `val_images` each epoch. The batch maker is given each image's index in
-    `images`, never a label. Pretext tasks have no labelled val set to select on: the last epoch is the
-    backbone."""
+    `images`, never a label. The epochs make `common.min_steps` optimizer steps at least. Pretext tasks have no
+    labelled val set to select on: the last epoch is the backbone."""
     objective = pretext_objective(spec, cfg, backbone, images.shape[1], images.shape[-1])
     val_ids = torch.arange(len(val_images))
     # batch_size counts the images the network sees per step; a pretext with V views takes 1/V as many sources.
@@ -85,4 +96,5 @@ def pretrain(spec: PretextSpec, cfg, common: PretrainCommon, backbone: nn.Module
                 metrics[f"reconstructions/epoch_{progress.live.step:02d}.png"] = image_grid(x, model(norm(x)))
         return metrics
 
-    fit(objective, images, torch.arange(len(images)), Plan(optim, cfg.epochs), runtime, validate, progress)
+    fit(objective, images, torch.arange(len(images)), Plan(optim, cfg.epochs, common.min_steps), runtime, validate,
+        progress)

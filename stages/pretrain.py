@@ -12,7 +12,7 @@ from selfsup.io import files_digest, loaded_sources
 from selfsup.models import build_backbone, save_checkpoint
 from selfsup.params import load_params, to_dict
 from selfsup.pretexts import get_pretext
-from selfsup.pretrain import filter_grid, pretrain
+from selfsup.pretrain import filter_grid, pretrain, recorded_common
 from selfsup.progress import Progress, Resume, write_curves
 from selfsup.runtime import setup
 
@@ -56,7 +56,8 @@ def main(argv=None):
         live.log_image("filters.png", filter_grid(backbone))
         if not spec.trains:  # no epochs: the curves file with its header alone, so every pretext declares one
             write_curves(args.metrics, [])
-        save_checkpoint(Path(args.out) / "backbone.pt", backbone, pretext=args.pretext, config=config,
+        recorded = {**config, "pretrain": {**config["pretrain"], "common": recorded_common(spec, cfg, common, len(images))}}
+        save_checkpoint(Path(args.out) / "backbone.pt", backbone, pretext=args.pretext, config=recorded,
                         data={k: meta[k] for k in ("dataset", "channels", "image_size")})
     live.end()
     if resume is not None:

@@ -277,6 +277,39 @@ def test_a_pretext_sees_image_indices_never_labels(workdir, monkeypatch, name):
     assert not torch.equal(epoch, train["labels"][epoch])  # indices, not the 4 classes
 
 
+@pytest.mark.parametrize("floor, steps", [(20, 20), (8, 8), (0, 8)])
+def test_pretraining_makes_min_steps_at_least_and_the_backbone_records_a_floor_that_lengthened_it(
+        workdir, monkeypatch, floor, steps):
+    """The workdir's 128 training images at 16 a step make 8 steps in the one epoch: a floor of 20 lengthens it to
+    20 steps and the backbone records it; a floor the epoch reaches changes nothing, and the backbone records the
+    common params as it did before the floor existed."""
+    set_param(workdir, "pretrain", "common", {**yaml.safe_load((workdir / "params.yaml").read_text())["pretrain"]["common"],
+                                              "min_steps": floor})
+    results = []
+    fit = selfsup.pretrain.fit
+    monkeypatch.setattr(selfsup.pretrain, "fit", lambda *args: results.append(fit(*args)))
+    pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m"])
+    assert [r.steps for r in results] == [steps]
+    common = load_checkpoint(workdir / "pre/backbone.pt")["config"]["pretrain"]["common"]
+    before = ["seed", "batch_size", "lr", "momentum", "weight_decay", "val_images"]
+    assert list(common) == (before + ["min_steps"] if steps > 8 else before)
+    assert common.get("min_steps", floor) == floor
+
+
+def test_the_default_pretraining_floor_lengthens_no_pretext_on_fashion_mnist():
+    """params.yaml's floor binds below Fashion-MNIST's 54,000 training images only: there every pretext's epochs
+    make more steps, so the committed results, pre-trained before the floor existed, are what the pipeline makes."""
+    params = selfsup.params.load_params(REPO / "params.yaml")
+    common = params.pretrain.common
+    assert common.min_steps > 0
+    for name in params.pretexts:
+        spec = get_pretext(name)
+        cfg = params.pretrain.section(name, spec.params)
+        assert "min_steps" not in selfsup.pretrain.recorded_common(spec, cfg, common, 54_000), name
+        if spec.trains:
+            assert selfsup.pretrain.recorded_common(spec, cfg, common, 5_400)["min_steps"] == common.min_steps, name
+
+
 def test_same_params_and_seed_give_identical_metrics(workdir):
     """Determinism on CPU: the whole chain twice, compared exactly."""
     (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("pretext: none", "pretext: exemplar"))

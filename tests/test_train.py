@@ -11,7 +11,8 @@ from selfsup.models import CifarNet, Classifier
 from selfsup.params import OptimParams
 from selfsup.progress import Progress, Resume, write_curves
 from selfsup.runtime import Compute, Runtime, predict
-from selfsup.train import DivergedError, Objective, Plan, WeightAverage, _batch_plan, epoch_order, fit, param_groups, shard
+from selfsup.train import (DivergedError, Objective, Plan, WeightAverage, _batch_plan, epoch_order, fit, floor_lengthens,
+                           param_groups, shard)
 
 
 def toy_problem(n=256, size=8):
@@ -200,6 +201,14 @@ def test_a_batch_smaller_than_the_process_count_is_refused():
 ])
 def test_min_steps_lengthens_the_epochs_of_a_small_image_set_only(n, batch_size, epochs, min_steps, expected):
     assert _batch_plan(n, batch_size, 1, "finetune", min_steps, epochs) == expected
+
+
+@pytest.mark.parametrize("n, batch_size, epochs, min_steps", [
+    (100, 128, 7, 0), (100, 128, 7, 7), (100, 128, 7, 8), (54000, 128, 4, 1000), (54000, 128, 4, 1685),
+    (1000, 64, 3, 46), (1000, 64, 3, 45), (342, 128, 4, 1000)])
+def test_floor_lengthens_says_whether_min_steps_lengthened_the_plan(n, batch_size, epochs, min_steps):
+    assert floor_lengthens(n, batch_size, epochs, min_steps) == (
+        _batch_plan(n, batch_size, 1, "pretrain", min_steps, epochs) != _batch_plan(n, batch_size, 1, "pretrain"))
 
 
 @pytest.mark.parametrize("n, steps, batch_size", [(10, 7, 4), (100, 143, 100), (50, 3, 16), (9, 1, 9)])
