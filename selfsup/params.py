@@ -306,10 +306,11 @@ def _convert(value: Any, tp, where: str):
             return float(value)
         if isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
             try:
-                if math.isfinite(float(value)):
-                    return float(value)
+                number = float(value)
             except ValueError:
-                pass
+                number = math.nan
+            if math.isfinite(number):
+                return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
