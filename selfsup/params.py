@@ -112,6 +112,12 @@ class OptimParams:
     weight_decay: float = field(default=5e-4, metadata=check(non_negative, "0 or more"))
 
 
+def floor_lengthens(n: int, batch_size: int, epochs: int, min_steps: int) -> bool:
+    """Whether a floor of `min_steps` optimizer steps lengthens `epochs` passes over n images at `batch_size`
+    (selfsup.train._batch_plan; a test holds them together)."""
+    return math.ceil(min_steps / epochs) > n // min(batch_size, n)
+
+
 @dataclass(frozen=True)
 class PretrainCommon(OptimParams):
     """Shared by every pretext; `seed` also seeds the random initialisation; `min_steps`, optimizer steps at

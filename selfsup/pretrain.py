@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from selfsup.params import PretrainCommon, to_dict
+from selfsup.params import PretrainCommon, floor_lengthens, to_dict
 from selfsup.pretexts import PretextSpec
 from selfsup.progress import Progress
 from selfsup.runtime import Runtime
-from selfsup.train import Objective, Plan, evaluate_objective, fit, floor_lengthens
+from selfsup.train import Objective, Plan, evaluate_objective, fit
 
 if TYPE_CHECKING:
     import PIL.Image

@@ -110,11 +110,6 @@ def _batch_plan(n: int, batch_size: int, world: int, desc: str, min_steps: int =
     return batch_size, max(n // batch_size, math.ceil(min_steps / epochs))
 
 
-def floor_lengthens(n: int, batch_size: int, epochs: int, min_steps: int) -> bool:
-    """Whether `min_steps` lengthens `epochs` passes over n images at `batch_size` (`_batch_plan`)."""
-    return math.ceil(min_steps / epochs) > n // min(batch_size, n)
-
-
 def epoch_order(n: int, steps: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
     """The positions an epoch of `steps` batches trains on: fresh permutations of the n images, one after
     another, as many as the steps need (one, for an epoch that is one pass), so that every image is seen

@@ -36,7 +36,9 @@ def main(argv=None):
     images = pretraining_images(prepared, args.data)
     val_images = prepared.splits["val"].images[: common.val_images]
 
-    config = {"model": to_dict(params.model), "pretrain": {"common": to_dict(common), args.pretext: to_dict(cfg)}}
+    # a floor that does not lengthen the epochs changes nothing, so neither the backbone nor a resumed state holds it
+    config = {"model": to_dict(params.model),
+              "pretrain": {"common": recorded_common(spec, cfg, common, len(images)), args.pretext: to_dict(cfg)}}
     torch.manual_seed(common.seed)
     backbone = build_backbone(params.model, meta["channels"], meta["image_size"])
     live = open_live(args.metrics)
@@ -56,8 +58,7 @@ def main(argv=None):
         live.log_image("filters.png", filter_grid(backbone))
         if not spec.trains:  # no epochs: the curves file with its header alone, so every pretext declares one
             write_curves(args.metrics, [])
-        recorded = {**config, "pretrain": {**config["pretrain"], "common": recorded_common(spec, cfg, common, len(images))}}
-        save_checkpoint(Path(args.out) / "backbone.pt", backbone, pretext=args.pretext, config=recorded,
+        save_checkpoint(Path(args.out) / "backbone.pt", backbone, pretext=args.pretext, config=config,
                         data={k: meta[k] for k in ("dataset", "channels", "image_size")})
     live.end()
     if resume is not None:

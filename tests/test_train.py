@@ -8,11 +8,10 @@ import torch.nn.functional as F
 from selfsup import SelfSupError
 from selfsup.evaluate import top1_accuracy
 from selfsup.models import CifarNet, Classifier
-from selfsup.params import OptimParams
+from selfsup.params import OptimParams, floor_lengthens
 from selfsup.progress import Progress, Resume, write_curves
 from selfsup.runtime import Compute, Runtime, predict
-from selfsup.train import (DivergedError, Objective, Plan, WeightAverage, _batch_plan, epoch_order, fit, floor_lengthens,
-                           param_groups, shard)
+from selfsup.train import DivergedError, Objective, Plan, WeightAverage, _batch_plan, epoch_order, fit, param_groups, shard
 
 
 def toy_problem(n=256, size=8):

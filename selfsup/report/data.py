@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import yaml
 
 from selfsup import SelfSupError
-from selfsup.params import parse_params
+from selfsup.params import floor_lengthens, parse_params
 
 RECIPE = Path("metrics/recipe.tsv")  # written by benchmarks/recipe.py
 DISTILL_RECIPE = Path("metrics/distill_recipe.tsv")  # written by benchmarks/distill.py
@@ -159,14 +158,12 @@ def finished_experiments(commit: dict) -> list[dict]:
 
 def effective_min_steps(finetune: dict, labelled: int | None) -> int:
     """finetune.min_steps where it lengthened the schedule of `labelled` images, else 0: a floor that the epochs
-    alone exceed changes nothing (the same batches as without it), so such a run is the run without it. As
-    selfsup.train._batch_plan counts steps (a test holds them together); unknown `labelled` or batch size: the
-    param."""
+    alone exceed changes nothing (the same batches as without it), so such a run is the run without it
+    (`floor_lengthens`); unknown `labelled` or batch size: the param."""
     min_steps, batch_size = finetune.get("min_steps", 0), finetune.get("batch_size")
     if not min_steps or labelled is None or batch_size is None:
         return min_steps
-    per_epoch = labelled // min(batch_size, labelled)
-    return min_steps if math.ceil(min_steps / finetune["epochs"]) > per_epoch else 0
+    return min_steps if floor_lengthens(labelled, batch_size, finetune["epochs"], min_steps) else 0
 
 
 PER_CLASS = Path("metrics/evaluate/per_class.csv")  # the delivered model's recall per class, committed with each run
