@@ -34,7 +34,7 @@ from selfsup.data import DataError
 # but these are the ones cameras, shops and datasets write.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MODES = {1: "L", 3: "RGB"}
-_decoding = threading.local()  # the file this thread decodes, which a warning raised meanwhile concerns
+_decoding = threading.local()  # .caught: what Pillow warned while this thread decodes a file (see `_noted`)
 
 
 def is_image(path: Path) -> bool:
@@ -63,7 +63,6 @@ def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, st
     """One image file as size×size uint8 bytes (H×W×C, C = `channels`), or None and why it cannot be read."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    _decoding.path = str(path)
     try:
         with Image.open(path) as img:
             img.draft(MODES[channels], (size, size))  # JPEG: decode at a reduced scale, much faster than full size
@@ -72,31 +71,37 @@ def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, st
             return img.tobytes(), None
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
         return None, f"{type(err).__name__}: {str(err).replace(' ' + repr(str(path)), '')}"
+
+
+def _noted(task: tuple[str, int, int]) -> tuple[tuple[bytes | None, str | None], list[str]]:
+    """decode(*task), and the messages of the warnings `caught_warnings` caught on this thread meanwhile."""
+    _decoding.caught = caught = []
+    try:
+        return decode(*task), caught
     finally:
-        _decoding.path = None
+        _decoding.caught = None
 
 
 @contextmanager
-def gathered_warnings(warned: dict[str, list[str]]):
-    """While decoding: a warning raised on a thread decoding a file is added to `warned` (message: the files it
-    concerns, in order) instead of printed; Pillow's own are kept every time, not once per message. Other
-    warnings pass as usual."""
+def caught_warnings():
+    """Within: a warning raised on a thread decoding a file (`_noted`) is caught for that file instead of printed;
+    Pillow's own are kept every time, not once per message. Other warnings pass as usual."""
     with warnings.catch_warnings():
         warnings.filterwarnings("always", module=r"PIL\.")
         shown = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
-            path = getattr(_decoding, "path", None)
-            if path is None:
+            caught = getattr(_decoding, "caught", None)
+            if caught is None:
                 return shown(message, category, filename, lineno, file, line)
-            warned.setdefault(f"{category.__name__}: {' '.join(str(message).split())}", []).append(path)
+            caught.append(f"{category.__name__}: {' '.join(str(message).split())}")
 
         warnings.showwarning = show
-        yield warned
+        yield
 
 
 def say_warnings(warned: dict[str, list[str]]) -> None:
-    """One line per message gathered by `gathered_warnings`, on stderr: how many files, and the first of them."""
+    """One line per message gathered by `decode_files`, on stderr: how many files, and the first of them."""
     for message, paths in warned.items():
         files = list(dict.fromkeys(paths))  # a file may raise it more than once (EXIF is read twice)
         many = len(files) > 1
@@ -121,14 +126,14 @@ def eight_bit(img):
 
 
 def _in_order(tasks: list[tuple[str, int, int]], workers: int):
-    """decode(*task) for every task, in order, on `workers` threads (a bounded window of them in flight)."""
+    """`_noted(task)` for every task, in order, on `workers` threads (a bounded window of them in flight)."""
     if workers <= 1:
-        yield from (decode(*task) for task in tasks)
+        yield from map(_noted, tasks)
         return
     with ThreadPoolExecutor(workers) as pool:
         pending, queue = deque(), iter(tasks)
         for task in queue:
-            pending.append(pool.submit(decode, *task))
+            pending.append(pool.submit(_noted, task))
             if len(pending) >= 8 * workers:
                 yield pending.popleft().result()
         while pending:
@@ -141,8 +146,9 @@ def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers:
     """Decode and resize every file (squashed to size×size) on `workers` threads (all cores), with a progress bar.
 
     Returns the N×C×size×size uint8 tensor (unreadable images left black) and, by position, the reason each
-    unreadable image could not be read. Warnings raised while decoding a file are added to `warned` when given
-    (a caller decoding in chunks says them once), else said at the end (`say_warnings`).
+    unreadable image could not be read. Warnings raised while decoding a file are added to `warned` (message: the
+    files it concerns, in the order of `paths`, whichever thread finished first) when given (a caller decoding in
+    chunks says them once), else said at the end (`say_warnings`).
     """
     if channels not in MODES:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -150,10 +156,12 @@ def decode_files(paths: list[str | Path], size: int, channels: int = 3, workers:
     unreadable = {}
     tasks = [(str(path), size, channels) for path in paths]
     workers = min(workers or os.cpu_count() or 1, max(1, len(tasks) // 64))  # a small set is faster in-process
-    results = _in_order(tasks, workers)
-    with gathered_warnings({} if warned is None else warned) as gathered:
-        for i, (pixels, reason) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
-                                                  disable=len(tasks) < 256)):
+    results, gathered = _in_order(tasks, workers), {} if warned is None else warned
+    with caught_warnings():
+        for i, ((pixels, reason), caught) in enumerate(tqdm(results, total=len(tasks), desc=desc, mininterval=2,
+                                                            disable=len(tasks) < 256)):
+            for message in caught:  # in the files' order, not the order the threads finished them in
+                gathered.setdefault(message, []).append(tasks[i][0])
             if pixels is None:
                 unreadable[i] = reason
             else:

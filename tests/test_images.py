@@ -1,5 +1,6 @@
 """The one decode path for image files: any mode and size in, the model's channels and size out."""
 
+import time
 import warnings
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from selfsup import images
 from selfsup.images import decode, decode_files, walk_images
 
 
@@ -143,3 +145,18 @@ def test_pillows_warnings_are_said_once_naming_the_first_file(tmp_path, capsys, 
     assert len(lines) == 1, lines
     assert lines[0].startswith("warning for 130 images, which were read all the same: UserWarning: Corrupt EXIF data")
     assert lines[0].endswith(f"(first: {paths[0]})")
+
+
+def test_the_first_file_named_is_first_in_order_whichever_thread_finishes_first(tmp_path, capsys, monkeypatch):
+    paths = [corrupt_exif_jpeg(tmp_path / f"{i:03d}.jpg") for i in range(130)]
+    decode = images.decode
+
+    def slow_first(path, size, channels):  # the first file's thread finishes after the others have warned
+        if path == str(paths[0]):
+            time.sleep(0.5)
+        return decode(path, size, channels)
+
+    monkeypatch.setattr(images, "decode", slow_first)
+    decode_files(paths, 4, 3, workers=2)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 1 and lines[0].endswith(f"(first: {paths[0]})"), lines
