@@ -36,18 +36,26 @@ FROZEN = {
 }
 
 
+# The layers that start from the pretext's weights, per finetune.transfer (the others are drawn afresh)
+TRANSFERRED = {
+    "all": lambda model: model.backbone,
+    "conv": lambda model: model.backbone.conv,
+}
+
+
 def objective(model: Classifier, cfg: FinetuneParams, pretrained: bool, unlabelled: Unlabelled | None = None
               ) -> Objective:
     """Cross-entropy (label-smoothed by cfg.label_smoothing) on flipped, shifted (and cut-out) labelled
-    images. Layers a pretext trained (`pretrained`) learn at pretrained_lr × lr; a random (`none`) backbone
-    and the new head train at lr. With `unlabelled` images (cfg.unlabelled: consistency), every step also trains
+    images. Layers a pretext trained (`pretrained`) learn at pretrained_lr × lr: the whole backbone, or with
+    `transfer: conv` its convolutions alone (fc3 and fc4 start afresh, `initial_classifier`); a random (`none`)
+    backbone, fresh layers and the new head train at lr. With `unlabelled` images (cfg.unlabelled: consistency), every step also trains
     on strong views of them against the model's confident guesses (selfsup.consistency)."""
     aug = cfg.augment
 
     def make_batch(x, y, gen):
         return cutout(flip_translate(x, aug.flip, aug.translate, gen), aug.cutout, gen), y
 
-    scales = [(model.backbone, cfg.pretrained_lr)] if pretrained else []
+    scales = [(TRANSFERRED[cfg.transfer](model), cfg.pretrained_lr)] if pretrained else []
     loss = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing) if cfg.label_smoothing else F.cross_entropy
     frozen = FROZEN[cfg.protocol](model) + model.unused()
     if unlabelled is None:

@@ -16,15 +16,24 @@ def ids(params) -> set[int]:
     return {id(p) for p in params}
 
 
+@pytest.mark.parametrize("transfer", ["all", "conv"])
 @pytest.mark.parametrize("protocol", ["full", "fc"])
-def test_pretrained_lr_scales_only_the_pretrained_layers(protocol):
-    model = classifier()
-    groups = param_groups(objective(model, FinetuneParams(protocol=protocol, lr=0.1, pretrained_lr=0.3), True), 0.1)
-    assert [g["lr"] for g in groups] == pytest.approx([0.1, 0.03])
-    assert ids(groups[0]["params"]) == ids(model.logits.parameters())  # the new head: the full rate
-    trained = model.backbone if protocol == "full" else [model.backbone.fc3, model.backbone.fc4]
-    expected = ids(model.backbone.parameters()) if protocol == "full" else ids(p for m in trained for p in m.parameters())
-    assert ids(groups[1]["params"]) == expected
+def test_pretrained_lr_scales_only_the_layers_the_pretext_trained(protocol, transfer):
+    from selfsup.finetune import Start, initial_classifier
+
+    torch.manual_seed(1)
+    start = Start(CifarNet(1, 8).state_dict(), ModelParams(), {"channels": 1, "image_size": 8}, 3)
+    model = initial_classifier(start, 0, transfer)  # with transfer: conv, fc3 and fc4 start afresh
+    cfg = FinetuneParams(protocol=protocol, transfer=transfer, lr=0.1, pretrained_lr=0.3)
+    groups = {round(g["lr"], 9): ids(g["params"]) for g in param_groups(objective(model, cfg, True), 0.1)}
+    backbone = model.backbone
+    transferred = backbone if transfer == "all" else backbone.conv
+    trained = [backbone] if protocol == "full" else [backbone.fc3, backbone.fc4]  # protocol fc freezes the convolutions
+    slow = ids(transferred.parameters()) & ids(p for m in trained for p in m.parameters())
+    fresh = ids(model.parameters()) - ids(backbone.conv.parameters() if protocol == "fc" else []) - slow
+    assert fresh >= ids(model.logits.parameters())  # the new head: the full rate
+    assert groups == ({0.1: fresh, 0.03: slow} if slow else {0.1: fresh})
+    assert (transfer, protocol) != ("conv", "fc") or not slow  # nothing the pretext trained is left to train
 
 
 def test_a_random_backbone_trains_at_the_full_rate():
