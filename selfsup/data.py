@@ -122,7 +122,14 @@ def save_prepared(out_dir: str | Path, splits: dict[str, Split], classes: list[s
                   extra_meta: dict | None = None, unlabelled: torch.Tensor | None = None) -> None:
     """Write each split as a .pt of uint8 tensors and a meta.json (classes, shape, normalisation, and
     `extra_meta`, e.g. what a dataset reader skipped); `unlabelled` images, when there are any, as one more
-    file that only pre-training reads."""
+    file that only pre-training reads. Checked before anything is written: every class has a training image."""
+    counts = torch.bincount(splits["train"].labels, minlength=len(classes))
+    if (counts == 0).any():
+        name = classes[int((counts == 0).nonzero()[0])]
+        held = {split: int((s.labels == classes.index(name)).sum()) for split, s in splits.items()}
+        raise DataError(f"class {name} has no training image: its {sum(held.values())} images all went to "
+                        f"{' and '.join(f'{split} ({n})' for split, n in held.items() if n)}; add images of it, or "
+                        "lower preprocess.val_fraction (or the dataset's test_fraction)")
     _, channels, height, width = splits["train"].images.shape
     if height != width:
         raise DataError(f"images are {height}×{width}; the model expects square images")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import urllib.error
 import urllib.request
@@ -48,7 +49,7 @@ def _fetch(mirror: str, name: str, dest: Path, timeout: float) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, dest.open("wb") as out:
                 shutil.copyfileobj(response, out)
-        except (urllib.error.URLError, ValueError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, ValueError) as err:  # a reply cut short or not HTTP
             raise OSError(getattr(err, "reason", err)) from None
     else:
         shutil.copyfile(Path(mirror).expanduser() / name, dest)

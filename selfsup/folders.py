@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from selfsup.data import UNLABELLED, DataError, Split, stratified_split
 from selfsup.download import md5sum
-from selfsup.images import IMAGE_SUFFIXES, decode_dataset, walk_images
+from selfsup.images import IMAGE_SUFFIXES, decode_dataset, is_image, walk_images
 from selfsup.io import atomic_path
 
 LABELLED, TEST = "labelled", "test"
@@ -41,13 +41,14 @@ def find_root(root: str | None) -> Path:
 
 
 def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[Path]]:
-    """The images of each class folder of `part` (labelled/ or test/), and the other files found in them; images
-    outside a class folder are errors."""
+    """The images of each class folder of `part` (labelled/ or test/), and the other files found in it (a
+    Thumbs.db beside the class folders too); images outside a class folder are errors."""
     base = root / part
-    loose = sorted(p.name for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
-    if loose:
-        raise DataError(f"{base / loose[0]} is not in a class folder; put every {part} image in {part}/<class>/")
-    classes, others = {}, []
+    loose = sorted(p for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
+    misplaced = [p for p in loose if is_image(p)]
+    if misplaced:
+        raise DataError(f"{misplaced[0]} is not in a class folder; put every {part} image in {part}/<class>/")
+    classes, others = {}, loose
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         images, rest = walk_images(folder)
         if not images:

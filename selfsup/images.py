@@ -61,7 +61,7 @@ def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
 
 def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, str | None]:
     """One image file as size×size uint8 bytes (H×W×C, C = `channels`), or None and why it cannot be read."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as img:
@@ -69,7 +69,9 @@ def decode(path: str | Path, size: int, channels: int) -> tuple[bytes | None, st
             img = eight_bit(ImageOps.exif_transpose(img))
             img = img.convert(MODES[channels]).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
             return img.tobytes(), None
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001  a damaged file makes Pillow raise more than OSError (SyntaxError, TypeError)
         return None, f"{type(err).__name__}: {str(err).replace(' ' + repr(str(path)), '')}"
 
 

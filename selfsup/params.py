@@ -295,8 +295,8 @@ def _convert(value: Any, tp, where: str):
         return tp.from_raw(value, where)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
-    if origin is Literal:
-        if value in typing.get_args(tp):
+    if origin is Literal:  # by type too: 3.0 and true equal 3 and 1 but are not them
+        if any(value == option and type(value) is type(option) for option in typing.get_args(tp)):
             return value
     elif origin in (Union, types.UnionType):
         for option in typing.get_args(tp):

@@ -1,4 +1,6 @@
 import hashlib
+import socket
+import threading
 
 import pytest
 
@@ -51,6 +53,29 @@ def test_no_working_mirror_is_one_clear_line_and_no_partial_file(tmp_path):
     assert str(empty) in message and "127.0.0.1:9" in message
     assert "set FASHION_MNIST_MIRROR" in message
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("reply", [b"not http at all\r\n\r\n",  # http.client.BadStatusLine
+                                   b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhel"])  # a body cut short
+def test_a_url_mirror_that_answers_badly_is_skipped_for_the_next(tmp_path, reply):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def answer_once():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    good = make_mirror(tmp_path / "good", {"a.gz": b"hello"})
+    out = tmp_path / "out"
+    with server:
+        path = fetch_file("a.gz", md5(b"hello"), [url, str(good)], out, timeout=5)
+        thread.join(10)
+    assert path.read_bytes() == b"hello" and sorted(p.name for p in out.iterdir()) == ["a.gz"]
 
 
 def test_extra_mirror_is_tried_before_official_ones():

@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from selfsup.data import DataError, labelled_subset, load_prepared, pretraining_images, short_classes
+from selfsup.data import DataError, labelled_subset, load_prepared, pretraining_images, save_prepared, short_classes
 from selfsup.folders import LISTING, find_root, prepare, scan, write_listing
 from selfsup.params import FolderParams
 from stages import download, preprocess
@@ -49,12 +49,15 @@ def test_scan_lists_every_image_with_its_part_class_and_checksum(tmp_path):
     root = make_folder(tmp_path / "imgs", test=2)
     (root / "labelled/dress/notes.txt").write_text("not an image")
     (root / "labelled/dress/.DS_Store").write_bytes(b"\0")
+    (root / "labelled/Thumbs.db").write_bytes(b"\0")  # beside the class folders: not an image, so left out too
+    (root / "test/README.txt").write_text("held-out photos")
     frame, left_out, copies = scan(root)
     assert copies == [] and frame.groupby("part").size().to_dict() == {"labelled": 30, "test": 6, "unlabelled": 12}
     assert sorted(frame[frame.part == "labelled"]["class"].unique()) == sorted(COLOURS)
     assert (frame[frame.part == "unlabelled"]["class"] == "").all()
     assert "labelled/boot/sub/0.jpg" in set(frame.path) and "unlabelled/deep/er/u1.png" in set(frame.path)
-    assert left_out == ["labelled/dress/notes.txt"] and frame.md5.str.len().eq(32).all()
+    assert left_out == ["labelled/Thumbs.db", "labelled/dress/notes.txt", "test/README.txt"]
+    assert frame.md5.str.len().eq(32).all()
 
 
 @pytest.mark.parametrize("arrange, message", [
@@ -116,6 +119,17 @@ def test_a_root_that_cannot_be_used_is_one_error(tmp_path, root, message):
 def prepared_from(tmp_path, root, **cfg):
     write_listing(root, tmp_path / "raw")
     return prepare(tmp_path / "raw", FolderParams(root=str(root), image_size=8, **cfg), 0.2, 1.0, 0)
+
+
+def test_a_class_the_split_leaves_without_a_training_image_is_refused_before_anything_is_written(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=10)
+    for image in sorted((root / "labelled/dress").iterdir())[3:]:  # dress: 3 images, the least a class may have
+        image.unlink()
+    splits, classes, extra, unlabelled = prepared_from(tmp_path, root, test_fraction=0.5)  # test 2, val 1, train 0
+    with pytest.raises(DataError, match=r"class dress has no training image: its 3 images all went to val \(1\) and "
+                                        r"test \(2\); add images of it, or lower preprocess.val_fraction"):
+        save_prepared(tmp_path / "prepared", splits, classes, "folder", extra, unlabelled)
+    assert not (tmp_path / "prepared").exists()
 
 
 def test_preprocess_without_the_listing_says_to_run_download_first(tmp_path):

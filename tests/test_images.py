@@ -52,6 +52,17 @@ def test_unreadable_files_are_reported_by_position_and_left_black(tmp_path):
     assert images[0].sum() == 0 and images[1].sum() > 0
 
 
+def test_a_file_pillow_fails_on_in_any_way_is_unreadable_not_a_crash(tmp_path):
+    Image.new("L", (8, 8), 100).save(tmp_path / "good.png")
+    data = bytearray((tmp_path / "good.png").read_bytes())
+    at = data.index(b"IDAT")
+    data[at - 4:at] = bytes(4)  # the pixel chunk's length 0: Pillow raises SyntaxError ("broken PNG file")
+    (tmp_path / "broken.png").write_bytes(bytes(data))
+    images, unreadable = decode_files([tmp_path / "broken.png", tmp_path / "good.png"], 4, 1)
+    assert set(unreadable) == {0} and unreadable[0].startswith("SyntaxError: broken PNG file")
+    assert images[0].sum() == 0 and images[1].sum() > 0
+
+
 def test_workers_give_the_same_tensor_as_one_thread(tmp_path):
     paths = []
     for i in range(130):  # enough for two worker threads

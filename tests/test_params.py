@@ -41,6 +41,8 @@ def test_repo_params_are_valid():
             ("probe.labels_per_class", [10, "most"], "probe.labels_per_class[1] is 'most'"),
             ("probe.labels_per_class", [10, 0], "expected positive integers or `all`"),
         ("model.norm", "layer", "expected 'batch' or 'lrn' or 'none'"),
+        ("data.folder.channels", 3.0, "data.folder.channels is 3.0; expected 1 or 3"),  # equal to 3, not 3
+        ("data.folder.channels", True, "data.folder.channels is True; expected 1 or 3"),  # YAML's true equals 1
         ("preprocess.val_fraction", 1.0, "expected a number in (0, 1)"),
         ("finetune.augment.flip", "yes", "expected true or false"),
         ("finetune.min_steps", -1, "finetune.min_steps is -1; expected 0 or more optimizer steps"),
