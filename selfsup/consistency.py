@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.augment import cutout, jitter_intensity, random_affine
+from selfsup.distributed import all_gathered
 from selfsup.params import ConsistencyParams, StrongParams
 from selfsup.runtime import Runtime
 from selfsup.train import MakeBatch
@@ -35,7 +36,8 @@ class Thresholds:
     warm-up): each unlabelled image's last guess above `threshold` is remembered (`state["guess"]`, -1: none yet);
     class c's learning effect β(c) is the number of images last guessed c over the larger of the most guessed
     class's number and the images not guessed yet, and its threshold threshold · β(c) / (2 − β(c)): low while the
-    model has learnt little of c, the full threshold once c is guessed as often as any class. Sync-free on a GPU."""
+    model has learnt little of c, the full threshold once c is guessed as often as any class. Sync-free on a GPU; under
+    torchrun the ranks share the remembered guesses, as one process would keep them."""
 
     def __init__(self, cfg: ConsistencyParams, pool_size: int, num_classes: int, device: torch.device):
         self.threshold, self.per_class, self.num_classes = cfg.threshold, cfg.thresholds == "per_class", num_classes
@@ -55,7 +57,9 @@ class Thresholds:
             return confidence >= self.threshold
         mask = confidence >= self.class_thresholds()[guess]
         remembered = self.state["guess"]
-        remembered[positions] = torch.where(confidence > self.threshold, guess, remembered[positions])
+        update = torch.where(confidence > self.threshold, guess, remembered[positions])
+        # under torchrun every rank remembers every rank's guesses (in rank order): one state, one set of thresholds
+        remembered[all_gathered(positions)] = all_gathered(update)
         return mask
 
 

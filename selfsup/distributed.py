@@ -27,6 +27,15 @@ def all_mean(values: list[float], device: torch.device) -> list[float]:
     return (t / dist.get_world_size()).tolist()
 
 
+def all_gathered(t: torch.Tensor) -> torch.Tensor:
+    """`t` of every rank (each of the same shape), concatenated in rank order; `t` itself in a single process."""
+    if not dist.is_initialized():
+        return t
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
 def all_min(value: int, device: torch.device) -> int:
     """The smallest of each rank's `value` (the value itself in a single process)."""
     if not dist.is_initialized():

@@ -51,6 +51,8 @@ def loaded_sources(*packages: str) -> list[Path]:
 
     files = set()
     for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        name = spec.name if spec is not None else name  # a stage run by `-m` (or by launch) is __main__ here
         if name.split(".")[0] in packages and getattr(module, "__file__", None):
             files.add(Path(module.__file__).resolve())
     return sorted(files)

@@ -12,6 +12,7 @@ draw and scored on at most as many val images per class, and both probes at that
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Callable
 
@@ -144,4 +145,9 @@ def probe_backbone(feats: dict[str, dict[str, torch.Tensor]], labels: dict[str, 
         summary = budgets[str(per_class)]
         log(f"{per_class} labels per class: layer {', '.join(chosen)} (on {runs[0]['val_images']} val images); "
             + ", ".join(f"{p} {summary[p]['mean']:.4f} ± {summary[p]['std']:.4f}" for p in ("linear", "knn")))
-    return {"layer": draws[str(cfg.labels_per_class[-1])][0]["layer"], "test": budgets, "draws": draws}
+    return {"layer": draws[str(largest(cfg.labels_per_class))][0]["layer"], "test": budgets, "draws": draws}
+
+
+def largest(labels_per_class) -> int | str:
+    """The largest of budgets listed in any order (`all` above every number)."""
+    return max(labels_per_class, key=lambda b: math.inf if b == "all" else b)

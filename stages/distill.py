@@ -32,6 +32,9 @@ def main(argv=None):
     if teacher_ckpt["config"].get("finetune") != to_dict(ft):
         raise SelfSupError(f"{args.teacher} was fine-tuned with other finetune params than params.yaml's; "
                            "rerun `dvc repro distill` to fine-tune again first")
+    if teacher_ckpt.get("pretext") != params.pretext:
+        raise SelfSupError(f"{args.teacher} was fine-tuned on the {teacher_ckpt.get('pretext')} backbone but params.yaml's "
+                           f"pretext is {params.pretext}; rerun `dvc repro distill` to fine-tune again first")
     prepared = load_prepared(args.data, splits=("train", "val"))
     meta, train = prepared.meta, prepared.splits["train"]
     images = pretraining_images(prepared, args.data)  # the training split's first, then any unlabelled ones

@@ -62,6 +62,7 @@ def main(argv=None):
                         data={k: meta[k] for k in ("dataset", "channels", "image_size")})
     live.end()
     if resume is not None:
+        distributed.barrier()  # no rank drops its state before rank 0 has written the backbone: a kill meanwhile resumes
         resume.clear()
 
 

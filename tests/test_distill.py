@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 import selfsup.distill
 from selfsup import SelfSupError
@@ -123,6 +124,16 @@ def test_a_teacher_of_other_finetune_params_is_refused(workdir):
     run_until_distill(workdir, 3)
     set_param(workdir, "finetune", "labels_per_class", 4)
     with pytest.raises(SelfSupError, match="fine-tuned with other finetune params"):
+        distill.main(DISTILL)
+    assert not (workdir / "dist").exists() and not (workdir / "m/dist").exists()
+
+
+def test_a_teacher_of_another_pretext_is_refused(workdir):
+    run_until_distill(workdir, 3)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    (workdir / "params.yaml").write_text(yaml.safe_dump({**params, "pretext": "rotation"}))
+    with pytest.raises(SelfSupError, match=r"ft/model.pt was fine-tuned on the none backbone but params.yaml's "
+                                           r"pretext is rotation; rerun `dvc repro distill`"):
         distill.main(DISTILL)
     assert not (workdir / "dist").exists() and not (workdir / "m/dist").exists()
 

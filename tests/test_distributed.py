@@ -85,6 +85,27 @@ def test_two_processes_compute_what_one_process_computes(tmp_path, kind):
     assert moved > 1e-2  # training really changed the weights the comparison is about
 
 
+def thresholds_rank_main(rank: int, world: int, port: int, out: str) -> None:
+    """FlexMatch's remembered guesses after one call on each rank, each with its own draw of a pool of 6 images."""
+    from selfsup.consistency import Thresholds
+    from selfsup.params import ConsistencyParams
+
+    join_gloo_group(rank, world, port)
+    thresholds = Thresholds(ConsistencyParams(thresholds="per_class", threshold=0.5), 6, 3, torch.device("cpu"))
+    positions = torch.tensor([[0, 1], [2, 1]][rank])  # both draw image 1: rank 1's guess is the one kept
+    thresholds(torch.tensor([0.9, 0.9]), torch.tensor([[2, 0], [1, 1]][rank]), positions)
+    torch.save(thresholds.state["guess"], f"{out}.{rank}")
+    distributed.shutdown()
+
+
+def test_flexmatchs_ranks_share_one_memory_of_guesses(tmp_path):
+    """Per-class thresholds count the guesses of the whole pool: each rank remembers every rank's, so the ranks'
+    thresholds stay one (with each rank's own, they differed and warmed up `processes` times slower)."""
+    mp.spawn(thresholds_rank_main, args=(2, free_port(), str(tmp_path / "g")), nprocs=2, join=True)
+    guesses = [torch.load(tmp_path / f"g.{r}", weights_only=True).tolist() for r in (0, 1)]
+    assert guesses[0] == guesses[1] == [2, 1, 1, -1, -1, -1]
+
+
 def resume_rank_main(rank: int, world: int, port: int, out: str, state: str, kill: bool) -> None:
     """Three epochs of a classifier with dropout, resumable from `state`. With `kill`, rank 0 stops while
     validating epoch 2, once rank 1 has saved it: the ranks' states are then an epoch apart."""

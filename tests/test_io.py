@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from selfsup.io import atomic_path, files_digest, write_json
+from tests.conftest import REPO
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -35,3 +40,16 @@ def test_files_digest_follows_contents_not_order(tmp_path):
     assert files_digest([b, a]) == digest
     b.write_text("y = 3\n")
     assert files_digest([a, b]) != digest
+
+
+def test_the_code_a_run_loaded_includes_the_module_run_as_main(tmp_path):
+    """A stage runs as `python -m stages.<name>` (or through selfsup.launch): its own file is __main__ in
+    sys.modules, and belongs in the digest that keeps a resumed state to the code that saved it."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg/__init__.py").write_text("")
+    (tmp_path / "pkg/helper.py").write_text("")
+    (tmp_path / "pkg/stage.py").write_text("import pkg.helper\nfrom selfsup.io import loaded_sources\n"
+                                            "print(*(p.name for p in loaded_sources('pkg')))\n")
+    out = subprocess.run([sys.executable, "-m", "pkg.stage"], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}).stdout
+    assert out.split() == ["__init__.py", "helper.py", "stage.py"]

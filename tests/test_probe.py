@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from selfsup.probe import LinearProbe, accuracy, knn_predict, pca_2d
+from selfsup.probe import LinearProbe, accuracy, knn_predict, largest, pca_2d
 
 
 def blobs(n_per_class=50, dim=16, classes=3, seed=0):
@@ -49,3 +50,8 @@ def test_pca_finds_the_direction_of_largest_variance():
     assert cos[0, 0] > 0.99 and cos[1, 1] < -0.99, cos
     assert ((points**3).sum(0) > 0).all()
     torch.testing.assert_close(pca_2d(-x), points, atol=1e-3, rtol=1e-4)  # mirrored data: the same points
+
+
+@pytest.mark.parametrize("budgets, expected", [((10, 100, 1000, "all"), "all"), (("all", 10), "all"), ((100, 10), 100)])
+def test_the_layer_reported_is_the_one_chosen_at_the_largest_budget_however_they_are_listed(budgets, expected):
+    assert largest(budgets) == expected
