@@ -111,11 +111,11 @@ def sweep_table(base: str, cwd: Path) -> str:
         old = sweep_summary(read_comparison(cwd, at_base)).set_index(keys)
     except SelfSupError:  # no sweep table at the base
         old = None
-    new = sweep_summary(read_comparison(cwd)).set_index(keys)
+    new = sweep_summary(read_comparison(cwd)).set_index(keys) if (cwd / COMPARISON).is_file() else None  # deleted
     rows = []
-    for key in sorted(set(new.index) | set(() if old is None else old.index)):
+    for key in sorted(set(() if new is None else new.index) | set(() if old is None else old.index)):
         before = None if old is None or key not in old.index else old.loc[key]
-        after = new.loc[key] if key in new.index else None
+        after = None if new is None or key not in new.index else new.loc[key]
         cells = [f"{100 * r['mean']:.2f} ({int(r['runs'])})" if r is not None else "—" for r in (before, after)]
         if cells[0] != cells[1]:
             change = "—" if before is None or after is None else f"{100 * (after['mean'] - before['mean']):+.2f}"

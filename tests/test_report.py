@@ -190,6 +190,13 @@ def test_the_pretext_variants_show_minutes_the_probe_against_the_reference_and_m
     params["pretrain"]["rotation"]["views"] = 4  # the paper's setting as the default: both marks on one row
     assert pretext_compute_markdown(table, params).splitlines()[2].startswith(
         "| rotation | all 4 rotations, 4 epochs (reference, default) |")
+    # a variant rerun at another budget: its column in budget order, a dash where a row was not run
+    extra = pd.DataFrame([{**row, "variant": "rotation: 1 random rotation, 8 epochs", "reference": False, "views": 1,
+                           "epochs": 8, "inputs_seen": 432000, "seconds": 240, "test_100": None, "layers_100": None,
+                           "val_10": 0.70, "test_10": 0.71, "layers_10": "conv2"}])
+    md = pretext_compute_markdown(pd.concat([table, extra]), params).splitlines()
+    assert md[0].startswith("| pretext | pre-training | minutes | inputs seen | probe val, 10 per class ")
+    assert md[2].endswith("| — | — | 85.00 | 84.00 |") and md[5].endswith("| 70.00 | 71.00 | — | — |")
 
 
 def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults():
@@ -813,6 +820,20 @@ def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_co
     report_main(["--experiments", "--replace"])
     rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     assert sorted(rows.experiment) == ["e1", "main"]
+    distilled = pd.read_csv(project_copy / "metrics/distilled.tsv", sep="\t")  # the earlier sweep's students too
+    assert len(distilled) == 0 and "finetuned_accuracy" in distilled
+
+
+def test_a_commit_of_digits_alone_keeps_its_leading_zero_when_rows_are_added(project_copy, monkeypatch):
+    path = project_copy / "metrics/comparison.tsv"
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    path.write_text(table.assign(commit="0440123").to_csv(sep="\t", index=False))  # a hash pandas would take for a number
+    head = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    head["experiments"] = [{"revs": [exp_entry("e1", "rotation", 5, 0.7, "2026-01-02T00:00:00", seed=7)]}]
+    fake_dvc(monkeypatch, [head])
+    report_main(["--experiments"])
+    kept = pd.read_csv(path, sep="\t", dtype=str)
+    assert (kept[kept.experiment.isin(table.experiment)].commit == "0440123").all()
 
 
 def test_nothing_to_collect_is_an_error_that_writes_nothing(project_copy, monkeypatch, capsys):

@@ -113,6 +113,12 @@ def test_a_sweep_only_change_shows_the_answers_cells_that_moved_and_the_unchange
     assert "- `metrics/comparison.tsv`" in text and "- `metrics/label_efficiency.svg`" in text
     # against a base without the sweep: every cell is new
     assert "| full | none | 100 | — | 80.00 (1) | — |" in review(repo, "HEAD~2").stdout
+    # a change that deletes the sweep: every cell is gone, said as such (it was a traceback)
+    git(repo, "rm", "-q", "metrics/comparison.tsv")
+    git(repo, "commit", "-qm", "drop the sweep")
+    out = review(repo, "HEAD~1")
+    assert out.returncode == 0, out.stderr
+    assert "| full | rotation | 10 | 71.00 (2) | — | — |" in out.stdout
 
 
 def test_an_unknown_base_is_one_line(two_commits, tmp_path):

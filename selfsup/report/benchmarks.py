@@ -262,7 +262,7 @@ def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
     probe's honest val accuracy (what decides; with its change against the pretext's reference, the paper's setting)
     and test accuracy at each label budget measured. The variant with params.yaml's views and epochs is marked as
     the pipeline's default."""
-    budgets = [c.removeprefix("val_") for c in table.columns if c.startswith("val_")]
+    budgets = budget_order(c.removeprefix("val_") for c in table.columns if c.startswith("val_"))
     lines = ["| pretext | pre-training | minutes | inputs seen | " + " | ".join(
         f"probe val, {b} per class | probe test, {b} per class" for b in budgets) + " |",
         "|---" * (4 + 2 * len(budgets)) + "|"]
@@ -273,7 +273,11 @@ def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
         for _, row in part.iterrows():
             cells = []
             for b in budgets:
-                change = "" if row.reference else f" ({signed(100 * (row[f'val_{b}'] - first[f'val_{b}']))})"
+                if pd.isna(row[f"val_{b}"]):  # a variant run at other budgets than this one
+                    cells += ["—", "—"]
+                    continue
+                against = first[f"val_{b}"]
+                change = "" if row.reference or pd.isna(against) else f" ({signed(100 * (row[f'val_{b}'] - against))})"
                 cells += [f"{100 * row[f'val_{b}']:.2f}{change}", f"{100 * row[f'test_{b}']:.2f}"]
             marks = ["reference"] * bool(row.reference) + ["default"] * (
                 (row.views, row.epochs) == (default.get("views"), default.get("epochs")))
@@ -281,7 +285,7 @@ def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
             lines.append(f"| {pretext} | {name} | {row.seconds / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
                          + " | ".join(cells) + " |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
-    draws = str(table[f"layers_{budgets[0]}"].iloc[0]).count(",") + 1  # one chosen layer per label draw
+    draws = str(table[f"layers_{budgets[0]}"].dropna().iloc[0]).count(",") + 1  # one chosen layer per label draw
     return "\n".join(lines) + (f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the pre-training alone, "
                                f"wall time as measured; probe: {draws} label draw(s) per budget, the layer chosen per "
                                "draw on its val images (at most k per class), linear probe.")

@@ -57,11 +57,14 @@ def with_old_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# Columns read as text: "all" among integers; a commit or experiment name of digits alone ("0440123") as it is
+TEXT = {"labels_per_class": str, "variant": str, "experiment": str, "commit": str}
+
+
 def read_sweep(root: Path, path: Path, read=lambda p: p.read_text()) -> pd.DataFrame:
     """A sweep table (COMPARISON, DISTILLED, REFERENCE_VIEWS) of the repository at `root`; `read` maps a path to
     its text. Rows from before a column was recorded get its old value (`with_old_columns`)."""
-    # "all" among integers: text
-    return with_old_columns(read_table(root, path, read, dtype={"labels_per_class": str, "variant": str}))
+    return with_old_columns(read_table(root, path, read, dtype=TEXT))
 
 
 def on_schedule(table: pd.DataFrame, min_steps: int) -> pd.DataFrame:
@@ -283,8 +286,8 @@ def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one."""
     if not path.is_file():
         return new
-    budget = {"labels_per_class": str} if "labels_per_class" in new else {}  # "all" among integers: text
-    old = pd.read_csv(path, sep="\t", dtype={**budget, "variant": str})
+    budget = {"labels_per_class": str} if "labels_per_class" in new else {}
+    old = pd.read_csv(path, sep="\t", dtype=TEXT)
     if "min_steps" in new:  # a sweep table: the columns recorded since its rows were collected
         old = with_old_columns(old)
     return pd.concat([old, new.astype(budget)]).drop_duplicates(keys, keep="last")
@@ -311,7 +314,7 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
     if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
         comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
     tables = {root / COMPARISON: comparison.to_csv(sep="\t", index=False, float_format="%.6f")}
-    if len(distilled):  # no distilled experiment collected: the table stays as it is
+    if len(distilled) or replace:  # no distilled experiment collected: the table stays as it is, unless replaced
         if not replace:
             distilled = merged(root / DISTILLED, distilled, [*EXPERIMENT_KEYS, *DISTILL_KEYS[1:]])
         tables[root / DISTILLED] = distilled.to_csv(sep="\t", index=False, float_format="%.6f")
