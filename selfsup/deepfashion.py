@@ -44,7 +44,8 @@ def find_root(root: str | None) -> Path:
 
 
 def check_layout(root: Path, need_partition: bool) -> list[str]:
-    """The list files this copy has (relative paths); raise naming every missing one and where to get it."""
+    """The list files a run needs (relative paths: the partition only for the official one); raise naming every
+    missing one and where to get it."""
     wanted = LISTS if need_partition else LISTS[:2]
     missing = [name for name in wanted if not (root / name).is_file()]
     if need_partition and missing == [PARTITION]:
@@ -55,7 +56,7 @@ def check_layout(root: Path, need_partition: bool) -> list[str]:
     if not (root / "img").is_dir():
         raise DataError(f"{root / 'img'} is missing: unzip the benchmark's Img/img.zip into {root}, "
                         "so that the image paths of the lists (img/<item>/<image>.jpg) resolve")
-    return [name for name in LISTS if (root / name).is_file()]
+    return wanted
 
 
 def copy_lists(root: Path, out_dir: Path, need_partition: bool) -> list[Path]:

@@ -106,6 +106,16 @@ def test_seeded_partition_for_a_copy_without_one(copy, workdir):
     assert sizes == {"train": 24, "val": 3, "test": 9}  # per class: 3 test, then 10% of the other 9 for val
 
 
+def test_a_seeded_split_ignores_the_copys_partition_list(copy, workdir):
+    partition = copy / "Eval/list_eval_partition.txt"
+    lines = partition.read_text().splitlines()
+    partition.write_text("\n".join([str(len(lines) - 3), *lines[1:-1]]) + "\n")  # one image without a status
+    workdir_params(workdir, copy, partition="seeded", test_fraction=0.25)
+    prepare_stages()  # it stopped at "the two lists must come from the same copy", a list the split does not use
+    assert not (workdir / "raw/Eval").exists()
+    assert json.loads((workdir / "prepared/meta.json").read_text())["sizes"] == {"train": 24, "val": 3, "test": 9}
+
+
 def test_no_copy_given_says_how_to_give_one(workdir):
     workdir_params(workdir, None)
     with pytest.raises(SelfSupError, match=rf"set data.deepfashion.root in params.yaml or {ROOT_ENV} .*DeepFashion.html"):
