@@ -88,11 +88,12 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
         raise DataError(f"{path} cannot be read ({err}); copy it again from the benchmark") from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=range(3))
+    frame.index = _file_lines(path, len(frame))
     fields = (frame.notna() & (frame != "")).sum(axis=1)
     if (fields != 2).any():
         row = (fields != 2).to_numpy().nonzero()[0][0]
         count = int(fields.iloc[row])
-        raise DataError(f"{path}, line {row + FIRST_ENTRY}: {count} field{'s' * (count != 1)}; {usage}")
+        raise DataError(f"{path}, line {frame.index[row]}: {count} field{'s' * (count != 1)}; {usage}")
     frame = frame.iloc[:, :2].set_axis(list(columns), axis=1)
     if not first.isdigit() or int(first) != len(frame):
         raise DataError(f"{path}: the first line says {first!r} entries but {len(frame)} follow; "
@@ -100,12 +101,20 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
     return frame
 
 
+def _file_lines(path: Path, entries: int) -> list[int]:
+    """The file line of each of a list's `entries` (pandas skips blank lines; their count from FIRST_ENTRY where the
+    file cannot be read line by line the same way)."""
+    with path.open() as f:
+        lines = [i for i, line in enumerate(f, 1) if i >= FIRST_ENTRY and line.strip()]
+    return lines if len(lines) == entries else list(range(FIRST_ENTRY, FIRST_ENTRY + entries))
+
+
 def _refuse_first(bad: pd.Series, frame: pd.DataFrame, column: str, path: Path, expected: str,
                   label: str | None = None) -> None:
     """Raise for the first entry flagged in `bad`, naming its file line, its `column` value and what was expected."""
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise DataError(f"{path}, line {row + FIRST_ENTRY}: {label or column} {frame[column].iloc[row]!r} "
+        raise DataError(f"{path}, line {frame.index[row]}: {label or column} {frame[column].iloc[row]!r} "
                         f"is not {expected}")
 
 
@@ -148,10 +157,10 @@ def read_catalogue(lists_dir: Path) -> Catalogue:
     names = cloth["category_name"].tolist()
     per_image = read_list(img_path, ("image_name", "category_label"))
     category = _integers(per_image, "category_label", img_path, 1, len(names))
-    images = [_safe_relative(name, img_path, i + FIRST_ENTRY) for i, name in enumerate(per_image["image_name"])]
+    images = [_safe_relative(name, img_path, line) for line, name in per_image["image_name"].items()]
     twice = per_image["image_name"][per_image["image_name"].duplicated()]
     if len(twice):
-        raise DataError(f"{img_path}, line {twice.index[0] + FIRST_ENTRY}: {twice.iloc[0]} is listed a second time; "
+        raise DataError(f"{img_path}, line {twice.index[0]}: {twice.iloc[0]} is listed a second time; "
                         "copy the list again from the benchmark")
     partition = None
     part_path = lists_dir / PARTITION

@@ -166,6 +166,24 @@ def test_malformed_list_names_the_line(copy, workdir, path, line, message):
     assert not (workdir / "prepared").exists()
 
 
+@pytest.mark.parametrize("line, message", [
+    ("img/Plain_Dress/img_00000001.jpg 5 extra", r"list_category_img.txt, line 6: 3 fields"),
+    ("img/Plain_Dress/img_00000001.jpg  dress", r"list_category_img.txt, line 6: category_label 'dress'"),
+    ("/etc/passwd  5", r"list_category_img.txt, line 6: image path '/etc/passwd'"),
+    ("img/Plain_Anorak/img_00000001.jpg  1", r"list_category_img.txt, line 6: img/Plain_Anorak/img_00000001.jpg is "
+                                             r"listed a second time"),
+])
+def test_a_line_after_blank_lines_is_named_by_its_line_in_the_file(copy, workdir, line, message):
+    path = copy / "Anno/list_category_img.txt"
+    lines = path.read_text().splitlines()
+    lines[3:4] = ["", "   ", line]  # two blank lines (4 and 5), which pandas skips, then the bad entry on line 6
+    path.write_text("\n".join(lines) + "\n")
+    workdir_params(workdir, copy)
+    download.main(["--out", "raw"])
+    with pytest.raises(SelfSupError, match=message):
+        preprocess.main(["--raw", "raw", "--out", "prepared"])
+
+
 def test_truncated_list_is_caught_by_its_count(copy, workdir):
     path = copy / "Eval/list_eval_partition.txt"
     path.write_text("\n".join(path.read_text().splitlines()[:-5]) + "\n")
