@@ -7,6 +7,7 @@ here reruns those two and, when their output is unchanged, nothing downstream.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -76,11 +77,10 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
     """One of the official lists: a count, a header line, then `name  value` rows separated by runs of spaces."""
     usage = f"each entry must be `{columns[0]} {columns[1]}`"
     try:
-        with path.open() as f:
-            first = f.readline().strip()
+        lines = path.read_text(encoding="utf-8").split("\n")  # read once: the count, the entries, their file lines
         # one spare column, so that a row with a field too many or too few is counted below, not guessed at
-        frame = pd.read_csv(path, sep=r"\s+", skiprows=2, header=None, names=range(3), dtype=str,
-                            keep_default_na=False, engine="python")
+        frame = pd.read_csv(io.StringIO("\n".join(lines)), sep=r"\s+", skiprows=2, header=None, names=range(3),
+                            dtype=str, keep_default_na=False, engine="python")
     except pd.errors.ParserError as err:  # a row with two fields too many
         where = re.search(r"line (\d+), saw (\d+)", str(err))
         raise DataError(f"{path}, line {where[1]}: {where[2]} fields; {usage}" if where else f"{path}: {err}") from None
@@ -88,7 +88,8 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
         raise DataError(f"{path} cannot be read ({err}); copy it again from the benchmark") from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=range(3))
-    frame.index = _file_lines(path, len(frame))
+    first = lines[0].strip()
+    frame.index = _file_lines(lines, len(frame))
     fields = (frame.notna() & (frame != "")).sum(axis=1)
     if (fields != 2).any():
         row = (fields != 2).to_numpy().nonzero()[0][0]
@@ -101,12 +102,11 @@ def read_list(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
     return frame
 
 
-def _file_lines(path: Path, entries: int) -> list[int]:
-    """The file line of each of a list's `entries` (pandas skips blank lines; their count from FIRST_ENTRY where the
-    file cannot be read line by line the same way)."""
-    with path.open() as f:
-        lines = [i for i, line in enumerate(f, 1) if i >= FIRST_ENTRY and line.strip()]
-    return lines if len(lines) == entries else list(range(FIRST_ENTRY, FIRST_ENTRY + entries))
+def _file_lines(lines: list[str], entries: int) -> list[int]:
+    """The file line of each of a list's `entries`, from the file's `lines` (pandas skips blank lines; their count
+    from FIRST_ENTRY where pandas split the file otherwise)."""
+    numbers = [i for i, line in enumerate(lines, 1) if i >= FIRST_ENTRY and line.strip()]
+    return numbers if len(numbers) == entries else list(range(FIRST_ENTRY, FIRST_ENTRY + entries))
 
 
 def _refuse_first(bad: pd.Series, frame: pd.DataFrame, column: str, path: Path, expected: str,
