@@ -820,6 +820,8 @@ def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_co
     report_main(["--experiments", "--replace"])
     rows = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     assert sorted(rows.experiment) == ["e1", "main"]
+    for chart in ("metrics/label_gain.svg", "metrics/labels_saved.svg"):  # no pair left to draw: neither is kept
+        assert not (project_copy / chart).exists() and chart not in (project_copy / "README.md").read_text()
     distilled = pd.read_csv(project_copy / "metrics/distilled.tsv", sep="\t")  # the earlier sweep's students too
     assert len(distilled) == 0 and "finetuned_accuracy" in distilled
 

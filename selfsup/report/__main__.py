@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --experiments: the commit the experiments were queued from (default HEAD)")
     parser.add_argument("--replace", action="store_true",
                         help="with --experiments: the tables hold the collected experiments alone, every other "
-                             "row dropped")
+                             "row dropped (and a chart they leave nothing to draw is removed)")
     args = parser.parse_args(argv)
     if (args.rev is not None or args.replace) and not args.experiments:
         parser.error("--rev and --replace go with --experiments")
@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SelfSupError(f"{err.filename or err} not found; {ROOT_HINT}") from None
     changed = []
     for path, text in pages.items():
-        if not path.is_file() or path.read_text() != text:
+        if text is None:  # a chart with nothing left to draw
+            path.unlink(missing_ok=True)
+            changed.append(f"{path.relative_to(root).as_posix()} (removed: nothing to draw)")
+        elif not path.is_file() or path.read_text() != text:
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
             changed.append(path.relative_to(root).as_posix())

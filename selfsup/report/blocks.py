@@ -111,9 +111,10 @@ def replace_block(text: str, name: str, body: str, page: str = "README.md") -> s
 
 
 def rendered(root: Path, pending: dict[Path, str] | None = None,
-             read_file=lambda p: p.read_text(), exists_file=lambda p: p.is_file()) -> dict[Path, str]:
+             read_file=lambda p: p.read_text(), exists_file=lambda p: p.is_file()) -> dict[Path, str | None]:
     """Every file the report writes, as text: the `pending` tables, the pages' blocks and the pictures, all drawn
-    from the files at `root` (read by `read_file`) as `pending` would leave them."""
+    from the files at `root` (read by `read_file`) as `pending` would leave them. A picture with nothing left to draw
+    whose file exists maps to None: the report removes it (the pages no longer link it)."""
     out = dict(pending or {})
 
     def read(path: Path) -> str:
@@ -133,6 +134,8 @@ def rendered(root: Path, pending: dict[Path, str] | None = None,
         drawn = picture.draw(root, read) if ready(picture.needs) else None
         if drawn is not None:
             out[root / picture.path] = drawn
+        elif exists(root / picture.path):
+            out[root / picture.path] = None
     for pretext in pretexts(root, read):
         out[root / embedding_path(pretext)] = embedding_svg(root, pretext, read)
     return out
