@@ -166,9 +166,10 @@ def initial_classifier(start: Start, seed: int, transfer: str, layer: str = "fc4
     torch.manual_seed(seed)
     model = build_classifier(start.model_cfg, start.meta, start.num_classes, layer)
     load_backbone_into(model, start.backbone)
-    if transfer == "conv":  # the layers the pretext specialised left behind: fc3 and fc4 start afresh
-        for fc in (model.backbone.fc3, model.backbone.fc4):
-            fc.reset_parameters()
+    kept = set(TRANSFERRED[transfer](model).modules())  # transfer: conv leaves the pretext's fc3 and fc4 behind
+    for module in model.backbone.modules():  # in the order they were built, as their first draw was
+        if module not in kept and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     return model
 
 
