@@ -58,8 +58,10 @@ class Thresholds:
         mask = confidence >= self.class_thresholds()[guess]
         remembered = self.state["guess"]
         update = torch.where(confidence > self.threshold, guess, remembered[positions])
-        # under torchrun every rank remembers every rank's guesses (in rank order): one state, one set of thresholds
-        remembered[all_gathered(positions)] = all_gathered(update)
+        # under torchrun every rank remembers every rank's guesses (in rank order): one state, one set of thresholds;
+        # the positions and guesses travel stacked, one gather per step
+        gathered = all_gathered(torch.stack([positions, update])).view(-1, 2, len(positions))
+        remembered[gathered[:, 0].flatten()] = gathered[:, 1].flatten()
         return mask
 
 
