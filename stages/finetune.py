@@ -37,6 +37,8 @@ def main(argv=None):
     # the device and precision it ran in: a silent fall-back to the CPU shows in `dvc metrics diff`
     live.summary.update({"compute": runtime.describe(), "kept_epoch": result.best_epoch, "steps": result.steps,
                          "layer": model.layer, "labelled_images": counts.labelled, "val_images": len(val)})
+    if cfg.keep == "best":  # the kept epoch's val accuracy (val/accuracy is the last epoch's, where the curves end)
+        live.summary["kept_val_accuracy"] = result.best_score
     if cfg.unlabelled == "consistency":
         live.summary["unlabelled_images"] = counts.unlabelled
     if short:  # at_most: the classes that had fewer training images than the budget, used whole

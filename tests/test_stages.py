@@ -370,7 +370,8 @@ def test_keep_best_keeps_the_epoch_of_the_best_val_accuracy_and_keep_last_the_la
     summary = json.loads((workdir / "m/ft/metrics.json").read_text())
     curves = pd.read_csv(workdir / "m/ft/curves.csv")
     assert curves[curves.split == "val"].sort_values("epoch").accuracy.tolist() == pytest.approx(scripted)
-    assert summary["kept_epoch"] == kept
+    assert summary["kept_epoch"] == kept and summary["val"]["accuracy"] == 0.6  # the curves' last point
+    assert summary.get("kept_val_accuracy") == (0.8 if keep == "best" else None)  # what the kept epoch scored
     saved = load_checkpoint(workdir / "ft/model.pt")
     assert saved["best_epoch"] == kept
     assert saved["state_dict"].keys() == weights[kept - 1].keys()
