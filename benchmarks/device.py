@@ -11,15 +11,16 @@ its PATH, the device is there, and Fashion-MNIST can be had (FASHION_MNIST_MIRRO
 files, or an official mirror that answers). The folder holds env.json (interpreter, torch, device, GPU and driver,
 CPU count, threads), tests.txt (the fast tests' output and exit code, killed at --tests-timeout), stages.tsv (each
 stage's wall seconds, as `dvc repro` started them, a line as each one ends, and whether it finished), repro.log
-(line by line), and the run's metrics (metrics/evaluate/metrics.json, metrics/finetune/metrics.json and each
-probe's, flattened into metrics.json): what a run cut short (by --timeout, or by whatever runs this) had done is on
-disk, and what it started is killed with it. On a CPU: `--device cpu --fraction 0.02` (and `--smoke`: one epoch per
+(line by line), and the run's metrics (every stage's metrics.json: evaluate's, finetune's, each probe's and
+pre-training's, flattened into metrics.json): what a run cut short (by --timeout, or stopped by SIGTERM or SIGHUP
+from whatever runs this) had done is on disk, and what it started is killed with it. On a CPU: `--device cpu --fraction 0.02` (and `--smoke`: one epoch per
 pretext, small probes, as the tests run it). Not a test: its numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -174,7 +175,11 @@ def timed_run(cmd: list[str], cwd: Path, env: dict, timeout: float, log: Path,
                     close_stage(True)
                     stages.append((line.split("'")[1], time.monotonic() - started))
         code = proc.wait()
-    finally:  # an error here, or this process stopped (SIGTERM: main's handler), takes the group down with it
+    except BaseException:  # an error, or this process stopped (SIGTERM: main's handler): the running stage's row too
+        with contextlib.suppress(OSError):
+            close_stage(False)
+        raise
+    finally:  # ... and the group goes down with it
         watchdog.cancel()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -189,6 +194,18 @@ def flat(data: dict, prefix: str = "") -> dict:
     for key, value in data.items():
         out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return out
+
+
+def write_metrics(repo: Path, path: Path) -> None:
+    """Every metrics.json of the run in `repo` (evaluate's, finetune's, each probe's and pre-training's ...),
+    flattened, into one file at `path`; one the run was killed while writing is left out, and said so."""
+    metrics = {}
+    for found in sorted(repo.glob("metrics/*/**/metrics.json")):
+        try:
+            metrics[str(found.relative_to(repo))] = json.loads(found.read_text())
+        except ValueError:  # written when the run was killed
+            print(f"{found.relative_to(repo)}: unreadable, left out", flush=True)
+    path.write_text(json.dumps({k: flat(v) for k, v in metrics.items()}, indent=2) + "\n")
 
 
 def main(argv=None) -> int:
@@ -231,14 +248,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="device-run-") as tmp:
         repo = copy_project(Path(args.keep) if args.keep else Path(tmp) / "repo", edit)
         (out / "stages.tsv").write_text("stage\tseconds\tfinished\n")
-        code, starts = timed_run(["dvc", "repro", "-f"], repo, env, args.timeout, out / "repro.log", out / "stages.tsv")
-        metrics = {}
-        for path in sorted(repo.glob("metrics/*/**/metrics.json")):
-            try:
-                metrics[str(path.relative_to(repo))] = json.loads(path.read_text())
-            except ValueError:  # written when the run was killed
-                print(f"{path.relative_to(repo)}: unreadable, left out", flush=True)
-        (out / "metrics.json").write_text(json.dumps({k: flat(v) for k, v in metrics.items()}, indent=2) + "\n")
+        try:
+            code, starts = timed_run(["dvc", "repro", "-f"], repo, env, args.timeout, out / "repro.log",
+                                     out / "stages.tsv")
+        finally:  # also when stopped from outside, before the copy is removed
+            write_metrics(repo, out / "metrics.json")
     print(f"dvc repro -f: exit code {code} ({'killed at the timeout' if code == -9 else 'finished'}); "
           f"{len(starts) - 1} stages in {starts[-1][1]:.0f} s; written to {out}/")
     return 0 if code == 0 else 1

@@ -1,6 +1,10 @@
 """benchmarks/device.py: the one command a GPU machine's short loan runs; here on the CPU."""
 
+import json
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +42,57 @@ def test_a_run_cut_short_keeps_the_seconds_of_the_stages_it_finished_and_its_log
     assert [(name, finished) for name, _, finished in rows] == [("a", "yes"), ("b", "no")]  # b: cut at the kill
     assert 0.4 < float(rows[0][1]) < 3.0
     assert (tmp_path / "log").read_text().splitlines()[-1] == "partial"
+
+
+@pytest.fixture
+def stop_in():
+    """`stop_in(seconds)`: this process gets SIGTERM then, handled as benchmarks.device.main handles it."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    previous = signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number))
+    timers = []
+
+    def stop(seconds):
+        timers.append(threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM)))
+        timers[-1].start()
+    yield stop
+    for timer in timers:
+        timer.cancel()
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_run_stopped_from_outside_keeps_the_row_of_the_stage_it_was_in_and_kills_the_group(tmp_path, stop_in):
+    marker, tsv = tmp_path / "child.pid", tmp_path / "stages.tsv"
+    script = f"echo \"Running stage 'a':\"; sleep 60 & echo $! > {marker}; wait"
+    stop_in(1.0)
+    with pytest.raises(SystemExit) as stopped:
+        device.timed_run(["bash", "-c", script], tmp_path, dict(os.environ), 60.0, tmp_path / "log", tsv)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert [line.split("\t")[::2] for line in tsv.read_text().splitlines()] == [["a", "no"]]
+    assert gone(int(marker.read_text())), "the stage outlived the stop"
+
+
+def test_a_device_run_stopped_from_outside_still_writes_the_metrics_it_made(tmp_path, monkeypatch):
+    """SIGTERM while `dvc repro` runs (main's handler exits): the copy's metrics so far reach metrics.json before
+    the copy is removed."""
+    def copy_project(dest, edit):
+        (dest / "metrics/probe/none").mkdir(parents=True)
+        (dest / "metrics/probe/none/metrics.json").write_text('{"layer": "fc4", "probe": {"10": 0.5}}')
+        return dest
+
+    def timed_run(cmd, *args):
+        if cmd[:2] == ["dvc", "repro"]:
+            raise SystemExit(128 + signal.SIGTERM)  # what main's handler raises
+        raise AssertionError(cmd)
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # main's handlers stay out of the test process
+    monkeypatch.setattr(device, "environment", lambda device_name: ({"device": device_name}, dict(os.environ)))
+    monkeypatch.setattr(device, "copy_project", copy_project)
+    monkeypatch.setattr(device, "timed_run", timed_run)
+    with pytest.raises(SystemExit):
+        device.main(["--out", str(tmp_path / "run"), "--device", "cpu", "--skip-tests"])
+    saved = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert saved == {"metrics/probe/none/metrics.json": {"layer": "fc4", "probe.10": 0.5}}
 
 
 def test_what_it_started_dies_when_it_fails_and_odd_output_bytes_are_no_failure(tmp_path):
