@@ -6,8 +6,8 @@ Every number comes from the code the pipeline runs (the registry's objectives th
 1×28×28 images (the cost does not depend on their content; --channels and --size give another shape, e.g.
 DeepFashion's 3×32×32). Printed: images per second of each step, its
 cost per image relative to a plain step, the exemplar batch made on the device versus the seed's way
-(per-image torchvision transforms in a DataLoader), and the options weighed for speed (precision,
-channels_last, LRN, torch.compile). Every step runs under the pipeline's own settings (compute's defaults: the
+(per-image torchvision transforms in a DataLoader), and the options weighed for speed (precision, LRN,
+torch.compile). Every step runs under the pipeline's own settings (compute's defaults: the
 precision `auto` picks, and on a GPU the deterministic kernels every stage sets), and on a GPU the plain step is
 also timed with `compute.deterministic: false`, what bitwise-repeatable runs cost. Not a test: it takes a few
 minutes and its numbers depend on the machine.

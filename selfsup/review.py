@@ -5,7 +5,8 @@ trained to write it.
     python -m selfsup.review main > report.md              # locally, against the main branch
     python -m selfsup.review origin/main --html plots      # as CI does, with the changed plots rendered
 
-The pull-request workflow (.github/workflows/review.yml) posts its output as one comment with CML.
+The pull-request workflow (.github/workflows/review.yml) writes its output to the job summary and, for a branch of
+the same repository, posts it as one comment with CML.
 Needs git, dvc, pandas and pyyaml, not torch.
 """
 
