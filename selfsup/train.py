@@ -181,6 +181,12 @@ def evaluate_objective(objective: Objective, images: torch.Tensor, ids: torch.Te
     return metrics
 
 
+def derived_seeds(seed: int, rank: int) -> tuple[int, int]:
+    """The seeds of a rank's own random streams, from the run's `seed`: augmentation on the device, and dropout
+    (under torchrun); distinct for every rank below 500,000 and every seed."""
+    return seed * 1_000_003 + rank + 1, seed * 1_000_003 + 500_000 + rank
+
+
 class _Trainer:
     """One run of fit: the model (DDP-wrapped under torchrun), optimiser, schedule, gradient scaler, random
     generators, the best epoch so far and the logged history: everything a resumed run restores."""
@@ -205,11 +211,12 @@ class _Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         # augmentation: the batch order's generator in a single CPU process; on a GPU and on each rank of
         # several, a stream of its own on the device
+        augment_seed, dropout_seed = derived_seeds(cfg.seed, self.rank)
         self.aug_gen = (self.gen if self.world == 1 and device.type == "cpu"
-                        else torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + self.rank + 1))
+                        else torch.Generator(device=device).manual_seed(augment_seed))
         if self.world > 1:
             # dropout: masks of its own on each rank (the weights are already equal: DDP sent rank 0's)
-            torch.manual_seed(cfg.seed * 1_000_003 + 500_000 + self.rank)
+            torch.manual_seed(dropout_seed)
         # the weights that are validated and kept: the model's, or (average > 0) their moving average
         self.average = WeightAverage(self.model, average) if average > 0 else None
         self.result = FitResult(self.snapshot(), 0, None)

@@ -118,9 +118,14 @@ def test_pretext_must_be_pretrained():
 def test_the_largest_seed_is_accepted_and_seeds_every_generator_derived_from_it():
     import torch
 
+    from selfsup.train import derived_seeds
+
     params = parse_params(with_value("finetune.seed", 2**32 - 1))
     seed = params.finetune.seed
-    torch.Generator().manual_seed(seed * 1_000_003 + 500_000 + 7)  # the largest seed training derives from it
+    for rank in (0, 7, 1023):  # every seed training derives from it seeds a generator (at most 2**64 - 1)
+        for derived in derived_seeds(seed, rank):
+            torch.Generator().manual_seed(derived)
+    assert len({s for rank in range(4) for s in derived_seeds(seed, rank)}) == 8  # a stream of its own each
 
 
 def test_yaml_exponent_without_dot_reads_as_float():

@@ -9,6 +9,7 @@ import re
 import shutil
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -79,10 +80,22 @@ def test_predict_forks_no_process_to_decode(project, tmp_path, monkeypatch):
     assert len(read_rows(tmp_path / "p.csv")) == len(list((project / "pngs").iterdir())) >= 128  # 2+ workers' worth
 
 
-def test_any_size_and_mode_is_prepared_as_the_training_images(project, tmp_path, capsys):
+def test_any_size_and_mode_is_prepared_as_the_training_images(project, tmp_path, capsys, monkeypatch):
+    """An RGB JPEG three times the size reaches the model as the 28×28 grayscale test image it was made from."""
+    import selfsup.predict
+
     image = Image.open(project / "pngs/000.png")
     image.convert("RGB").resize((84, 84), Image.NEAREST).save(tmp_path / "big.jpg", quality=100)
+    decoded = []
+    real = selfsup.predict.decode_files
+    monkeypatch.setattr(selfsup.predict, "decode_files", lambda *a, **k: decoded.append(real(*a, **k)) or decoded[-1])
     main([str(project / "model.pt"), str(project / "pngs/000.png"), str(tmp_path / "big.jpg"), "--top-k", "1"])
+    (images, unreadable), = decoded
+    assert images.shape == (2, 1, 28, 28) and unreadable == {}
+    assert torch.equal(images[0, 0], torch.from_numpy(np.array(image)))  # the PNG: the test image itself
+    # the JPEG: the whole picture squashed back to 28×28 (the bilinear filter blurs its edges: a few levels on
+    # average; a crop or a misplaced resize is tens of levels off)
+    assert (images[1].float() - images[0].float()).abs().mean() < 10
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].split("\t")[1].split(" ")[0] == lines[1].split("\t")[1].split(" ")[0]
 

@@ -12,8 +12,12 @@ from selfsup.runtime import Compute, Normalize, Runtime, predict, set_determinis
 def test_compute_auto_on_cpu_and_impossible_choices_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    auto = Compute.resolve(ComputeParams())
-    assert auto.device.type == "cpu" and auto.dtype in (None, torch.bfloat16)
+    for native, dtype in ((True, torch.bfloat16), (False, None)):  # bf16 only where the CPU has it natively
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+        auto = Compute.resolve(ComputeParams())
+        assert auto.device.type == "cpu" and auto.dtype is dtype
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the check: fp32
+    assert Compute.resolve(ComputeParams()).dtype is None
     assert Compute.resolve(ComputeParams(precision="fp32")).dtype is None
     with pytest.raises(SelfSupError, match=r"compute.device is 'cuda' but this machine has no cuda"):
         Compute.resolve(ComputeParams(device="cuda"))
@@ -42,7 +46,10 @@ def test_predict_batches_give_what_one_batch_gives_and_dicts_are_concatenated():
             return {"sum": x.sum((1, 2, 3)), "max": x.amax((1, 2, 3))}
 
     out = predict(Two(), images, runtime, 4, method="both")
-    assert set(out) == {"sum", "max"} and out["sum"].shape == (10,)
+    x = (images.float() / 255 - 0.5) / 0.2  # normalised as the runtime does; each batch's values in image order
+    assert set(out) == {"sum", "max"}
+    torch.testing.assert_close(out["sum"], x.sum((1, 2, 3)))
+    torch.testing.assert_close(out["max"], x.amax((1, 2, 3)))
 
 
 

@@ -158,9 +158,14 @@ def test_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path, 
 
 def test_state_saved_under_another_fingerprint_is_not_resumed(tmp_path, capsys):
     images, labels = toy_problem()
-    fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT,
+    # the state saved comes from another start than the runs below, so a state resumed would show in their weights
+    fit(Objective(make_model(seed=1), keep_labels), images, labels, Plan(CFG, 1), RT,
         progress=Progress(resume=Resume(tmp_path / "s.pt", {"lr": 1})))
     fresh = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT)
+    resumed = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT,
+                  progress=Progress(resume=Resume(tmp_path / "s.pt", {"lr": 1})))  # the same key: resumed
+    assert not all(torch.equal(resumed.best_state[k], v) for k, v in fresh.best_state.items())
+    capsys.readouterr()
     other = fit(Objective(make_model(), keep_labels), images, labels, Plan(CFG, 1), RT,
                 progress=Progress(resume=Resume(tmp_path / "s.pt", {"lr": 2})))
     assert "saved under other params, data or code; starting afresh" in capsys.readouterr().out

@@ -68,3 +68,14 @@ def test_views_without_any_transformation_are_the_image():
     x, ids = garments(n=3)
     views, _ = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(0))
     torch.testing.assert_close(views, x.repeat_interleave(cfg.views, 0), atol=1e-5, rtol=0)
+
+
+def test_the_flip_mirrors_about_half_the_views_and_does_nothing_else():
+    cfg = ExemplarParams(rotate=0, scale_min=1, scale_max=1, translate=0, flip=True, brightness=0, contrast=0, views=6)
+    x, ids = garments(n=8)
+    views, _ = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(0))
+    source = x.repeat_interleave(cfg.views, 0)
+    close = lambda a, b: torch.allclose(a, b, atol=1e-5, rtol=0)  # noqa: E731
+    mirrored = [close(v, s.flip(-1)) for v, s in zip(views, source)]
+    assert all(m or close(v, s) for m, v, s in zip(mirrored, views, source))  # each view: the image or its mirror
+    assert 0.25 < sum(mirrored) / len(mirrored) < 0.75  # both occur, each about half the time (48 views)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from selfsup.pretexts.rotation import SPEC, RotationParams
@@ -22,6 +23,18 @@ def test_the_flip_and_shift_come_before_the_rotation():
     for k in range(1, 4):
         assert torch.equal(inputs[6 * k : 6 * (k + 1)], torch.rot90(upright, k, dims=(-2, -1)))
     assert not torch.equal(upright, x)  # some image was flipped or shifted
+
+
+@pytest.mark.parametrize("views", [2, 3])
+def test_fewer_views_also_rotate_one_flipped_and_shifted_image(views):
+    """An image's random rotations (views < 4, the default's path) are rotations of the same augmented image."""
+    cfg = RotationParams(flip=True, translate=2, views=views)
+    x, ids = garments(n=6)
+    inputs, targets = SPEC.make_batch(cfg)(x, ids, torch.Generator().manual_seed(1))
+    upright = torch.stack([torch.rot90(view, -int(k), dims=(-2, -1)) for view, k in zip(inputs, targets)])
+    for v in range(1, views):
+        assert torch.equal(upright[6 * v : 6 * (v + 1)], upright[:6])
+    assert not torch.equal(upright[:6], x)  # some image was flipped or shifted
 
 
 def test_four_views_per_image_halve_nothing_but_the_source_batch():
