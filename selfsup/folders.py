@@ -67,6 +67,12 @@ def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[P
     return classes, others
 
 
+def checksums(paths: list[Path]) -> list[str]:
+    """The md5 of every file, with a progress bar from 1,000 files on; None for a file that is gone."""
+    return [md5sum(p) if p.is_file() else None
+            for p in tqdm(paths, desc="checksum", unit="image", mininterval=2, disable=len(paths) < 1000)]
+
+
 def scan(root: Path) -> tuple[pd.DataFrame, list[str], list[tuple[str, str]]]:
     """Check the layout of `root` and list its images: a frame of path (relative, POSIX), part (labelled,
     unlabelled, test), class ('' when unlabelled) and md5; the files left out (no image suffix); and the copies
@@ -91,8 +97,7 @@ def scan(root: Path) -> tuple[pd.DataFrame, list[str], list[tuple[str, str]]]:
         "path": [p.relative_to(root).as_posix() for p, _, _ in rows],
         "part": [part for _, part, _ in rows],
         "class": [name for _, _, name in rows],
-        "md5": [md5sum(p) for p, _, _ in tqdm(rows, desc="checksum", unit="image", mininterval=2,
-                                             disable=len(rows) < 1000)],
+        "md5": checksums([p for p, _, _ in rows]),
     })
     _refuse_contradictions(frame)
     frame, copies = _drop_copies(frame)
@@ -162,6 +167,11 @@ def prepare(raw_dir: Path, cfg, val_fraction: float, fraction: float, seed: int
                         "`dvc repro` (or `python -m stages.download --out data/raw`) first")
     frame = pd.read_csv(raw_dir / LISTING, dtype=str, keep_default_na=False)
     root = find_root(cfg.root)
+    # the images as the listing (what DVC tracks) has them: one changed since would make a run the lock cannot repeat
+    for name, listed, now in zip(frame.path, frame.md5, checksums([root / name for name in frame.path])):
+        if now != listed:
+            raise DataError(f"{root / name} {'is gone' if now is None else 'has changed'} since the folder was "
+                            "listed; list it again with `dvc repro -f -s download`, then `dvc repro`")
     images, keep, skipped = decode_dataset(root, frame.path.tolist(), cfg.image_size, cfg.channels,
                                            cfg.max_unreadable, "image-folder",
                                            "replace or remove them, or raise data.folder.max_unreadable")

@@ -132,6 +132,19 @@ def test_a_class_the_split_leaves_without_a_training_image_is_refused_before_any
     assert not (tmp_path / "prepared").exists()
 
 
+@pytest.mark.parametrize("change, said", [("edit", "has changed"), ("delete", "is gone")])
+def test_an_image_changed_since_the_listing_is_refused_with_the_command_that_lists_it_again(tmp_path, change, said):
+    """DVC tracks the listing, not the folder: preprocess reads the images the listing names, as listed, or stops."""
+    root = make_folder(tmp_path / "imgs")
+    write_listing(root, tmp_path / "raw")
+    prepare(tmp_path / "raw", FolderParams(root=str(root), image_size=8), 0.2, 1.0, 0)  # as listed: prepared
+    image = root / "labelled/dress/5.png"
+    picture(image, COLOURS["boot"], seed=99) if change == "edit" else image.unlink()
+    with pytest.raises(DataError, match=rf"^{root / 'labelled/dress/5.png'} {said} since the folder was listed; list it "
+                                        r"again with `dvc repro -f -s download`, then `dvc repro`$"):
+        prepare(tmp_path / "raw", FolderParams(root=str(root), image_size=8), 0.2, 1.0, 0)
+
+
 def test_preprocess_without_the_listing_says_to_run_download_first(tmp_path):
     root = make_folder(tmp_path / "imgs")
     (tmp_path / "raw").mkdir()
