@@ -49,7 +49,10 @@ def main(argv=None):
         live.summary["compute"] = runtime.describe()
         if args.checkpoint:  # a state saved by other code (of the modules this stage runs) is not resumed
             code = files_digest(loaded_sources("selfsup", "stages"))
+            # deterministic too: a state of nondeterministic kernels resumed under `deterministic: true` would
+            # break the bitwise promise
             resume = Resume(Path(args.checkpoint), {"pretext": args.pretext, "config": config, "compute": runtime.describe(),
+                                                    "deterministic": params.compute.deterministic,
                                                     "data": [fingerprint(images), fingerprint(val_images)], "code": code})
         pretrain(spec, cfg, common, backbone, images, val_images, runtime,
                  Progress(f"pretrain {args.pretext}", live, resume))

@@ -223,7 +223,7 @@ def interrupt_in_epoch(monkeypatch, epoch: int):
     return lambda: monkeypatch.setattr(selfsup.pretrain, "evaluate_objective", real)
 
 
-@pytest.mark.parametrize("change", ["params", "data"])
+@pytest.mark.parametrize("change", ["params", "data", "deterministic"])
 def test_a_state_saved_under_other_params_or_data_is_not_resumed(workdir, monkeypatch, capsys, change):
     set_param(workdir, "pretrain", "autoencoder", {"epochs": 3})
     run = ["autoencoder", "--data", "prepared", "--checkpoint", "state.pt", "--metrics", "m"]
@@ -232,9 +232,12 @@ def test_a_state_saved_under_other_params_or_data_is_not_resumed(workdir, monkey
         pretrain.main([*run, "--out", "b"])
     undo()
     assert (workdir / "state.pt").is_file()
-    if change == "params":
+    if change in ("params", "deterministic"):  # deterministic: no other number on a CPU, other kernels on a GPU
         params = yaml.safe_load((workdir / "params.yaml").read_text())
-        params["pretrain"]["common"]["lr"] = 0.02
+        if change == "params":
+            params["pretrain"]["common"]["lr"] = 0.02
+        else:
+            params["compute"]["deterministic"] = not params["compute"]["deterministic"]
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     else:  # a pixel of a training image changed: another preprocess output
         train = torch.load(workdir / "prepared/train.pt", weights_only=True)
