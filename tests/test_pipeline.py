@@ -232,6 +232,22 @@ def test_a_changed_param_reruns_only_the_stages_it_affects(tiny_repo):
     out = run(["dvc", "exp", "run", "-S", "pretrain.rotation.epochs=2"], repo, env)
     assert stages_run(out) == {"pretrain@rotation", "probe@rotation"}  # tuning one pretext redoes only that one
 
+    # compute.processes reaches the stages torchrun runs (pretrain, finetune) and no other; data.folder's image size
+    # reaches preprocess alone (download lists the source and decodes nothing)
+    params = repo / "params.yaml"
+    before = params.read_text()
+    config = yaml.safe_load(before)
+    config["compute"]["processes"] = 2
+    config["data"]["folder"]["image_size"] = 16
+    params.write_text(yaml.safe_dump(config))
+    try:
+        status = json.loads(run(["dvc", "status", "--json"], repo, env))
+    finally:
+        params.write_text(before)
+    changed = {stage for stage, entries in status.items() for entry in entries
+               if isinstance(entry, dict) and "params.yaml" in entry.get("changed deps", {})}
+    assert changed == {"preprocess", "finetune", *(f"pretrain@{p}" for p in config["pretexts"])}, status
+
     # a typo in the pretext stops at `select`, with the valid names, before DVC looks for its backbone
     typo = subprocess.run(["dvc", "exp", "run", "-S", "pretext=rotaton"], cwd=repo, env=env, capture_output=True, text=True)
     assert typo.returncode != 0
