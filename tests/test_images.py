@@ -42,6 +42,18 @@ def test_resize_squashes_to_a_square(tmp_path):
     assert (images[0, 0, :, :3] == 0).all() and (images[0, 0, :, 5:] == 255).all()
 
 
+def test_the_resize_filters_every_pixel_in_as_bilinear_does(tmp_path):
+    """Thin stripes (one pixel black, one white) shrunk 4×: a filter averages them to mid-grey, as PIL's bilinear
+    resize does; picking pixels (nearest) would keep black and white."""
+    array = np.zeros((32, 32), dtype=np.uint8)
+    array[:, 1::2] = 255
+    Image.fromarray(array).save(tmp_path / "stripes.png")
+    images, _ = decode_files([tmp_path / "stripes.png"], 8, channels=1)
+    expected = np.asarray(Image.fromarray(array).resize((8, 8), Image.BILINEAR, reducing_gap=2.0))
+    assert torch.equal(images[0, 0], torch.from_numpy(expected.copy()))
+    assert (images - 127.5).abs().max() < 10  # grey, not black and white
+
+
 def test_unreadable_files_are_reported_by_position_and_left_black(tmp_path):
     Image.fromarray(gradient(10, 10)).save(tmp_path / "good.png")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
