@@ -861,3 +861,24 @@ def test_the_readmes_collect_command_in_a_fresh_clone_keeps_every_committed_row(
     assert exit_.value.code == 1 and "a fresh clone has none" in capsys.readouterr().err
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
     assert status.stdout == ""
+
+
+def test_a_workspace_whose_recipe_differs_from_the_commit_is_not_rendered_unless_asked(tmp_path, monkeypatch, capsys):
+    """An experiment left in the workspace (here: the quick look's fraction in params.yaml) would redraw the published
+    answer with its recipe: the report refuses, names the files and the ways on, and writes nothing."""
+    committed(REPO / "README.md")  # skips outside a git checkout
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("  fraction: 1.0 ", "  fraction: 0.02 "))
+    monkeypatch.chdir(clone / "docs")
+    files = lambda: {k: v for k, v in snapshot(clone).items() if not k.startswith(".git/")}  # noqa: E731
+    before = files()
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(report_main, [])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "params.yaml differs from the last commit" in err
+    assert "git checkout HEAD -- params.yaml dvc.lock metrics" in err and "--uncommitted" in err
+    assert files() == before
+    report_main(["--uncommitted"])  # asked for: the workspace's recipe is drawn
+    assert files()["docs/results.md"] != before["docs/results.md"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,15 +43,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--replace", action="store_true",
                         help="with --experiments: the tables hold the collected experiments alone, every other "
                              "row dropped (and a chart they leave nothing to draw is removed)")
+    parser.add_argument("--uncommitted", action="store_true",
+                        help="render even where params.yaml or dvc.lock differ from the last commit (an experiment "
+                             "applied to the workspace, an edit): its recipe and results then replace the committed "
+                             "ones on the pages")
     args = parser.parse_args(argv)
     if (args.rev is not None or args.replace) and not args.experiments:
         parser.error("--rev and --replace go with --experiments")
     return args
 
 
+def uncommitted(root: Path) -> list[str]:
+    """Which of params.yaml and dvc.lock differ from the last commit of the git repository at `root` (none outside
+    one)."""
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--", *RECIPE_FILES], cwd=root, capture_output=True,
+                              text=True)
+    except OSError:  # no git
+        return []
+    return sorted(line[3:].strip() for line in proc.stdout.splitlines()) if proc.returncode == 0 else []
+
+
+RECIPE_FILES = ("params.yaml", "dvc.lock")  # the recipe the pages are drawn for, and the run metrics/ holds
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     root = project_root(Path.cwd())
+    changed = [] if args.uncommitted else uncommitted(root)
+    if changed:  # e.g. a `dvc exp run -S ...` left in the workspace: its settings would redraw the published answer
+        raise SelfSupError(
+            f"{' and '.join(changed)} differ{'s' * (len(changed) == 1)} from the last commit, so the pages would show "
+            "this workspace's recipe and results instead of the committed ones; commit them, or restore the "
+            "committed ones (git checkout HEAD -- params.yaml dvc.lock metrics), or pass --uncommitted to render "
+            "the workspace as it is. Nothing was written")
     pending = collect(root, args.rev or "HEAD", args.replace) if args.experiments else {}
     try:  # everything is read before anything is written
         pages = rendered(root, pending)
