@@ -469,6 +469,14 @@ def test_a_dataset_with_no_sweep_rows_gets_a_line_saying_so_and_no_charts(tmp_pa
                           (render_views, "comparison_reference_views.tsv")):
         assert render(tmp_path, read).startswith(f"No rows of `deepfashion` with this recipe in `metrics/{table}` yet")
     assert [picture.draw(tmp_path, read) for picture in PICTURES] == [None] * len(PICTURES)
+    # rows of that dataset queued with a setting the commit lacks (a folder's root given with -S): said, not shown
+    table = pd.read_csv(tmp_path / "metrics/comparison.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table.loc[table.index[:2], ["dataset", "variant"]] = ["deepfashion", "data.deepfashion.root=/data/df"]
+    (tmp_path / "metrics/comparison.tsv").write_text(table.to_csv(sep="\t", index=False))
+    said = render_comparison(tmp_path, read)
+    assert said.startswith("No rows of `deepfashion` with this recipe")
+    assert ("It holds 2 rows of `deepfashion` run with settings other than this commit's params.yaml (first: "
+            "`data.deepfashion.root=/data/df`), never shown with its recipe: commit those settings") in said
 
 
 def test_probe_markdown_reads_every_budget():

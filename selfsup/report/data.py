@@ -128,8 +128,16 @@ def dataset_of(params: dict) -> str | None:
 def no_rows(root: Path, path: Path, read) -> str:
     """A block's text where the sweep table at `path` holds no row of params.yaml's dataset (and commit's recipe)."""
     dataset = dataset_of(yaml.safe_load(read(root / "params.yaml")) or {})
-    return (f"No rows of `{dataset}` with this recipe in `{path.as_posix()}` yet: run the sweep (docs/results.md, "
+    text = (f"No rows of `{dataset}` with this recipe in `{path.as_posix()}` yet: run the sweep (docs/results.md, "
             "The label-efficiency sweep), then `python -m selfsup.report --experiments`.")
+    table = read_sweep(root, path, read)
+    others = table[(table.dataset == dataset) & (table.variant != "")] if dataset else table[:0]
+    if len(others):  # e.g. a folder swept with `-S data.folder.root=...` from a commit whose params.yaml has none
+        text += (f" It holds {len(others)} row{'s' * (len(others) > 1)} of `{dataset}` run with settings other than "
+                 f"this commit's params.yaml (first: `{others.variant.iloc[0]}`), never shown with its recipe: "
+                 "commit those settings in params.yaml before queuing the sweep (docs/data.md, The answer on your "
+                 "images).")
+    return text
 
 
 def read_comparison(root: Path, read=lambda p: p.read_text(), every: bool = False) -> pd.DataFrame:
