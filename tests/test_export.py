@@ -1,7 +1,9 @@
 """The exported model: outputs equal to the eager model's on real test images, loadable with torch alone."""
 
+import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,26 +72,28 @@ def test_exported_model_matches_the_eager_model_on_real_test_images(tmp_path, pr
     assert beside == spec and spec["check"]["test_images"] == 300 and spec["model"]["norm"] == norm
 
 
-def test_the_exported_file_loads_and_runs_with_torch_alone(tmp_path, prepared, real_test):
+def test_the_readmes_lines_run_the_export_with_torch_alone_as_predict_does(tmp_path, prepared, real_test):
+    """The README's snippet, as it stands, with this package made unimportable: on a test image saved as
+    photo.png (three times its size, so the resize is real) it gives what `selfsup.predict` gives."""
+    from PIL import Image
+
+    from selfsup.predict import main as predict_main
+
     calibrated_checkpoint(tmp_path / "model.pt", real_test[0])
     export.main(["--model", str(tmp_path / "model.pt"), "--data", str(prepared), "--out", str(tmp_path / "export")])
-    torch.save(real_test[0][:8].clone(), tmp_path / "images.pt")
-    # the README's three lines, with this package made unimportable
-    script = f"""
-import json, sys
-sys.modules["selfsup"] = None
-import torch
-extra = {{"model.json": ""}}
-program = torch.export.load({str(tmp_path / 'export/model.pt2')!r}, extra_files=extra)
-spec = json.loads(extra["model.json"])
-probabilities = program.module()(torch.load({str(tmp_path / 'images.pt')!r}))
-print(json.dumps([spec["classes"][i] for i in probabilities.argmax(1).tolist()]))
-"""
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    Image.fromarray(real_test[0][0, 0].numpy()).resize((84, 84), Image.NEAREST).save(tmp_path / "export/photo.png")
+    snippet = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    assert 'torch.export.load("model.pt2"' in snippet and '"photo.png"' in snippet
+    script = ('import sys\nsys.modules["selfsup"] = None\n' + snippet
+              + 'import json\nprint(json.dumps({c: p for c, p in zip(spec["classes"], probabilities[0].tolist())}))\n')
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "export", capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    with torch.inference_mode():
-        expected = delivered_model(load_checkpoint(tmp_path / "model.pt"))(real_test[0][:8]).argmax(1)
-    assert json.loads(out.stdout) == [CLASSES[i] for i in expected]
+    readme = json.loads(out.stdout)
+    predict_main([str(tmp_path / "export/model.pt2"), str(tmp_path / "export/photo.png"), "--top-k", "10",
+                  "--csv", str(tmp_path / "p.csv")])
+    row = next(csv.DictReader(open(tmp_path / "p.csv")))
+    predicted = {row[f"class{i}"]: float(row[f"probability{i}"]) for i in range(1, 11)}
+    assert predicted.keys() == readme.keys() and all(abs(predicted[c] - readme[c]) < 1e-6 for c in readme)
 
 
 def test_export_writes_nothing_when_the_check_fails(tmp_path, prepared, real_test, monkeypatch):
