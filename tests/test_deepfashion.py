@@ -231,7 +231,8 @@ def test_every_pretext_trains_fine_tunes_and_evaluates_on_the_rgb_copy(copy, wor
 def test_dvc_repro_runs_the_whole_pipeline_on_deepfashion(copy, tmp_path):
     """The real pipeline under DVC with data.dataset deepfashion, on the generated copy."""
     def edit(params):
-        params["data"] = {"dataset": "deepfashion", "deepfashion": {"root": str(copy), "image_size": 16}}
+        params["data"]["dataset"] = "deepfashion"  # the other keys stay: dvc.yaml declares some of them one by one
+        params["data"]["deepfashion"].update(root=str(copy), image_size=16)
         shrink_params(params, batch_size=16, val_images=6)
         params["finetune"]["batch_size"] = 16
         # every pretext trains on the RGB copy in-process (above) and runs under DVC in tests/test_pipeline.py's
