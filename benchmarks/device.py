@@ -13,8 +13,9 @@ CPU count, threads), tests.txt (the fast tests' output and exit code, killed at 
 stage's wall seconds, as `dvc repro` started them, a line as each one ends, and whether it finished), repro.log
 (line by line), and the run's metrics (every stage's metrics.json: evaluate's, finetune's, each probe's and
 pre-training's, flattened into metrics.json): what a run cut short (by --timeout, or stopped by SIGTERM or SIGHUP
-from whatever runs this) had done is on disk, and what it started is killed with it. On a CPU: `--device cpu --fraction 0.02` (and `--smoke`: one epoch per
-pretext, small probes, as the tests run it). Not a test: its numbers depend on the machine.
+from whatever runs this) had done is on disk, and what it started is killed with it. On a CPU: `--device cpu
+--fraction 0.02` (and `--smoke`: one epoch per pretext, small probes, as the tests run it). Not a test: its numbers
+depend on the machine.
 """
 
 from __future__ import annotations

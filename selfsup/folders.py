@@ -67,7 +67,7 @@ def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[P
     return classes, others
 
 
-def checksums(paths: list[Path]) -> list[str]:
+def checksums(paths: list[Path]) -> list[str | None]:
     """The md5 of every file, with a progress bar from 1,000 files on; None for a file that is gone."""
     return [md5sum(p) if p.is_file() else None
             for p in tqdm(paths, desc="checksum", unit="image", mininterval=2, disable=len(paths) < 1000)]

@@ -1,11 +1,11 @@
 """Classify image files with a trained model: `python -m selfsup.predict MODEL IMAGE_OR_FOLDER... [--csv FILE]`.
 
 MODEL is the delivered checkpoint (models/distill/model.pt, the distilled student or, with distillation off, the
-fine-tuned model; models/finetune/model.pt works too: runs where `compute.device: auto` would, in the
-precision `compute.precision: auto` picks, as evaluate does by default) or the exported file (models/export/model.pt2: runs on the CPU in fp32, with torch
-alone). Every image is prepared as the model's training images were: the channels and size the model records,
-through the same decoder as preprocess. Folders are walked to any depth; files without an image suffix there
-are left out, unreadable images are listed and the others still classified.
+fine-tuned model; models/finetune/model.pt works too: runs where `compute.device: auto` would, in the precision
+`compute.precision: auto` picks, as evaluate does by default) or the exported file (models/export/model.pt2: runs on
+the CPU in fp32, with torch alone). Every image is prepared as the model's training images were: the channels and
+size the model records, through the same decoder as preprocess. Folders are walked to any depth; files without an
+image suffix there are left out, unreadable images are listed and the others still classified.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+RECIPE_FILES = ("params.yaml", "dvc.lock")  # the recipe the pages are drawn for, and the run metrics/ holds
+
+
 def uncommitted(root: Path) -> list[str]:
     """Which of params.yaml and dvc.lock differ from the last commit of the git repository at `root` (none outside
     one)."""
@@ -64,19 +67,17 @@ def uncommitted(root: Path) -> list[str]:
     return sorted(line[3:].strip() for line in proc.stdout.splitlines()) if proc.returncode == 0 else []
 
 
-RECIPE_FILES = ("params.yaml", "dvc.lock")  # the recipe the pages are drawn for, and the run metrics/ holds
-
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     root = project_root(Path.cwd())
-    changed = [] if args.uncommitted else uncommitted(root)
-    if changed:  # e.g. a `dvc exp run -S ...` left in the workspace: its settings would redraw the published answer
+    dirty = [] if args.uncommitted else uncommitted(root)
+    if dirty:  # e.g. a `dvc exp run -S ...` left in the workspace: its settings would redraw the published answer
         raise SelfSupError(
-            f"{' and '.join(changed)} differ{'s' * (len(changed) == 1)} from the last commit, so the pages would show "
+            f"{' and '.join(dirty)} differ{'s' * (len(dirty) == 1)} from the last commit, so the pages would show "
             "this workspace's recipe and results instead of the committed ones; commit them, or restore the "
-            "committed ones (git checkout HEAD -- params.yaml dvc.lock metrics), or pass --uncommitted to render "
-            "the workspace as it is. Nothing was written")
+            f"committed ones (git checkout HEAD -- {' '.join(RECIPE_FILES)} metrics), or pass --uncommitted to "
+            "render the workspace as it is. Nothing was written")
     pending = collect(root, args.rev or "HEAD", args.replace) if args.experiments else {}
     try:  # everything is read before anything is written
         pages = rendered(root, pending)
