@@ -191,13 +191,20 @@ def test_a_team_shares_outputs_through_a_remote_and_sweeps_across_machines(tiny_
     swept = table[table.seed > 0]
     assert sorted(swept.pretext) == ["autoencoder", "exemplar"] and set(swept.seed) == {1}
     assert swept.test_accuracy.between(0, 1).all()
+    # run up to a stage only, an experiment keeps the later stages' metrics of the run before: it is not collected
+    partial = run(["dvc", "exp", "run", "--temp", "-S", "pretext=rotation", "-S", "finetune.seed=2", "preprocess"],
+                  repo, env)
+    assert "finetune" not in stages_run(partial)
     # the README's command collects them into the committed table, every committed row kept
     collect = re.search(r"^(python -m selfsup\.report --experiments)\s", (REPO / "README.md").read_text(), re.M)
     before = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
-    run([sys.executable, *collect.group(1).split()[1:]], repo, env)
+    said = run([sys.executable, *collect.group(1).split()[1:]], repo, env)
+    left_out = re.search(r"left out 1 run .+: ([\w-]+) \(select, finetune, distill\)", said)
+    assert left_out, said
     after = pd.read_csv(repo / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     keys = ["pretext", "labels_per_class", "epochs", "min_steps", "seed"]
     assert before[keys].merge(after, on=keys).test_accuracy.tolist() == before.test_accuracy.tolist()
+    assert left_out.group(1) not in set(after.experiment) and not ((after.epochs == 2) & (after.seed == 2)).any()
     new = after[(after.epochs == 2) & (after.seed == 1)]
     assert sorted(new.pretext) == ["autoencoder", "exemplar"] and set(new.experiment) == set(names)
     assert new.worst_recall.between(0, 1).all() and new.worst_class.notna().all()  # from each one's per_class.csv

@@ -834,6 +834,38 @@ def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_co
     assert len(distilled) == 0 and "finetuned_accuracy" in distilled
 
 
+def lock_of(params):
+    """A dvc.lock whose finetune stage records `params`' pretext and finetune section."""
+    recorded = {"pretext": params["pretext"], "finetune": params["finetune"]}
+    return {"schema": "2.0", "stages": {"finetune": {"cmd": "python -m stages.finetune",
+                                                     "params": {"params.yaml": recorded}}}}
+
+
+def test_a_run_whose_dvc_lock_records_other_params_is_left_out_and_named(project_copy, monkeypatch, capsys):
+    head = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    whole = exp_entry("e1", "rotation", 5, 0.7, "2026-01-02T00:00:00", seed=7)
+    # `dvc exp run -S pretext=exemplar -S finetune.seed=8 preprocess`: fine-tuning's lock is still the run before's
+    partial = exp_entry("e2", "exemplar", 5, 0.7, "2026-01-02T00:00:01", seed=8)
+    head["experiments"] = [{"revs": [whole]}, {"revs": [partial]}]
+    params = {entry["rev"]: entry["data"]["params"]["params.yaml"]["data"] for entry in (head, whole, partial)}
+    params["e1e1e1"]["finetune"]["lr"] = 1e-05
+    locks = {"mainmainmain": lock_of(params["mainmainmain"]),
+             # a float as PyYAML reads DVC's "1e-05": a string, the same value
+             "e1e1e1": lock_of({**params["e1e1e1"], "finetune": {**params["e1e1e1"]["finetune"], "lr": "1e-05"}}),
+             "e2e2e2": lock_of(params["e1e1e1"])}
+    told = []
+    rows = experiment_rows([head], lock=locks.get, stale=lambda name, stages: told.append((name, stages)))
+    assert sorted(rows.experiment) == ["e1", "main"] and told == [("e2", ["finetune"])]
+
+    fake_dvc(monkeypatch, [head])
+    monkeypatch.setattr(report_data, "git_lock", lambda root: locks.get)
+    report_main(["--experiments"])
+    table = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    assert "e1" in set(table.experiment) and "e2" not in set(table.experiment)
+    err = capsys.readouterr().err
+    assert "left out 1 run whose dvc.lock records params other than its params.yaml" in err and "e2 (finetune)" in err
+
+
 def test_a_commit_of_digits_alone_keeps_its_leading_zero_when_rows_are_added(project_copy, monkeypatch):
     path = project_copy / "metrics/comparison.tsv"
     table = pd.read_csv(path, sep="\t", dtype=str)

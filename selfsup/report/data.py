@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -188,15 +189,44 @@ def weakest_class(per_class: pd.DataFrame | None) -> tuple[str | None, float]:
     return weakest["class"], float(weakest.accuracy)
 
 
-def git_per_class(root: Path):
-    """A reader of the per-class table committed with a revision (an experiment's commit) of the repository at
-    `root`: None where that revision has none."""
-    def read(rev: str) -> pd.DataFrame | None:
-        proc = subprocess.run(["git", "show", f"{rev}:{PER_CLASS.as_posix()}"], cwd=root, capture_output=True,
-                              text=True)
-        return pd.read_csv(io.StringIO(proc.stdout)) if proc.returncode == 0 and proc.stdout.strip() else None
+def git_reader(root: Path, path: Path, parse):
+    """A reader of the file `path` as committed with a revision (an experiment's commit) of the repository at
+    `root`, parsed from its text by `parse`: None where that revision has none."""
+    def read(rev: str):
+        proc = subprocess.run(["git", "show", f"{rev}:{path.as_posix()}"], cwd=root, capture_output=True, text=True)
+        return parse(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
 
     return read
+
+
+def git_per_class(root: Path):
+    """A reader of the per-class table committed with a revision of the repository at `root` (`git_reader`)."""
+    return git_reader(root, PER_CLASS, lambda text: pd.read_csv(io.StringIO(text)))
+
+
+def git_lock(root: Path):
+    """A reader of the dvc.lock committed with a revision of the repository at `root` (`git_reader`)."""
+    return git_reader(root, Path("dvc.lock"), yaml.safe_load)
+
+
+def same_value(a, b) -> bool:
+    """Whether a param's value in dvc.lock and in params.yaml agree (a float may be written either way: 1e-05)."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def stale_stages(lock: dict | None, params: dict) -> list[str]:
+    """The stages of `lock` (a revision's dvc.lock) that record a param other than `params` (its params.yaml) holds:
+    their outputs were made with other settings. `dvc exp run -S ... <stage>` runs up to <stage> only and leaves
+    the later stages' metrics from the run before."""
+    mine = flat(params)
+    return [stage for stage, entry in ((lock or {}).get("stages") or {}).items()
+            if any(not same_value(value, mine.get(key))
+                   for key, value in flat(((entry or {}).get("params") or {}).get("params.yaml") or {}).items())]
 
 
 # the params a sweep varies, each a column of its rows (distill's: DISTILL_KEYS and the distilled table), and those
@@ -225,11 +255,13 @@ def variant(params: dict, base: dict) -> str:
     return ",".join(f"{k}={mine[k] if isinstance(mine.get(k), str) else json.dumps(mine.get(k))}" for k in changed)
 
 
-def experiment_rows(show: list, per_class=lambda rev: None) -> pd.DataFrame:
+def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: None,
+                    stale=lambda name, stages: None) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on its
     commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's), with its
     `variant` of the commit's recipe and the delivered model's weakest class (`per_class` maps a revision to its
-    per-class table, e.g. `git_per_class`)."""
+    per-class table, e.g. `git_per_class`). One whose dvc.lock (`lock` maps a revision to it, e.g. `git_lock`)
+    records other params than its params.yaml (`stale_stages`) has no row: `stale(name, stages)` is told instead."""
     def all_params(entry: dict) -> dict:
         return ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
 
@@ -247,12 +279,17 @@ def experiment_rows(show: list, per_class=lambda rev: None) -> pd.DataFrame:
                 continue
             if fraction(entry) != fraction(commit):  # a quick look at a part of its commit's data
                 continue
+            name = entry.get("name") or entry["rev"][:7]
+            stages = stale_stages(lock(entry["rev"]), params)
+            if stages:  # its metrics are not (all) its own params'
+                stale(name, stages)
+                continue
             ft, distill = params["finetune"], params.get("distill") or {}
             summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
             finetuned = metrics.get("finetuned", metrics["test"])  # before distillation (the same model when off)
             worst_class, worst_recall = weakest_class(per_class(entry["rev"]))
             rows.append({
-                "experiment": entry.get("name") or entry["rev"][:7], "timestamp": data.get("timestamp"),
+                "experiment": name, "timestamp": data.get("timestamp"),
                 "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
                 "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
                 "min_steps": effective_min_steps(ft, summary.get("labelled_images")), "seed": ft["seed"],
@@ -318,7 +355,17 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
             f"no finished DVC experiments of {rev} to collect, so nothing was written. Experiments live in the "
             "repository that ran them (a fresh clone has none; `dvc exp pull <remote>` fetches shared ones) and "
             "belong to the commit they were queued from: after a later commit, pass --rev <that commit>")
-    comparison, distilled = sweep_tables(experiment_rows(show, git_per_class(root)))
+    left_out = []
+    rows = experiment_rows(show, git_per_class(root), git_lock(root),
+                           lambda name, stages: left_out.append(f"{name} ({', '.join(stages)})"))
+    if left_out:
+        one = len(left_out) == 1
+        print(f"left out {len(left_out)} run{'' if one else 's'} whose dvc.lock records params other than "
+              f"{'its' if one else 'their'} params.yaml's for the stages named, so {'its' if one else 'their'} "
+              f"metrics were not (all) made with {'its' if one else 'their'} settings: {'; '.join(left_out)}. A "
+              f"`dvc exp run` given a stage runs up to that stage only; run {'it' if one else 'them'} again without "
+              f"one to collect {'it' if one else 'them'}", file=sys.stderr)
+    comparison, distilled = sweep_tables(rows)
     if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
         comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
     tables = {root / COMPARISON: comparison.to_csv(sep="\t", index=False, float_format="%.6f")}
