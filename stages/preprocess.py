@@ -6,6 +6,7 @@ folder: test/ (or a seeded test split) and val from labelled/; unlabelled/ kept 
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from selfsup.cli import run_stage
@@ -35,6 +36,10 @@ def main(argv=None):
     save_prepared(args.out, splits, classes, data.dataset, extra, unlabelled)
     print(", ".join(f"{name}: {len(split)} images" for name, split in splits.items())
           + (f", unlabelled: {len(unlabelled)} images" if unlabelled is not None else ""))
+    if cfg.fraction < 1:  # e.g. a quick look's `-S preprocess.fraction=0.02`, which later `dvc exp run`s carry over
+        print(f"note: preprocess.fraction is {cfg.fraction:g}, so every split keeps {100 * cfg.fraction:g}% of its "
+              "images: a quick look, not a result. For all of them set preprocess.fraction: 1 in params.yaml (or "
+              "`dvc exp run -S preprocess.fraction=1`)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ def test_every_stage_runs_once_and_the_delivered_model_serves_what_was_evaluated
     # the device run recorded the machine, every stage's seconds and the metrics, on the CPU
     info = json.loads((folder / "env.json").read_text())
     assert info["device"] == "cpu" and info["torch"] and info["stage_python"]
+    # ... on 2% of the data, which preprocess says is no result
+    said = (folder / "repro.log").read_text()
+    assert "note: preprocess.fraction is 0.02, so every split keeps 2% of its images" in said
     seconds = pd.read_csv(folder / "stages.tsv", sep="\t")
     assert {"download", "preprocess", "finetune", "evaluate", "pretrain@rotation", "probe@none"} <= set(seconds.stage)
     assert (seconds.seconds >= 0).all() and (seconds.finished == "yes").all()
