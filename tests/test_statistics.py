@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfsup.report.sweep import labels_markdown, saving_text
+from selfsup.report.sweep import labels_markdown, paired_gains, saving_text
 from selfsup.report.targets import targets_markdown
 from selfsup.statistics import labels_matching, labels_to_match
 
@@ -76,6 +76,12 @@ def test_the_saving_is_said_in_words_and_checked_against_the_target():
     md = labels_markdown(matched, ["none", "rotation"]).splitlines()
     assert md[2].startswith("| rotation | 32 (") and md[2].endswith("; saves 68%) | more than 1000 (saves more than 90%) |")
     table = table.assign(protocol="full", epochs=60, min_steps=500)
+    # bold where the saving is a finding: its interval above 0 and the gain's too
+    gains = paired_gains(table)
+    bold = labels_markdown(matched, ["none", "rotation"], gains).splitlines()[2]
+    assert bold.startswith("| rotation | **32** (") and "| **more than 1000** (" in bold
+    assert "**" not in labels_markdown(matched, ["none", "rotation"], gains.assign(low=-0.01))  # gains holding 0
+    assert "**" not in labels_markdown(matched.assign(low=10.0), ["none", "rotation"], gains)  # savings holding 0
     target = targets_markdown(table, matched=matched).splitlines()[-1]
     assert target.startswith("| 10 per class: best pretext matches `none` with ≥ 3× the labels (saves ≥ 67%)")
     assert target.endswith("| **missed** |")  # 32 is more than 3 x 10, but the interval's lower end is not

@@ -10,7 +10,7 @@ from selfsup.report.data import (COMPARISON, GAIN_PLOT, PER_CLASS, PLOT, SAVING_
                                  pretexts, read_comparison, read_probes, read_table)
 from selfsup.report.probes import probe_draws, probe_gaps
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gains_markdown, labels_markdown, matching,
-                                  paired_gains, saved_share, weakest_text)
+                                  paired_gains, saved_share, saving_is_finding, weakest_text)
 from selfsup.report.tables import budget_order, pretext_order
 from selfsup.report.targets import targets_markdown
 
@@ -34,7 +34,8 @@ def labels_note(all_per_class: int | None = None) -> str:
             "interval that carries every budget's uncertainty over seeds (each mean drawn from its Student-t spread, "
             "a pretext's seeds paired with `none`'s; no interval where a budget of the curve or the pretext's own "
             "ran one seed); no share saved where the pretext is below `none`; \"more than\": beyond the largest "
-            f"budget measured ({where}).")
+            f"budget measured ({where}). **Bold**: a saving these seeds show, this interval and the gain's both above "
+            "0; the others are too close to tell.")
 
 
 def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
@@ -66,8 +67,7 @@ def headline_text(table: pd.DataFrame, matched: pd.DataFrame, order=()) -> str:
                 f"over the budgets with two seeds or more: {'; '.join(said)}.")
     saving = ""
     # as the bullets say it: where the gain and the share saved are both clear of 0
-    mine = matched[(matched.pretext == best) & (matched.low > matched.labels_per_class.astype(int))
-                   & matched.labels_per_class.isin(gained[best])]
+    mine = matched[[r.pretext == best and saving_is_finding(r, gains) for r in matched.itertuples()]]
     if len(mine):
         share = {r.labels_per_class: saved_share(r) for r in mine.itertuples()}
         least, most = min(share, key=lambda b: share[b][0]), max(share, key=lambda b: share[b][0])
@@ -113,7 +113,8 @@ def detail_block(table: pd.DataFrame, order=(), gaps: pd.DataFrame | None = None
     gains = f"{GAINS_NOTE}\n\n{gains_markdown(table, order)}\n\n" if len(paired_gains(table)) else ""
     matched = matching(table, all_per_class=all_per_class)
     on_curve = all_per_class if len(matched) and matched.largest.max() == all_per_class else None
-    labels = f"{labels_note(on_curve)}\n\n{labels_markdown(matched, order)}\n\n" if len(matched) else ""
+    labels = (f"{labels_note(on_curve)}\n\n{labels_markdown(matched, order, paired_gains(table))}\n\n"
+              if len(matched) else "")
     return (f"{gains}{labels}Against the targets (mean over seeds, the full test set):\n\n"
             f"{targets_markdown(table, gaps=gaps, matched=matched, classes=classes)}")
 

@@ -175,20 +175,30 @@ def saving_text(r, largest: int) -> str:
             f"labels (95% CI {share(r.low)} to {share(r.high)})")
 
 
-def labels_markdown(matched: pd.DataFrame, order=()) -> str:
+def saving_is_finding(r, gains: pd.DataFrame) -> bool:
+    """Whether the share of the labels a pretext saves (`r`: a `matching` row) is a finding: its 95% interval above 0
+    (even the interval's low end of the labels `none` needs is above the budget) and the pretext's gain over `none`
+    there (its row of `gains`: `paired_gains`) a finding above 0."""
+    gain = gains[(gains.pretext == r.pretext) & (gains.labels_per_class == r.labels_per_class)]
+    return r.low > int(r.labels_per_class) and len(gain) == 1 and is_finding(gain.iloc[0]) and gain.iloc[0].low > 0
+
+
+def labels_markdown(matched: pd.DataFrame, order=(), gains: pd.DataFrame | None = None) -> str:
     """The labels per class `none` needs to match each pretext (rows) at each budget (columns), with the 95%
-    interval and the share of labels saved."""
+    interval and the share of labels saved; bold where the saving `saving_is_finding` (with `gains`, the
+    `paired_gains` of the same rows)."""
     largest = matched.largest.max() if len(matched) else 0
 
     def cell(r):
         b = int(r.labels_per_class)
         saved = "" if r.labels <= b else f"saves {share_text(b, r.labels, largest)}"
         cell = (lambda n: labels_cell(n, largest, getattr(r, "smallest", 0)))
+        labels = f"**{cell(r.labels)}**" if gains is not None and saving_is_finding(r, gains) else cell(r.labels)
         if r.low == float("inf"):  # never matched, in any draw
-            return cell(r.labels) + (f" ({saved})" if saved else "")
+            return labels + (f" ({saved})" if saved else "")
         if math.isnan(r.low):  # a budget with one seed: no interval
-            return cell(r.labels) + (f" ({saved}; no interval)" if saved else " (no interval)")
-        return f"{cell(r.labels)} ({cell(r.low)} to {cell(r.high)}{'; ' + saved if saved else ''})"
+            return labels + (f" ({saved}; no interval)" if saved else " (no interval)")
+        return f"{labels} ({cell(r.low)} to {cell(r.high)}{'; ' + saved if saved else ''})"
     return "\n".join(budget_grid(matched, "labels `none` needs", "{} labels per class", cell, order))
 
 
