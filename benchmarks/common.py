@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from selfsup import SelfSupError
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path
 from selfsup.report.data import merged
@@ -21,9 +22,37 @@ def parse_budget(text: str) -> int | str:
     return text if text == "all" else int(text)
 
 
+def lost_cells(path: Path, rows: list[dict], keys: list[str]) -> list[str]:
+    """The committed cells of the table at `path` that `rows` would empty: "<key values>: <column>" for each column
+    in which a row of the same `keys` holds a value and the new row none (e.g. a rerun at fewer budgets)."""
+    if not path.is_file():
+        return []
+    old = pd.read_csv(path, sep="\t", dtype=str)
+    if not set(keys) <= set(old.columns):
+        return []
+    lost = []
+    for row in rows:
+        same = old[(old[keys] == [str(row[k]) for k in keys]).all(axis=1)]
+        for _, committed in same.iterrows():
+            lost += [f"{', '.join(str(row[k]) for k in keys)}: {column}" for column in old.columns
+                     if column not in keys and pd.notna(committed[column]) and pd.isna(row.get(column))]
+    return lost
+
+
+def refuse_lost_cells(path: Path, rows: list[dict], keys: list[str]) -> None:
+    """A SelfSupError where `rows` would empty committed cells of the table at `path` (`lost_cells`)."""
+    lost = lost_cells(path, rows, keys)
+    if lost:
+        raise SelfSupError(
+            f"{path} holds values these runs would replace with nothing ({'; '.join(lost[:4])}"
+            f"{f'; and {len(lost) - 4} more' if len(lost) > 4 else ''}), so nothing was written to it: measure them "
+            "as well (e.g. every budget the table holds), or write to another table with --out")
+
+
 def write_runs(path: Path, rows: list[dict], keys: list[str]) -> None:
     """Add a benchmark's rows to the table at `path` (earlier runs kept, a rerun of the same `keys` replaces its
-    row), written atomically."""
+    row), written atomically; never a committed cell replaced by nothing (`refuse_lost_cells`)."""
+    refuse_lost_cells(path, rows, keys)
     table = merged(path, pd.DataFrame(rows), keys)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")

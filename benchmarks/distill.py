@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.common import EPOCHS, parse_budget, worst_class, write_runs
+from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.distill import Labelled, distill, new_student
 from selfsup.evaluate import top1_accuracy
@@ -126,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

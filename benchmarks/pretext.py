@@ -22,10 +22,13 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from benchmarks.common import write_runs
+from selfsup import SelfSupError
+from selfsup.cli import run_stage
 from selfsup.data import load_prepared, pretraining_images
 from selfsup.distributed import NullLive
 from selfsup.models import build_backbone
@@ -60,6 +63,22 @@ def variant_config(params, pretext: str, changes: dict):
     return spec, dataclasses.replace(params.pretrain.section(pretext, spec.params), **changes)
 
 
+def check_budgets(path: Path, variants: list[str], budgets: list[int]) -> None:
+    """Before hours of pre-training, a SelfSupError where the table at `path` holds a variant's probe at a budget
+    the run would not measure: its row would be replaced without it (write_runs refuses that only at the end)."""
+    if not path.is_file():
+        return
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    for _, row in table[table.variant.isin(variants)].iterrows():
+        held = [int(column[4:]) for column in table.columns if column.startswith("val_") and pd.notna(row[column])]
+        missing = sorted(set(held) - set(budgets))
+        if missing:
+            raise SelfSupError(f"{path} holds '{row.variant}' at {', '.join(map(str, missing))} labels per class too, "
+                               f"which this run would drop; measure every budget it holds (--budgets "
+                               f"{' '.join(map(str, sorted(set(held) | set(budgets))))}), or write to another table "
+                               "with --out. Nothing was run")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -67,6 +86,7 @@ def main(argv=None):
     parser.add_argument("--data", default="data/prepared")
     parser.add_argument("--out", default="metrics/pretext_compute.tsv")
     args = parser.parse_args(argv)
+    check_budgets(Path(args.out), args.variants, args.budgets)
     params = load_params()
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
@@ -103,4 +123,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

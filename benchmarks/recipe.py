@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.common import EPOCHS, parse_budget, worst_class, write_runs
+from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import Start, finetune_backbone
@@ -163,4 +164,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup import pretexts
+from selfsup.cli import run_stage
 from selfsup.evaluate import top1_accuracy
 from selfsup.finetune import objective as finetune_objective
 from selfsup.models import CifarNet, Classifier
@@ -124,7 +125,7 @@ def exemplar_batches_per_second(batch_size: int, batches: int, device: torch.dev
     return ours, theirs
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--steps", type=int, help="timed steps per measurement (default: 40 on a CPU, 400 on a GPU, "
@@ -133,7 +134,7 @@ def main():
     parser.add_argument("--channels", type=int, default=1, help="image channels (DeepFashion: 3)")
     parser.add_argument("--size", type=int, default=28, help="image side in pixels (DeepFashion: data.deepfashion.image_size)")
     parser.add_argument("--steps-only", action="store_true", help="only the training steps, not the batch and options")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     global CHANNELS, SIZE
     CHANNELS, SIZE = args.channels, args.size
     torch.manual_seed(0)
@@ -188,4 +189,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -151,3 +151,35 @@ def test_benchmarks_share_through_common_never_each_other():
         imported = re.findall(r"^from benchmarks\.(\w+) import|^import benchmarks\.(\w+)",
                               (REPO / "benchmarks" / f"{name}.py").read_text(), flags=re.M)
         assert {a or b for a, b in imported} <= {"common"}, name
+
+
+def test_a_rerun_never_replaces_committed_cells_with_nothing(tmp_path):
+    """A benchmark's row replaced by a rerun that measured less (e.g. fewer budgets) would lose committed numbers:
+    refused, the table left as it was; a rerun that measures everything replaces the row."""
+    import pandas as pd
+
+    from benchmarks.common import write_runs
+    from selfsup import SelfSupError
+
+    path = tmp_path / "pretext_compute.tsv"
+    committed = "variant\tval_100\tval_1000\nrotation: 4 views\t0.84\t0.89\nexemplar: 6 views\t0.80\t0.85\n"
+    path.write_text(committed)
+    with pytest.raises(SelfSupError, match=r"rotation: 4 views: val_1000\), so nothing was written to it"):
+        write_runs(path, [{"variant": "rotation: 4 views", "val_100": 0.5}], ["variant"])
+    assert path.read_text() == committed
+    with pytest.raises(SelfSupError, match=r"holds 'rotation: 4 views' at 1000 labels per class too.+--budgets 100 "
+                                           r"1000\).+Nothing was run"):
+        pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [100])
+    pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [10, 100, 1000])  # every budget it holds, and more
+    pretext_benchmark.check_budgets(path, ["a variant not in the table"], [100])
+    write_runs(path, [{"variant": "rotation: 4 views", "val_100": 0.5, "val_1000": 0.6}], ["variant"])
+    table = pd.read_csv(path, sep="\t")
+    assert table.set_index("variant").loc["rotation: 4 views"].tolist() == [0.5, 0.6] and len(table) == 2
+
+
+@pytest.mark.parametrize("name", ["recipe", "distill", "pretext"])
+def test_a_benchmark_without_its_data_says_so_in_one_line(name, tmp_path):
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--data", str(tmp_path / "none")], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert "meta.json not found; run `dvc repro preprocess` first" in done.stderr
