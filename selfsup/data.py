@@ -28,6 +28,9 @@ class DataError(SelfSupError):
 def read_idx(path: str | Path) -> torch.Tensor:
     """Read a gzipped IDX file (the MNIST format) of unsigned bytes into a uint8 tensor."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found; run the download stage (`dvc repro download`), or give the folder that "
+                        "holds the four Fashion-MNIST .gz files")
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError, zlib.error) as err:
@@ -251,7 +254,13 @@ def budget_error(param: str, per_class: int, name: str | int, count: int) -> Dat
 def check_budget(labels: torch.Tensor, per_class: int | str, classes: list[str], param: str, at_most: bool
                  ) -> dict[str, int]:
     """`short_classes`, where a budget of `exact` (not `at_most`) refuses any: the first named in the error. A stage
-    calls it before its long work, so the error comes at once and names the class."""
+    calls it before its long work, so the error comes at once and names the class. Data of fewer than two classes is
+    refused: every model of it would score 100%."""
+    if len(classes) < 2:
+        raise DataError(f"the prepared data holds {len(classes)} class{'es' * (len(classes) != 1)} "
+                        f"({', '.join(classes) or 'none'}), and classifying needs two or more: data of one category "
+                        "can pre-train a backbone, not fine-tune or probe one. Prepare data of two classes or more "
+                        "(DeepFashion: a copy with more categories; a folder: labelled/<class>/ for each)")
     short = short_classes(labels, per_class, classes)
     if short and not at_most:
         raise budget_error(param, per_class, *next(iter(short.items())))

@@ -190,8 +190,9 @@ def prepare(raw_dir: Path, cfg, val_fraction: float, fraction: float, seed: int
     need = 2 if len(test) else 3
     if (counts < need).any():
         small = int(counts.argmin())
-        raise DataError(f"class {classes[small]} has {int(counts[small])} readable labelled images; every class needs "
-                        f"at least {need} (one each for train, val{'' if len(test) else ' and test'}): add images")
+        have = int(counts[small])
+        raise DataError(f"class {classes[small]} has {have} readable labelled image{'s' * (have != 1)}; every class "
+                        f"needs at least {need} (one each for train, val{'' if len(test) else ' and test'}): add images")
     if not len(test):
         test_pos, rest = stratified_split(labels[labelled], cfg.test_fraction, gen)
         test, labelled = labelled[test_pos], labelled[rest]

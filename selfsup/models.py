@@ -4,6 +4,7 @@ Pretext heads live with their pretext (selfsup/pretexts/)."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import zipfile
 from pathlib import Path
@@ -206,12 +207,13 @@ _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x0
 
 
 def foreign_file(path: str | Path) -> str | None:
-    """What the file at `path` is when it is plainly not a checkpoint of this project (an image, JSON, an exported
-    program, an empty file), in words for an error message; None for anything else (a checkpoint, or a damaged
-    one: torch.load tells)."""
+    """What the file at `path` is when it is plainly not a checkpoint of this project (an image, JSON or other text,
+    an exported program, another zip archive, an empty file), in words for an error message; None for what may be
+    one: torch's zip format (whole or damaged: torch.load tells) or a pickle (its older format)."""
     path = Path(path)
     with open(path, "rb") as f:
-        head = f.read(16)
+        start = f.read(4096)
+    head = start[:16]
     if not head:
         return "an empty file"
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
@@ -222,11 +224,21 @@ def foreign_file(path: str | Path) -> str | None:
         except (ValueError, UnicodeDecodeError):
             return "a text file"
         return SPEC_JSON if isinstance(data, dict) and {"classes", "input"} <= data.keys() else "a JSON file"
-    if zipfile.is_zipfile(path):
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            return None  # a zip cut short: a damaged checkpoint, as likely as anything
         with zipfile.ZipFile(path) as archive:
-            if any(name.endswith("/archive_format") for name in archive.namelist()):
-                return EXPORTED
-    return None
+            names = archive.namelist()
+        if any(name.endswith("/archive_format") for name in names):
+            return EXPORTED
+        return None if any(name.endswith("data.pkl") for name in names) else "a zip archive"
+    if head[:1] == b"\x80":  # a pickle: torch.save's older format
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(start)  # a character cut at the end is no error
+    except UnicodeDecodeError:
+        return "a file of another format"
+    return "a text file" if b"\0" not in start else "a file of another format"
 
 
 def pointer_beside(path: Path, what: str) -> str:

@@ -264,6 +264,9 @@ class Params:
                 raise ParamsError(
                     f"params.yaml: unknown pretext {name!r}; valid pretexts: {', '.join(pretext_names())}"
                 )
+        if not self.probe.labels_per_class:
+            raise ParamsError("params.yaml: probe.labels_per_class is empty; list at least one budget, e.g. "
+                              "[10, 100, 1000, all]")
         for i, n in enumerate(self.probe.labels_per_class):
             if n != "all" and n <= 0:
                 raise ParamsError(f"params.yaml: probe.labels_per_class holds {n!r}; expected positive integers or `all`")

@@ -155,7 +155,7 @@ def classify(predictor, spec: dict, files: list[Path], top_k: int):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m selfsup.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("model", help="models/distill/model.pt (or models/finetune/model.pt) or models/export/model.pt2")
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ... of any size or mode) or folders")
     parser.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")

@@ -169,7 +169,7 @@ def report(base: str, cwd: Path = Path("."), html: Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m selfsup.review", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("base", help="the revision to compare with: the pull request's base branch, e.g. main")
     parser.add_argument("--html", type=Path, help="folder for the changed plots, rendered by `dvc plots diff`")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ from selfsup.runtime import setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--teacher", required=True, help="model.pt written by finetune")
     parser.add_argument("--backbone", required=True, help="backbone.pt of the pretext that params.yaml names")
     parser.add_argument("--data", required=True, help="preprocess output folder")

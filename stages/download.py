@@ -15,7 +15,7 @@ from selfsup.params import load_params
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--out", required=True, help="folder for the raw files")
     parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
                         help=f"Fashion-MNIST: extra mirror tried first, a folder or URL (default: ${MIRROR_ENV})")

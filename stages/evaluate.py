@@ -17,7 +17,7 @@ from selfsup.runtime import predict, setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--model", required=True, help="model.pt written by distill: the delivered model")
     parser.add_argument("--finetuned", help="model.pt written by finetune (distill's teacher), evaluated beside it")
     parser.add_argument("--data", required=True, help="preprocess output folder")

@@ -16,7 +16,7 @@ TOLERANCE = 1e-5    # largest difference in any class probability (both fp32 on 
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--model", required=True, help="model.pt written by distill: the delivered model")
     parser.add_argument("--data", required=True, help="preprocess output folder (test images for the check)")
     parser.add_argument("--out", required=True, help="folder for model.pt2 and model.json")

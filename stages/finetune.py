@@ -14,7 +14,7 @@ from selfsup.runtime import setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--backbone", required=True, help="backbone.pt of the pretext that params.yaml names")
     parser.add_argument("--data", required=True, help="preprocess output folder")
     parser.add_argument("--out", required=True, help="folder for model.pt")

@@ -18,7 +18,7 @@ from selfsup.params import load_params
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--raw", required=True, help="the download stage's folder")
     parser.add_argument("--out", required=True, help="folder for train/val/test .pt and meta.json")
     args = parser.parse_args(argv)

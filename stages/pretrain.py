@@ -18,7 +18,7 @@ from selfsup.runtime import setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("pretext", help="a name from the pretext registry")
     parser.add_argument("--data", required=True, help="preprocess output folder")
     parser.add_argument("--out", required=True, help="folder for backbone.pt")

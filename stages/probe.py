@@ -22,7 +22,7 @@ EMBEDDING_POINTS = 2000  # of the test set, in the PCA plot
 
 def main(argv=None):
     started = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("pretext", help="a name from the pretext registry")
     parser.add_argument("--backbone", required=True, help="backbone.pt written by pretrain@<pretext>")
     parser.add_argument("--data", required=True, help="preprocess output folder")

@@ -12,7 +12,7 @@ from selfsup.params import load_params
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--out", required=True, help="JSON file recording the chosen pretext")
     args = parser.parse_args(argv)
     params = load_params()  # an unknown or un-pretrained pretext is one error that lists the valid names

@@ -27,6 +27,9 @@ def test_truncated_idx_is_a_clear_error(tmp_path):
     path.write_bytes(gzip.compress(raw[:-7]))
     with pytest.raises(DataError, match=r"holds 69 bytes, its header promises 76; delete it and rerun"):
         read_idx(path)
+    # a file that is not there is nothing to delete: where it comes from
+    with pytest.raises(DataError, match=r"y.gz not found; run the download stage \(`dvc repro download`\), or give"):
+        read_idx(tmp_path / "y.gz")
 
 
 def test_corrupt_gzip_is_a_clear_error(tmp_path):

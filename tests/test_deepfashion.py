@@ -15,7 +15,7 @@ from selfsup import SelfSupError
 from selfsup.data import load_prepared
 from selfsup.deepfashion import ROOT_ENV
 from selfsup.pretexts import names
-from stages import download, evaluate, finetune, preprocess, pretrain
+from stages import download, evaluate, finetune, preprocess, pretrain, probe
 from tests.conftest import REPO, shrink_params
 from tests.test_pipeline import project_repo, run, stages_run
 
@@ -275,3 +275,10 @@ def test_real_sample_preprocesses_and_pretrains(deepfashion_sample, workdir):
     assert train.shape[1:] == (3, 32, 32) and train.float().std() > 20  # real, varied pictures
     pretrain.main(["rotation", "--data", "prepared", "--out", "pre", "--metrics", "m"])
     assert (workdir / "pre/backbone.pt").is_file()
+    # ... but one category is nothing to classify: fine-tuning and probing refuse it before any work, writing nothing
+    one = r"the prepared data holds 1 class \(Dress\), and classifying needs two or more"
+    with pytest.raises(SelfSupError, match=one):
+        finetune.main(["--backbone", "pre/backbone.pt", "--data", "prepared", "--out", "ft", "--metrics", "mf"])
+    with pytest.raises(SelfSupError, match=one):
+        probe.main(["rotation", "--backbone", "pre/backbone.pt", "--data", "prepared", "--metrics", "mp"])
+    assert not any((workdir / name).exists() for name in ("ft", "mf", "mp"))

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from selfsup import images
+from selfsup.data import DataError
 from selfsup.images import decode, decode_files, walk_images
 
 
@@ -136,10 +137,15 @@ def test_walk_follows_linked_folders_and_reads_a_loop_once(tmp_path):
     (root / "c.png").write_bytes(b"")
     (root / "linked").symlink_to(elsewhere, target_is_directory=True)
     (elsewhere / "deeper" / "loop").symlink_to(elsewhere, target_is_directory=True)  # back up: a cycle
-    (root / "gone").symlink_to(tmp_path / "nothing-here")  # a broken link is no file
+    (root / "gone").symlink_to(tmp_path / "nothing-here")  # a broken link is no image: another file
     images, others = walk_images(root)
     assert [p.relative_to(root).as_posix() for p in images] == ["c.png", "linked/a.png", "linked/deeper/b.png"]
-    assert others == []
+    assert others == [root / "gone"]
+    # ... unless its name says it was one: an image gone is an error, not a file silently left out
+    (elsewhere / "deeper" / "d.png").symlink_to(tmp_path / "moved.png")
+    with pytest.raises(DataError, match=r"deeper/d.png links to .+moved.png, which does not exist; restore what it "
+                                        r"links to, or remove the link"):
+        walk_images(root)
 
 
 def corrupt_exif_jpeg(path, colour=(200, 10, 10)):

@@ -54,6 +54,7 @@ def test_repo_params_are_valid():
         ("preprocess.seed", 2**32, "preprocess.seed is 4294967296; expected an integer from 0"),
         ("probe.labels_per_class", [10, 100, 10], "probe.labels_per_class lists 10 twice; list each budget once"),
         ("probe.labels_per_class", ["all", "all"], "probe.labels_per_class lists 'all' twice"),
+        ("probe.labels_per_class", [], "probe.labels_per_class is empty; list at least one budget"),
         ("finetune.consistency.strong.scale_min", 1.5,
          "finetune.consistency.strong.scale_min (1.5) is above scale_max (1.2); swap them"),
     ],

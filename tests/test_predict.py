@@ -147,6 +147,18 @@ def resume_state(path):
     return path
 
 
+def zipped(path, member):
+    import zipfile
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.write(member, member.name)
+    return path
+
+
+def binary(path):
+    path.write_bytes(b"\x93NUMPY\x01\x00" + bytes(range(256)))
+    return path
+
+
 def backbone(path):
     from selfsup.models import CifarNet, save_checkpoint
     save_checkpoint(path, CifarNet(), pretext="rotation", config={"model": {}})
@@ -164,6 +176,11 @@ def backbone(path):
                                                "classifier; give models/distill/model.pt"),
     (lambda p, t: resume_state(t / "state.pt"), "state.pt is the training state kept to resume an interrupted run, not "
                                                 "a model; give models/distill/model.pt"),
+    (lambda p, t: p / "params.yaml", "params.yaml is a text file, not a model; give models/distill/model.pt"),
+    (lambda p, t: zipped(t / "photos.zip", p / "pngs/000.png"), "photos.zip is a zip archive, not a model; give "
+                                                               "models/distill/model.pt"),
+    (lambda p, t: binary(t / "weights.npy"), "weights.npy is a file of another format, not a model; give "
+                                            "models/distill/model.pt"),
 ])
 def test_a_wrong_file_for_the_model_is_named_with_the_right_one(project, tmp_path, capsys, make, message):
     """Not a stale checkpoint: nothing to delete, no `dvc repro` to rerun; what the file is and which to give."""

@@ -420,3 +420,14 @@ def test_select_checks_the_pretext_without_importing_torch(workdir):
                             "run_stage(main, ['--out', 'selected.json'])", cwd=workdir)
     assert not {m for m in loaded if m.split(".")[0] == "torch"}
     assert json.loads((workdir / "selected.json").read_text()) == {"pretext": "rotation"}
+
+
+@pytest.mark.parametrize("module", sorted(f"stages.{p.stem}" for p in (REPO / "stages").glob("*.py")
+                                          if p.stem != "__init__") + ["selfsup.predict", "selfsup.review"])
+def test_every_command_takes_an_abbreviated_option_for_an_unknown_one(module, capsys):
+    """`--hel` is no `--help`, nor `--cs` a `--csv`: a typo is an error, never a guess at another option."""
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--hel"])
+    assert exit_.value.code == 2 and "usage:" in capsys.readouterr().err
