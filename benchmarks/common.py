@@ -22,6 +22,17 @@ def parse_budget(text: str) -> int | str:
     return text if text == "all" else int(text)
 
 
+def check_whole_data(params, out: Path) -> None:
+    """A SelfSupError where params.yaml subsamples the data (preprocess.fraction below 1: a quick look) and the rows
+    would go to a committed table (under metrics/), where they would replace the whole data's."""
+    fraction = params.preprocess.fraction
+    if fraction < 1 and out.resolve().is_relative_to(Path("metrics").resolve()):
+        raise SelfSupError(
+            f"params.yaml's preprocess.fraction is {fraction:g}, a quick look at {100 * fraction:g}% of the data, "
+            f"whose numbers would replace the whole data's in {out}; give --out a table outside metrics/, or set "
+            "preprocess.fraction: 1 and rerun `dvc repro preprocess`. Nothing was run")
+
+
 def lost_cells(path: Path, rows: list[dict], keys: list[str]) -> list[str]:
     """The committed cells of the table at `path` that `rows` would empty: "<key values>: <column>" for each column
     in which a row of the same `keys` holds a value and the new row none (e.g. a rerun at fewer budgets)."""

@@ -183,3 +183,23 @@ def test_a_benchmark_without_its_data_says_so_in_one_line(name, tmp_path):
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
     assert "meta.json not found; run `dvc repro preprocess` first" in done.stderr
+
+
+@pytest.mark.parametrize("module", ["recipe", "distill", "pretext_benchmark"])
+def test_a_quick_look_never_writes_into_the_committed_tables(module, tmp_path, monkeypatch):
+    """preprocess.fraction below 1 (a quick look, carried over in params.yaml) measures a sliver of the data: its
+    rows would replace the whole data's in metrics/. Refused before any work; another table is the way."""
+    import yaml
+
+    from selfsup import SelfSupError
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["preprocess"]["fraction"] = 0.02
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    main = {"recipe": recipe, "distill": distill, "pretext_benchmark": pretext_benchmark}[module].main
+    with pytest.raises(SelfSupError, match=r"preprocess.fraction is 0.02, a quick look at 2% of the data, whose "
+                                           r"numbers would replace the whole data's in metrics/.+Nothing was run"):
+        main(["--data", "nothing"])
+    with pytest.raises(SelfSupError, match=r"nothing/meta.json not found"):  # elsewhere it goes on (to the data)
+        main(["--data", "nothing", "--out", str(tmp_path / "quick.tsv")])
