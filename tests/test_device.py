@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -103,8 +104,8 @@ def test_what_it_started_dies_when_it_fails_and_odd_output_bytes_are_no_failure(
                          tmp_path / "missing" / "stages.tsv")
     assert gone(int(marker.read_text()))
     code, _ = device.timed_run(["bash", "-c", "printf 'ok\\n\\377\\n'"], tmp_path, dict(os.environ), 10.0,
-                               tmp_path / "log")
-    assert code == 0 and (tmp_path / "log").read_text().startswith("ok\n")
+                               tmp_path / "log")  # added to the log (a second run's follows the first's)
+    assert code == 0 and (tmp_path / "log").read_text().endswith("'b':\nok\n\ufffd\n")
 
 
 def test_the_data_is_found_before_anything_runs(tmp_path, monkeypatch):
@@ -129,6 +130,37 @@ def test_the_data_is_found_before_anything_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(device.shutil, "which", lambda tool, path=None: None if tool == "dvc" else f"/bin/{tool}")
     with pytest.raises(SystemExit, match="no `dvc` on this interpreter's PATH"):
         device.environment("cpu", never)
+
+
+def test_a_gpu_this_torch_cannot_see_is_an_error_not_a_run_on_the_cpu(monkeypatch):
+    """`--device auto` on a machine with an NVIDIA GPU (nvidia-smi) whose torch sees none (a CPU-only build, a driver
+    too old) would run every stage on the CPU: refused before anything runs. Without a GPU, auto means the CPU."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("FASHION_MNIST_MIRROR", raising=False)
+    answers = (lambda: True)  # an official mirror answers: no data needed here
+    assert device.environment("auto", answers)[0]["device"] == "cpu"
+    real_which = shutil.which
+    monkeypatch.setattr(device.shutil, "which", lambda tool, path=None:
+                        "/usr/bin/nvidia-smi" if tool == "nvidia-smi" else real_which(tool, path=path))
+    with pytest.raises(SystemExit, match=r"this machine has an NVIDIA GPU \(nvidia-smi\), but this torch .+ sees none"):
+        device.environment("auto", answers)
+    assert device.environment("cpu", answers)[0]["device"] == "cpu"  # asked for: measured there
+
+
+def test_an_interpreter_without_a_python_beside_it_gets_one_for_the_stages(tmp_path, monkeypatch):
+    """/usr/bin/python3 with no /usr/bin/python: DVC's stages run `python`, so a folder first on their PATH holds
+    one linked to this interpreter, instead of a refusal (or another interpreter) on a machine lent for minutes."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "python3").symlink_to(sys.executable)
+    monkeypatch.setattr(device.sys, "executable", str(folder / "python3"))
+    monkeypatch.delenv("FASHION_MNIST_MIRROR", raising=False)
+    info, env = device.environment("cpu", lambda: True)
+    first = Path(env["PATH"].split(os.pathsep)[0])
+    assert first != folder and info["stage_python"] == str(first / "python")
+    assert (first / "python").resolve() == Path(sys.executable).resolve()
 
 
 # The device run on the CPU (`--device cpu --fraction 0.02 --smoke`) is the end-to-end pipeline test's first step

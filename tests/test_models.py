@@ -153,3 +153,23 @@ def test_flip_average_is_the_mean_of_both_mirror_images_and_blind_to_mirroring()
         assert torch.allclose(averaged(x.flip(-1)), averaged(x), atol=1e-6)
         assert not torch.allclose(model(x.flip(-1)), model(x), atol=1e-3)  # the plain model is not
     assert TTA["none"](model) is model
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_conv1_head_pools_as_the_adaptive_pool_did_forward_and_backward(dtype):
+    """_half is avg_pool2d (deterministic on CUDA, unlike adaptive_avg_pool2d's backward) and gives the adaptive
+    pool's numbers bit for bit, so no committed conv1 feature or probe moved."""
+    import torch.nn.functional as F
+
+    from selfsup.models import _half
+
+    for size, channels_last in [(14, False), (16, True)]:  # Fashion-MNIST's first block, and DeepFashion's at 32 px
+        x = torch.randn(5, 8, size, size, generator=torch.Generator().manual_seed(size)).to(dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = _half(ours), F.adaptive_avg_pool2d(theirs, size // 2).flatten(1)
+        grad = torch.randn(got.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+        got.backward(grad)
+        want.backward(grad)
+        assert torch.equal(got, want) and torch.equal(ours.grad, theirs.grad)
