@@ -114,6 +114,18 @@ def data_source(env: dict, reachable=official_mirror_reachable) -> str | None:
     return None
 
 
+def gpus_listed(smi: str | None) -> bool:
+    """Whether `nvidia-smi -L` (at `smi`) lists a GPU this process may use: not where CUDA_VISIBLE_DEVICES is set
+    (GPUs hidden on purpose), nor where it fails (a driver without a GPU)."""
+    if smi is None or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return False
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return listed.returncode == 0 and any(line.startswith("GPU ") for line in listed.stdout.splitlines())
+
+
 def environment(device: str, reachable=official_mirror_reachable) -> tuple[dict, dict]:
     """What this machine is (for env.json), and the environment for DVC: this interpreter's folder first on PATH,
     so that the `python` of every stage is the one that runs this (and has the project and its torch). Whatever
@@ -121,8 +133,11 @@ def environment(device: str, reachable=official_mirror_reachable) -> tuple[dict,
     import torch
 
     folder = Path(sys.executable).parent
-    if not (folder / "python").exists():  # e.g. /usr/bin/python3 alone: DVC's stages run `python`, so one links to it
-        folder = Path(tempfile.mkdtemp(prefix="device-python-"))  # (a venv always has its own `python`)
+    beside = folder / "python"
+    if not beside.exists() or beside.resolve() != Path(sys.executable).resolve():
+        # e.g. /usr/bin/python3 alone, or beside another version's python: DVC's stages run `python`, so one links to
+        # this interpreter (a venv's `python` is always its own, and a link elsewhere would lose the venv)
+        folder = Path(tempfile.mkdtemp(prefix="device-python-"))
         (folder / "python").symlink_to(sys.executable)
         atexit.register(shutil.rmtree, folder, True)
     path = os.pathsep.join([str(folder), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -144,10 +159,10 @@ def environment(device: str, reachable=official_mirror_reachable) -> tuple[dict,
         raise SystemExit(f"error: DVC's stages would run {found}, not {sys.executable}; run this with the "
                          "project's own interpreter (e.g. .venv/bin/python -m benchmarks.device)")
     smi = shutil.which("nvidia-smi")
-    if device == "auto" and smi and not torch.cuda.is_available():  # else every stage would fall back to the CPU
-        raise SystemExit(f"error: this machine has an NVIDIA GPU (nvidia-smi), but this torch ({torch.__version__}, "
-                         f"CUDA {torch.version.cuda}) sees none: a CPU-only torch, or a driver older than its CUDA; "
-                         "install a torch that sees it, or give --device cpu to measure the CPU")
+    if device == "auto" and not torch.cuda.is_available() and gpus_listed(smi):  # else every stage runs on the CPU
+        raise SystemExit(f"error: nvidia-smi lists a GPU, but this torch ({torch.__version__}, CUDA "
+                         f"{torch.version.cuda}) sees none: a CPU-only torch, or a driver older than its CUDA; install "
+                         "a torch that sees it, or give --device cpu to measure the CPU")
     if device in ("auto", "cuda") and torch.cuda.is_available():
         info["device"] = "cuda"  # what the stages are told to use: a GPU seen now is the one they must use
         info.update(gpu=torch.cuda.get_device_name(0), capability=list(torch.cuda.get_device_capability(0)))

@@ -8,6 +8,7 @@ Kept apart from data.py, like deepfashion.py: only download and preprocess load 
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
@@ -44,7 +45,7 @@ def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[P
     """The images of each class folder of `part` (labelled/ or test/), and the other files found in it (a
     Thumbs.db beside the class folders too); images outside a class folder are errors."""
     base = root / part
-    loose = sorted(p for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
+    loose = sorted(p for p in base.iterdir() if (p.is_file() or p.is_symlink()) and not p.name.startswith("."))
     misplaced = [p for p in loose if is_image(p)]
     if misplaced:
         raise DataError(f"{misplaced[0]} is not in a class folder; put every {part} image in {part}/<class>/")
@@ -93,6 +94,10 @@ def scan(root: Path) -> tuple[pd.DataFrame, list[str], list[tuple[str, str]]]:
         images, rest = walk_images(root / UNLABELLED)
         rows += [(path, UNLABELLED, "") for path in images]
         left_out += rest
+    gone = [path for path, _, _ in rows if not path.exists()]
+    if gone:  # an image whose link leads nowhere: the listing would checksum nothing
+        raise DataError(f"{gone[0]} links to {os.readlink(gone[0])}, which does not exist; restore what it links to, "
+                        "or remove the link")
     frame = pd.DataFrame({
         "path": [p.relative_to(root).as_posix() for p, _, _ in rows],
         "part": [part for _, part, _ in rows],

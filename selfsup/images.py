@@ -45,8 +45,8 @@ def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """Every file under `folder` (any depth, hidden ones left out), sorted: (images by suffix, other files).
 
     Linked folders are followed (a class folder may link to images kept elsewhere); a folder reached a second
-    time, through a link or a link loop, is read once. A link to nothing is another file, but with an image's suffix
-    a DataError that names it (an image gone, not one to leave out unsaid)."""
+    time, through a link or a link loop, is read once. A link to nothing is listed as what its name says (an image
+    gone then fails to read, and is said so, instead of being left out unsaid)."""
     files, seen = [], set()
     for top, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
@@ -55,12 +55,8 @@ def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        shown = [Path(top, n) for n in names if not n.startswith(".")]
-        gone = [p for p in shown if p.is_symlink() and not p.exists() and is_image(p)]
-        if gone:
-            raise DataError(f"{gone[0]} links to {os.readlink(gone[0])}, which does not exist; restore what it "
-                            "links to, or remove the link")
-        files += [p for p in shown if p.is_file() or p.is_symlink()]
+        files += [Path(top, n) for n in names if not n.startswith(".") and (os.path.isfile(os.path.join(top, n))
+                                                                           or os.path.islink(os.path.join(top, n)))]
     files.sort()
     return [p for p in files if is_image(p)], [p for p in files if not is_image(p)]
 

@@ -208,6 +208,11 @@ SPEC_JSON = "the exported model's description (JSON)"
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 
 
+# a file that is neither text nor a format it knows: another kind of file, or a checkpoint damaged from its first byte
+UNKNOWN = ("a file of no format it knows (another kind of file, or a damaged checkpoint: if it is one the pipeline "
+           "wrote, delete it and rerun `dvc repro`)")
+
+
 def foreign_file(path: str | Path) -> str | None:
     """What the file at `path` is when it is plainly not a checkpoint of this project (an image, JSON or other text,
     an exported program, another zip archive, an empty file), in words for an error message; None for what may be
@@ -227,10 +232,11 @@ def foreign_file(path: str | Path) -> str | None:
             return "a text file"
         return SPEC_JSON if isinstance(data, dict) and {"classes", "input"} <= data.keys() else "a JSON file"
     if head.startswith(b"PK\x03\x04"):
-        if not zipfile.is_zipfile(path):
-            return None  # a zip cut short: a damaged checkpoint, as likely as anything
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:  # a zip cut short or garbled: a damaged checkpoint, as likely as anything
+            return None
         if any(name.endswith("/archive_format") for name in names):
             return EXPORTED
         return None if any(name.endswith("data.pkl") for name in names) else "a zip archive"
@@ -239,8 +245,8 @@ def foreign_file(path: str | Path) -> str | None:
     try:
         codecs.getincrementaldecoder("utf-8")().decode(start)  # a character cut at the end is no error
     except UnicodeDecodeError:
-        return "a file of another format"
-    return "a text file" if b"\0" not in start else "a file of another format"
+        return UNKNOWN
+    return "a text file" if b"\0" not in start else UNKNOWN  # NULs: e.g. a checkpoint zeroed by a crash
 
 
 def pointer_beside(path: Path, what: str) -> str:

@@ -132,7 +132,7 @@ def test_the_data_is_found_before_anything_runs(tmp_path, monkeypatch):
         device.environment("cpu", never)
 
 
-def test_a_gpu_this_torch_cannot_see_is_an_error_not_a_run_on_the_cpu(monkeypatch):
+def test_a_gpu_this_torch_cannot_see_is_an_error_not_a_run_on_the_cpu(monkeypatch, tmp_path):
     """`--device auto` on a machine with an NVIDIA GPU (nvidia-smi) whose torch sees none (a CPU-only build, a driver
     too old) would run every stage on the CPU: refused before anything runs. Without a GPU, auto means the CPU."""
     import torch
@@ -141,12 +141,54 @@ def test_a_gpu_this_torch_cannot_see_is_an_error_not_a_run_on_the_cpu(monkeypatc
     monkeypatch.delenv("FASHION_MNIST_MIRROR", raising=False)
     answers = (lambda: True)  # an official mirror answers: no data needed here
     assert device.environment("auto", answers)[0]["device"] == "cpu"
+    smi = tmp_path / "nvidia-smi"  # lists one GPU, as on a GPU machine
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0)'\n")
+    smi.chmod(0o755)
     real_which = shutil.which
     monkeypatch.setattr(device.shutil, "which", lambda tool, path=None:
-                        "/usr/bin/nvidia-smi" if tool == "nvidia-smi" else real_which(tool, path=path))
-    with pytest.raises(SystemExit, match=r"this machine has an NVIDIA GPU \(nvidia-smi\), but this torch .+ sees none"):
+                        str(smi) if tool == "nvidia-smi" else real_which(tool, path=path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(SystemExit, match=r"nvidia-smi lists a GPU, but this torch .+ sees none"):
         device.environment("auto", answers)
     assert device.environment("cpu", answers)[0]["device"] == "cpu"  # asked for: measured there
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden on purpose: the CPU it is
+    assert device.environment("auto", answers)[0]["device"] == "cpu"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    smi.write_text("#!/bin/sh\necho 'No devices were found'\nexit 6\n")  # a driver without a GPU
+    assert device.environment("auto", answers)[0]["device"] == "cpu"
+    # a GPU torch sees: the stages are told to use it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
+    info = device.environment("auto", answers)[0]
+    assert info["device"] == "cuda" and info["gpu"] == "NVIDIA H200"
+
+
+def test_the_device_it_found_is_the_one_the_stages_are_told_to_use(tmp_path, monkeypatch):
+    """--device auto on a GPU machine: the copy's params.yaml says `compute.device: cuda`, so a stage cannot fall
+    back to the CPU unseen; and the pipeline runs as `dvc repro -f evaluate`, then `dvc repro` of the rest."""
+    import yaml
+
+    edited, ran = {}, []
+
+    def copy_project(dest, edit):
+        params = yaml.safe_load((device.REPO / "params.yaml").read_text())
+        edit(params)
+        edited.update(params)
+        dest.mkdir(parents=True)
+        return dest
+
+    def timed_run(cmd, *args):
+        ran.append(cmd)
+        return 0, [("", 0.0)]
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(device, "environment", lambda asked: ({"device": "cuda"}, dict(os.environ)))
+    monkeypatch.setattr(device, "copy_project", copy_project)
+    monkeypatch.setattr(device, "timed_run", timed_run)
+    assert device.main(["--out", str(tmp_path / "run"), "--skip-tests"]) == 0
+    assert edited["compute"]["device"] == "cuda"
+    assert ran == [["dvc", "repro", "-f", "evaluate"], ["dvc", "repro"]]
 
 
 def test_an_interpreter_without_a_python_beside_it_gets_one_for_the_stages(tmp_path, monkeypatch):
@@ -161,6 +203,11 @@ def test_an_interpreter_without_a_python_beside_it_gets_one_for_the_stages(tmp_p
     first = Path(env["PATH"].split(os.pathsep)[0])
     assert first != folder and info["stage_python"] == str(first / "python")
     assert (first / "python").resolve() == Path(sys.executable).resolve()
+    # ... and where the python beside it is another interpreter (another version), that one is not used
+    (folder / "python").symlink_to("/bin/sh")
+    info, env = device.environment("cpu", lambda: True)
+    first = Path(env["PATH"].split(os.pathsep)[0])
+    assert first != folder and (first / "python").resolve() == Path(sys.executable).resolve()
 
 
 # The device run on the CPU (`--device cpu --fraction 0.02 --smoke`) is the end-to-end pipeline test's first step

@@ -182,6 +182,17 @@ def test_unreadable_images_are_skipped_and_listed_up_to_the_limit(tmp_path, caps
         prepared_from(tmp_path, root, max_unreadable=0)
 
 
+@pytest.mark.parametrize("where", ["labelled/dress/moved.png", "unlabelled/moved.png"])
+def test_an_image_linking_to_nothing_is_named_before_anything_is_listed(tmp_path, where):
+    """Not left out unsaid (it was, by the walk): the listing stops at it, naming the link and the fix."""
+    root = make_folder(tmp_path / "imgs")
+    (root / where).symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(DataError, match=rf"{where} links to .+elsewhere.png, which does not exist; restore what it "
+                                        r"links to, or remove the link"):
+        write_listing(root, tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
 def test_a_class_too_small_to_split_is_refused(tmp_path):
     root = make_folder(tmp_path / "imgs", per_class=2)
     with pytest.raises(DataError, match=r"class boot has 2 readable labelled images; every class needs at least 3"):

@@ -154,11 +154,6 @@ def zipped(path, member):
     return path
 
 
-def binary(path):
-    path.write_bytes(b"\x93NUMPY\x01\x00" + bytes(range(256)))
-    return path
-
-
 def backbone(path):
     from selfsup.models import CifarNet, save_checkpoint
     save_checkpoint(path, CifarNet(), pretext="rotation", config={"model": {}})
@@ -179,8 +174,6 @@ def backbone(path):
     (lambda p, t: p / "params.yaml", "params.yaml is a text file, not a model; give models/distill/model.pt"),
     (lambda p, t: zipped(t / "photos.zip", p / "pngs/000.png"), "photos.zip is a zip archive, not a model; give "
                                                                "models/distill/model.pt"),
-    (lambda p, t: binary(t / "weights.npy"), "weights.npy is a file of another format, not a model; give "
-                                            "models/distill/model.pt"),
 ])
 def test_a_wrong_file_for_the_model_is_named_with_the_right_one(project, tmp_path, capsys, make, message):
     """Not a stale checkpoint: nothing to delete, no `dvc repro` to rerun; what the file is and which to give."""
@@ -195,6 +188,23 @@ def test_only_a_damaged_checkpoint_is_one_to_remake(project, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_stage(main, [str(tmp_path / "model.pt"), str(project / "pngs/000.png")])
     assert "model.pt is unreadable (" in capsys.readouterr().err
+    # garbled where the zip keeps its directory, or zeroed from the first byte (a crash): one line, never a traceback
+    data = bytearray((project / "model.pt").read_bytes())
+    data[data.rindex(b"PK\x01\x02") + 1] ^= 0xFF
+    zeroed = bytes(len(data))
+    for name, damaged, said in [("garbled.pt", bytes(data), "garbled.pt is unreadable ("),
+                                ("zeroed.pt", zeroed, "zeroed.pt is a file of no format it knows (another kind of file, "
+                                                      "or a damaged checkpoint: if it is one the pipeline wrote, delete "
+                                                      "it and rerun `dvc repro`), not a model; give")]:
+        (tmp_path / name).write_bytes(damaged)
+        with pytest.raises(SystemExit):
+            run_stage(main, [str(tmp_path / name), str(project / "pngs/000.png")])
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    (tmp_path / "weights.npy").write_bytes(b"\x93NUMPY\x01\x00" + bytes(range(256)))  # another kind of file
+    with pytest.raises(SystemExit):
+        run_stage(main, [str(tmp_path / "weights.npy"), str(project / "pngs/000.png")])
+    assert "weights.npy is a file of no format it knows (another kind of file, or" in capsys.readouterr().err
 
 
 def test_flip_tta_is_what_evaluate_measured_export_ships_and_predict_applies(project, tmp_path, monkeypatch, capsys):

@@ -858,6 +858,12 @@ def test_a_run_whose_dvc_lock_records_other_params_is_left_out_and_named(project
     told = []
     rows = experiment_rows([head], lock=locks.get, stale=lambda name, stages: told.append((name, stages)))
     assert sorted(rows.experiment) == ["e1", "main"] and told == [("e2", ["finetune"])]
+    # a commit whose dvc.lock is not its params.yaml's (committed without `dvc repro`) is left out as well, as itself
+    told.clear()
+    stale_head = {**locks, "mainmainmain": lock_of(params["e1e1e1"])}
+    rows = experiment_rows([head], lock=stale_head.get, stale=lambda name, stages: told.append((name, stages)))
+    assert sorted(rows.experiment) == ["e1"] and told == [("main, the commit itself", ["finetune"]),
+                                                          ("e2", ["finetune"])]
 
     fake_dvc(monkeypatch, [head])
     monkeypatch.setattr(report_data, "git_lock", lambda root: locks.get)

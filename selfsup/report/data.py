@@ -282,7 +282,7 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
             name = entry.get("name") or entry["rev"][:7]
             stages = stale_stages(lock(entry["rev"]), params)
             if stages:  # its metrics are not (all) its own params'
-                stale(name, stages)
+                stale(name if entry is not commit else f"{name}, the commit itself", stages)
                 continue
             ft, distill = params["finetune"], params.get("distill") or {}
             summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
@@ -364,7 +364,8 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
               f"{'its' if one else 'their'} params.yaml's for the stages named, so {'its' if one else 'their'} "
               f"metrics were not (all) made with {'its' if one else 'their'} settings: {'; '.join(left_out)}. A "
               f"`dvc exp run` given a stage runs up to that stage only; run {'it' if one else 'them'} again without "
-              f"one to collect {'it' if one else 'them'}", file=sys.stderr)
+              f"one to collect {'it' if one else 'them'} (a commit itself: `dvc repro` there, and commit dvc.lock)",
+              file=sys.stderr)
     comparison, distilled = sweep_tables(rows)
     if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
         comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS)
