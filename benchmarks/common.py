@@ -22,11 +22,19 @@ def parse_budget(text: str) -> int | str:
     return text if text == "all" else int(text)
 
 
-def check_whole_data(params, out: Path) -> None:
-    """A SelfSupError where params.yaml subsamples the data (preprocess.fraction below 1: a quick look) and the rows
-    would go to a committed table (under metrics/), where they would replace the whole data's."""
-    fraction = params.preprocess.fraction
-    if fraction < 1 and out.resolve().is_relative_to(Path("metrics").resolve()):
+def check_committed_data(params, out: Path) -> None:
+    """A SelfSupError where the rows would go to a committed table (under metrics/: Fashion-MNIST's, whole) but
+    params.yaml names other data: another dataset (its rows would sit among Fashion-MNIST's, replacing those of the
+    same settings), or a subsample (preprocess.fraction below 1: a quick look)."""
+    if not out.resolve().is_relative_to(Path("metrics").resolve()):
+        return
+    dataset, fraction = params.data.dataset, params.preprocess.fraction
+    if dataset != "fashion_mnist":
+        raise SelfSupError(
+            f"the tables under metrics/ hold Fashion-MNIST's numbers, and params.yaml's data.dataset is {dataset}: "
+            f"its rows would sit among them in {out}; give --out a table outside metrics/ (e.g. my-{out.name}). "
+            "Nothing was run")
+    if fraction < 1:
         raise SelfSupError(
             f"params.yaml's preprocess.fraction is {fraction:g}, a quick look at {100 * fraction:g}% of the data, "
             f"whose numbers would replace the whole data's in {out}; give --out a table outside metrics/, or set "

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import EPOCHS, check_whole_data, parse_budget, worst_class, write_runs
+from benchmarks.common import EPOCHS, check_committed_data, parse_budget, worst_class, write_runs
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.distill import Labelled, distill, new_student
@@ -79,7 +79,7 @@ def main(argv=None):
     if args.seeds < 1 or args.first_seed < 0:
         parser.error("--seeds must be at least 1 and --first-seed at least 0")
     params = load_params()
-    check_whole_data(params, Path(args.out))
+    check_committed_data(params, Path(args.out))
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     train = splits["train"]

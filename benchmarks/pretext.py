@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import check_whole_data, write_runs
+from benchmarks.common import check_committed_data, write_runs
 from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared, pretraining_images
@@ -88,7 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_budgets(Path(args.out), args.variants, args.budgets)
     params = load_params()
-    check_whole_data(params, Path(args.out))
+    check_committed_data(params, Path(args.out))
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     images = pretraining_images(prepared, args.data)

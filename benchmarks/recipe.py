@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import EPOCHS, check_whole_data, parse_budget, worst_class, write_runs
+from benchmarks.common import EPOCHS, check_committed_data, parse_budget, worst_class, write_runs
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import top1_accuracy
@@ -124,7 +124,7 @@ def main(argv=None):
         parser.error("--seeds must be at least 1 and --first-seed at least 0")
     args.out = args.out or OUT[args.base]
     params = load_params()
-    check_whole_data(params, Path(args.out))
+    check_committed_data(params, Path(args.out))
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     runs = [(p, b, s, v) for p in args.pretexts for b in args.budgets for v in args.variants

@@ -186,7 +186,7 @@ def test_a_benchmark_without_its_data_says_so_in_one_line(name, tmp_path):
 
 
 @pytest.mark.parametrize("module", ["recipe", "distill", "pretext_benchmark"])
-def test_a_quick_look_never_writes_into_the_committed_tables(module, tmp_path, monkeypatch):
+def test_a_quick_look_or_other_data_never_writes_into_the_committed_tables(module, tmp_path, monkeypatch):
     """preprocess.fraction below 1 (a quick look, carried over in params.yaml) measures a sliver of the data: its
     rows would replace the whole data's in metrics/. Refused before any work; another table is the way."""
     import yaml
@@ -203,3 +203,10 @@ def test_a_quick_look_never_writes_into_the_committed_tables(module, tmp_path, m
         main(["--data", "nothing"])
     with pytest.raises(SelfSupError, match=r"nothing/meta.json not found"):  # elsewhere it goes on (to the data)
         main(["--data", "nothing", "--out", str(tmp_path / "quick.tsv")])
+    # another dataset's rows would sit among Fashion-MNIST's: refused the same way
+    params["preprocess"]["fraction"] = 1.0
+    params["data"]["dataset"] = "folder"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SelfSupError, match=r"the tables under metrics/ hold Fashion-MNIST's numbers, and params.yaml's "
+                                           r"data.dataset is folder: .+--out a table outside metrics/"):
+        main(["--data", "nothing"])
