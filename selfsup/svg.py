@@ -61,7 +61,8 @@ def line_chart(series: dict[str, list[tuple[float, float, float | tuple[float, f
                titles: tuple[str, str, str], log_x: bool = True, colours: dict[str, str] | None = None,
                zero_line: bool = False, dodge: float = 0.0, dashed=()) -> str:
     """One line per series of (x, mean, error) points, the error (a std, an interval's half-width, or an interval's
-    (low, high) bounds) as error bars;
+    (low, high) bounds) as error bars, None for a point without one (drawn hollow, the title says so, so that it is
+    not read as an exact one);
     x_ticks are (x, label); `titles` are the chart's, the x axis's and the y axis's; `colours` fixes a series' colour (by default, its place in the palette); `zero_line`
     draws y = 0 (and keeps it in view); `dodge` shifts series apart by that many pixels so that error bars at the
     same x do not hide each other; the series named in `dashed` are drawn dashed."""
@@ -69,7 +70,10 @@ def line_chart(series: dict[str, list[tuple[float, float, float | tuple[float, f
     fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
     xs = [fx(x) for x, _ in x_ticks]
     def bounds(m, s) -> tuple[float, float]:
-        return s if isinstance(s, tuple) else (m - s, m + s)
+        return s if isinstance(s, tuple) else (m, m) if s is None else (m - s, m + s)
+
+    if any(s is None for pts in series.values() for _, _, s in pts):
+        title += " (hollow: no interval)"
 
     lows = [bounds(m, s)[0] for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
     highs = [bounds(m, s)[1] for pts in series.values() for _, m, s in pts] + [0.0] * zero_line
@@ -101,7 +105,8 @@ def line_chart(series: dict[str, list[tuple[float, float, float | tuple[float, f
         dash = f' stroke-dasharray="{DASH}"' if name in dashed else ""
         body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         for x, m, s in pts:
-            body.append(f'<circle cx="{px(x) + shift:.1f}" cy="{py(m):.1f}" r="3" fill="{colour}"/>')
+            fill = f'fill="white" stroke="{colour}"' if s is None else f'fill="{colour}"'
+            body.append(f'<circle cx="{px(x) + shift:.1f}" cy="{py(m):.1f}" r="3" {fill}/>')
             low, high = bounds(m, s)
             if high > low:
                 body.append(f'<line x1="{px(x) + shift:.1f}" x2="{px(x) + shift:.1f}" y1="{py(low):.1f}" '

@@ -425,6 +425,11 @@ def test_the_answer_says_which_gains_the_seeds_show():
     assert svg.count("<polyline") == 2 and 'stroke-dasharray="4 3"' in svg  # the zero line
     # each pretext keeps its colour of the accuracy chart, where `none` comes first
     assert COLOURS[1] in svg and COLOURS[2] in svg and COLOURS[0] not in svg
+    hollow = 'r="3" fill="white" stroke='
+    assert "hollow" not in svg and hollow not in svg  # every gain has its interval
+    # a gain over one seed has no interval: drawn hollow and said so, not read as an exact one
+    one = gain_svg(table[table.seed <= 0], ["none", "rotation", "autoencoder"])
+    assert "(hollow: no interval)" in one and one.count(hollow) == 2
 
 
 def test_the_answer_opens_with_where_each_pretext_is_clearly_above_none_and_the_labels_it_saves():

@@ -212,7 +212,7 @@ def saving_svg(matched: pd.DataFrame, order=()) -> str:
         points = []
         for r in sorted(matched[matched.pretext == pretext].itertuples(), key=lambda r: int(r.labels_per_class)):
             b, share = int(r.labels_per_class), 100 * saved_share(r)[0]
-            points.append((b, share, (share, share) if math.isnan(r.low) else
+            points.append((b, share, None if math.isnan(r.low) else
                            (100 * share_of(b, r.low), 100 * share_of(b, r.high))))
         series[pretext] = points
         colours[pretext] = pretext_colour(pretext, order)
@@ -239,7 +239,7 @@ def gain_svg(table: pd.DataFrame, order=(), protocol: str = "full") -> str:
     for pretext in pretext_order(gains.pretext.unique(), order):
         part = sorted(gains[gains.pretext == pretext].itertuples(), key=lambda r: position[r.labels_per_class])
         series[pretext] = [(position[r.labels_per_class], 100 * r.gain,
-                            0.0 if r.seeds < 2 else 100 * (r.high - r.gain)) for r in part]
+                            None if r.seeds < 2 else 100 * (r.high - r.gain)) for r in part]
         colours[pretext] = pretext_colour(pretext, order)
     return line_chart(series, [(position[b], b) for b in budgets],
                       (f"Gain over none, paired by seed, with 95% CI ({protocol})", "labels per class",
