@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from selfsup.data import UNLABELLED, DataError, Split, stratified_split
 from selfsup.download import md5sum
-from selfsup.images import IMAGE_SUFFIXES, decode_dataset, is_image, walk_images
+from selfsup.images import IMAGE_SUFFIXES, decode_dataset, is_image, is_listed, walk_images
 from selfsup.io import atomic_path
 
 LABELLED, TEST = "labelled", "test"
@@ -45,7 +45,7 @@ def _class_folders(root: Path, part: str) -> tuple[dict[str, list[Path]], list[P
     """The images of each class folder of `part` (labelled/ or test/), and the other files found in it (a
     Thumbs.db beside the class folders too); images outside a class folder are errors."""
     base = root / part
-    loose = sorted(p for p in base.iterdir() if (p.is_file() or p.is_symlink()) and not p.name.startswith("."))
+    loose = sorted(p for p in base.iterdir() if is_listed(p) and not p.name.startswith("."))
     misplaced = [p for p in loose if is_image(p)]
     if misplaced:
         raise DataError(f"{misplaced[0]} is not in a class folder; put every {part} image in {part}/<class>/")

@@ -41,6 +41,12 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def is_listed(path: Path) -> bool:
+    """Whether a walk lists `path`: a file (or a link to one), or a link to nothing; not a folder (nor a link to
+    one: a linked class folder), a pipe or a socket."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """Every file under `folder` (any depth, hidden ones left out), sorted: (images by suffix, other files).
 
@@ -55,8 +61,7 @@ def walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [Path(top, n) for n in names if not n.startswith(".") and (os.path.isfile(os.path.join(top, n))
-                                                                           or os.path.islink(os.path.join(top, n)))]
+        files += [Path(top, n) for n in names if not n.startswith(".") and is_listed(Path(top, n))]
     files.sort()
     return [p for p in files if is_image(p)], [p for p in files if not is_image(p)]
 

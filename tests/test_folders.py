@@ -193,6 +193,14 @@ def test_an_image_linking_to_nothing_is_named_before_anything_is_listed(tmp_path
     assert not (tmp_path / "raw").exists()
 
 
+def test_a_class_folder_that_is_a_link_is_a_class_not_a_file_left_out(tmp_path):
+    root = make_folder(tmp_path / "imgs")
+    (root / "labelled/dress").rename(tmp_path / "dresses")
+    (root / "labelled/dress").symlink_to(tmp_path / "dresses", target_is_directory=True)
+    frame, left_out, _ = scan(root)
+    assert "dress" in set(frame["class"]) and left_out == []
+
+
 def test_a_class_too_small_to_split_is_refused(tmp_path):
     root = make_folder(tmp_path / "imgs", per_class=2)
     with pytest.raises(DataError, match=r"class boot has 2 readable labelled images; every class needs at least 3"):
