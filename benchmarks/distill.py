@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.common import EPOCHS, check_committed_data, parse_budget, worst_class, write_runs
-from selfsup.cli import run_stage
+from selfsup.cli import at_least, run_stage
 from selfsup.data import load_prepared
 from selfsup.distill import Labelled, distill, new_student
 from selfsup.evaluate import top1_accuracy
@@ -69,15 +69,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--pretexts", nargs="+", default=["rotation"])
     parser.add_argument("--budgets", nargs="+", type=parse_budget, default=[10, 100])
-    parser.add_argument("--seeds", type=int, default=1, help="how many seeds")
-    parser.add_argument("--first-seed", type=int, default=0, help="the first of them")
+    parser.add_argument("--seeds", type=at_least(1), default=1, help="how many seeds")
+    parser.add_argument("--first-seed", type=at_least(0), default=0, help="the first of them")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data", default="data/prepared")
     parser.add_argument("--backbones", default="models/pretrain")
     parser.add_argument("--out", default="metrics/distill_recipe.tsv")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.first_seed < 0:
-        parser.error("--seeds must be at least 1 and --first-seed at least 0")
     params = load_params()
     check_committed_data(params, Path(args.out))
     prepared = load_prepared(args.data)

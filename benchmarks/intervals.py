@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from selfsup.cli import run_stage
+from selfsup.cli import at_least, run_stage
 from selfsup.statistics import labels_matching, labels_to_match
 
 BUDGETS = [10, 20, 50, 100, 1000, 5400]  # 5400: `all`, Fashion-MNIST's training images per class after the val split
@@ -53,19 +53,11 @@ def coverage(gain: float, paired: float, at: int, seeds, correlation: float, swe
     return truth, held / sweeps
 
 
-def at_least_one(text: str) -> int:
-    """A count on the command line: an integer of at least 1 (argparse's error otherwise)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is below 1")
-    return value
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)  # an abbreviated option is an unknown one
-    parser.add_argument("--sweeps", type=at_least_one, default=300, help="simulated sweeps per case")
-    parser.add_argument("--draws", type=at_least_one, default=1000, help="draws of each interval")
+    parser.add_argument("--sweeps", type=at_least(1), default=300, help="simulated sweeps per case")
+    parser.add_argument("--draws", type=at_least(1), default=1000, help="draws of each interval")
     args = parser.parse_args(argv)
     print("gain at budget  seeds per budget         correlation  true labels  interval held it")
     for gain, paired, at, seeds, correlation in CASES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -32,3 +33,14 @@ def open_live(directory: str):
     from dvclive import Live  # late: importing dvclive is slow and not every caller logs
 
     return Live(directory, dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer of at least `minimum` (argparse's one-line error otherwise)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum}")
+        return value
+
+    return parse

@@ -210,3 +210,12 @@ def test_a_quick_look_or_other_data_never_writes_into_the_committed_tables(modul
     with pytest.raises(SelfSupError, match=r"the tables under metrics/ hold Fashion-MNIST's numbers, and params.yaml's "
                                            r"data.dataset is folder: .+--out a table outside metrics/"):
         main(["--data", "nothing"])
+
+
+@pytest.mark.parametrize("module", ["recipe", "distill"])
+@pytest.mark.parametrize("option, value", [("--seeds", "0"), ("--first-seed", "-1")])
+def test_no_seeds_or_a_negative_first_seed_is_a_usage_error(module, option, value, capsys):
+    main = {"recipe": recipe, "distill": distill}[module].main
+    with pytest.raises(SystemExit) as exit_:
+        main([option, value])
+    assert exit_.value.code == 2 and f"argument {option}: {value} is below" in capsys.readouterr().err
