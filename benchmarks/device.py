@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 import yaml
 
 from selfsup.download import FASHION_MNIST_FILES, MIRROR_ENV, OFFICIAL_MIRRORS, _is_url
+from selfsup.report.data import flat
 
 REPO = Path(__file__).resolve().parents[1]
 # what a throwaway copy of the project needs to run its pipeline
@@ -217,13 +218,6 @@ def timed_run(cmd: list[str], cwd: Path, env: dict, timeout: float, log: Path,
     close_stage(code == 0)
     stages.append(("", time.monotonic() - started))  # the end of the last stage
     return code, stages
-
-
-def flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
 
 
 def write_metrics(repo: Path, path: Path) -> None:
