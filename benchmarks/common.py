@@ -12,7 +12,7 @@ import torch
 from selfsup import SelfSupError
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path
-from selfsup.report.data import merged
+from selfsup.report.data import merged, uncommitted
 
 EPOCHS = {10: 60, 100: 40, 1000: 15}  # the label-efficiency sweep's fine-tuning epochs per budget (docs/results.md)
 
@@ -22,10 +22,13 @@ def parse_budget(text: str) -> int | str:
     return text if text == "all" else int(text)
 
 
-def check_committed_data(params, out: Path) -> None:
-    """A SelfSupError where the rows would go to a committed table (under metrics/: Fashion-MNIST's, whole) but
-    params.yaml names other data: another dataset (its rows would sit among Fashion-MNIST's, replacing those of the
-    same settings), or a subsample (preprocess.fraction below 1: a quick look)."""
+def check_committed_data(params, out: Path, data: Path, backbones: dict[str, Path] | None = None) -> None:
+    """A SelfSupError where the rows would go to a committed table (under metrics/: Fashion-MNIST's, whole, of the
+    committed run) but would be measured on something else: another dataset (its rows would sit among
+    Fashion-MNIST's, replacing those of the same settings), a subsample (preprocess.fraction below 1: a quick look),
+    a recipe other than the committed one (params.yaml or dvc.lock edited), or prepared data (`data`) or backbones
+    (`backbones`: pretext -> backbone.pt) other than the outputs dvc.lock records (e.g. pre-trained anew on another
+    kind of machine: another pre-training than the committed rows')."""
     if not out.resolve().is_relative_to(Path("metrics").resolve()):
         return
     dataset, fraction = params.data.dataset, params.preprocess.fraction
@@ -39,6 +42,47 @@ def check_committed_data(params, out: Path) -> None:
             f"params.yaml's preprocess.fraction is {fraction:g}, a quick look at {100 * fraction:g}% of the data, "
             f"whose numbers would replace the whole data's in {out}; give --out a table outside metrics/, or set "
             "preprocess.fraction: 1 and rerun `dvc repro preprocess`. Nothing was run")
+    if not Path("dvc.lock").is_file():  # not the project's root: no committed table here
+        return
+    elsewhere = "give --out a table outside metrics/ (e.g. my-{})".format(out.name)
+    dirty = uncommitted(Path.cwd())
+    if dirty:
+        raise SelfSupError(
+            f"{' and '.join(dirty)} differ{'s' * (len(dirty) == 1)} from the last commit: rows measured with this "
+            f"workspace's recipe would replace the committed run's in {out}; commit them, restore them (git checkout "
+            f"HEAD -- {' '.join(dirty)}), or {elsewhere}. Nothing was run")
+    inputs = {"preprocess": (Path(data), Path("data/prepared"))}
+    inputs.update({f"pretrain@{p}": (Path(path), Path("models/pretrain") / p / "backbone.pt")
+                   for p, path in (backbones or {}).items()})
+    other = [f"{given} (not {recorded})" for given, recorded in inputs.values() if given.resolve() != recorded.resolve()]
+    if other:
+        raise SelfSupError(f"the committed tables are measured on the pipeline's own outputs, and this run reads "
+                           f"{', '.join(other)}; {elsewhere}, or leave --data and --backbones as they are. Nothing "
+                           "was run")
+    changed = changed_outputs(list(inputs))
+    if changed:
+        raise SelfSupError(
+            f"{', '.join(changed)} differ{'s' * (len(changed) == 1)} from what dvc.lock records (made with other "
+            f"settings, or on a machine, precision or thread count whose float results differ: a backbone pre-trained "
+            f"anew is another pre-training than the committed rows'): its rows would replace the committed run's in "
+            f"{out}; `dvc checkout` (or `dvc pull`) brings back the recorded outputs, or {elsewhere}. Nothing was run")
+
+
+def changed_outputs(stages: list[str]) -> list[str]:
+    """The outputs of `stages` (of the DVC project in the working folder) that differ from what dvc.lock records,
+    or are missing: `dvc status`'s changed outs, with the stage's deps left aside. A SelfSupError for a stage
+    dvc.yaml lacks."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        unknown = sorted(set(stages) - {stage.addressing for stage in repo.index.stages})
+        if unknown:
+            raise SelfSupError(f"dvc.yaml has no stage {', '.join(unknown)}, so what this run reads is no output of "
+                               "the committed run; give a pretext of params.yaml's `pretexts`, or --out a table "
+                               "outside metrics/. Nothing was run")
+        status = repo.status(targets=stages)
+    return sorted({path for entries in status.values() for entry in entries if isinstance(entry, dict)
+                   for path in entry.get("changed outs") or {}})
 
 
 def lost_cells(path: Path, rows: list[dict], keys: list[str]) -> list[str]:

@@ -77,7 +77,8 @@ def main(argv=None):
     parser.add_argument("--out", default="metrics/distill_recipe.tsv")
     args = parser.parse_args(argv)
     params = load_params()
-    check_committed_data(params, Path(args.out))
+    check_committed_data(params, Path(args.out), Path(args.data),
+                         {p: Path(args.backbones) / p / "backbone.pt" for p in args.pretexts})
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     train = splits["train"]

@@ -88,7 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_budgets(Path(args.out), args.variants, args.budgets)
     params = load_params()
-    check_committed_data(params, Path(args.out))
+    check_committed_data(params, Path(args.out), Path(args.data))
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     images = pretraining_images(prepared, args.data)

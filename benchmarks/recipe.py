@@ -122,7 +122,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = args.out or OUT[args.base]
     params = load_params()
-    check_committed_data(params, Path(args.out))
+    check_committed_data(params, Path(args.out), Path(args.data),
+                         {p: Path(args.backbones) / p / "backbone.pt" for p in args.pretexts})
     prepared = load_prepared(args.data)
     meta, splits = prepared.meta, prepared.splits
     runs = [(p, b, s, v) for p in args.pretexts for b in args.budgets for v in args.variants

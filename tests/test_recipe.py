@@ -179,7 +179,8 @@ def test_a_rerun_never_replaces_committed_cells_with_nothing(tmp_path):
 
 @pytest.mark.parametrize("name", ["recipe", "distill", "pretext"])
 def test_a_benchmark_without_its_data_says_so_in_one_line(name, tmp_path):
-    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--data", str(tmp_path / "none")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--data", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "rows.tsv")], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
     assert "meta.json not found; run `dvc repro preprocess` first" in done.stderr
@@ -210,6 +211,68 @@ def test_a_quick_look_or_other_data_never_writes_into_the_committed_tables(modul
     with pytest.raises(SelfSupError, match=r"the tables under metrics/ hold Fashion-MNIST's numbers, and params.yaml's "
                                            r"data.dataset is folder: .+--out a table outside metrics/"):
         main(["--data", "nothing"])
+
+
+PIPELINE = """
+stages:
+  preprocess:
+    cmd: mkdir -p data/prepared && echo images > data/prepared/train.pt
+    outs: [data/prepared]
+  pretrain:
+    foreach: [none, rotation]
+    do:
+      cmd: mkdir -p models/pretrain/${item} && echo weights > models/pretrain/${item}/backbone.pt
+      deps: [data/prepared]
+      outs: ["models/pretrain/${item}"]
+"""
+
+
+def test_rows_for_the_committed_tables_are_measured_on_the_committed_run_alone(tmp_path, monkeypatch):
+    """Into metrics/ only what the committed run would measure: its params.yaml and dvc.lock, its prepared data and
+    its backbones as dvc.lock records them (a backbone pre-trained anew elsewhere is another pre-training).
+    Each refusal comes before any work; another table (--out) takes anything."""
+    import shutil
+
+    from selfsup import SelfSupError
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def run(*command):
+        subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").write_text(PIPELINE)
+    run("dvc", "repro", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "run")
+    monkeypatch.chdir(tmp_path)
+    main = recipe.main
+    args = ["--pretexts", "rotation", "--budgets", "10"]
+    with pytest.raises(SelfSupError, match=r"data/prepared/meta.json not found"):  # every check passed: on to the data
+        main(args)
+    backbone = tmp_path / "models/pretrain/rotation/backbone.pt"
+    backbone.unlink()  # dvc's cache holds a link: a new file, not an edit of the cached one
+    backbone.write_text("weights pre-trained anew\n")
+    with pytest.raises(SelfSupError, match=r"models/pretrain/rotation differs from what dvc.lock records .+another "
+                                           r"pre-training than the committed rows'.+`dvc checkout`.+Nothing was run"):
+        main(args)
+    with pytest.raises(SelfSupError, match=r"meta.json not found"):  # another table: measured on what is there
+        main([*args, "--out", str(tmp_path / "mine.tsv")])
+    with pytest.raises(SelfSupError, match=r"meta.json not found"):  # a backbone it does not read is no matter
+        main(["--pretexts", "none", "--budgets", "10"])
+    with pytest.raises(SelfSupError, match=r"dvc.yaml has no stage pretrain@jigsaw, so what this run reads is no"):
+        main(["--pretexts", "jigsaw", "--budgets", "10"])
+    run("dvc", "checkout", "-q", "-f")
+    with pytest.raises(SelfSupError, match=r"reads elsewhere \(not data/prepared\);.+leave --data and --backbones"):
+        main([*args, "--data", "elsewhere"])
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("  seed: 0", "  seed: 1", 1))
+    for module in (recipe, distill, pretext_benchmark):  # an edited recipe: refused by every benchmark
+        with pytest.raises(SelfSupError, match=r"params.yaml differs from the last commit: rows measured with this "
+                                               r"workspace's recipe would replace the committed run's"):
+            module.main(["--data", "data/prepared"])
 
 
 @pytest.mark.parametrize("module", ["recipe", "distill"])

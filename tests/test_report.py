@@ -879,6 +879,42 @@ def test_a_run_whose_dvc_lock_records_other_params_is_left_out_and_named(project
     assert "left out 1 run whose dvc.lock records params other than its params.yaml" in err and "e2 (finetune)" in err
 
 
+def pretrain_lock(lr, backbone):
+    """A dvc.lock whose pretrain@rotation stage records `lr` and made the backbone of hash `backbone`."""
+    return {"schema": "2.0", "stages": {"pretrain@rotation": {
+        "cmd": "python -m stages.pretrain rotation", "params": {"params.yaml": {"pretrain.common": {"lr": lr}}},
+        "deps": [{"path": "data/prepared", "hash": "md5", "md5": "d" * 32 + ".dir"}],
+        "outs": [{"path": "models/pretrain/rotation", "hash": "md5", "md5": backbone + ".dir"}]}}}
+
+
+def test_a_run_that_remade_its_commits_backbone_with_other_results_is_left_out_and_named(project_copy, monkeypatch,
+                                                                                        capsys):
+    """An experiment run where the commit's backbones were not at hand pre-trains them anew; on another machine,
+    precision or thread count that is another pre-training than the one the other rows share: no row of it. A
+    backbone remade with other params (a variant) is its own, and kept."""
+    head = exp_entry("main", "none", "all", 0.9, "2026-01-01T00:00:00")
+    same = exp_entry("e1", "rotation", 5, 0.7, "2026-01-02T00:00:00", seed=7)  # the commit's backbone
+    anew = exp_entry("e2", "rotation", 5, 0.7, "2026-01-02T00:00:01", seed=8)  # pre-trained again: other bytes
+    variant = exp_entry("e3", "rotation", 5, 0.7, "2026-01-02T00:00:02", seed=9)  # other params: its own backbone
+    head["experiments"] = [{"revs": [same]}, {"revs": [anew]}, {"revs": [variant]}]
+    for entry, lr in ((head, 0.05), (same, 0.05), (anew, 0.05), (variant, 0.1)):
+        entry["data"]["params"]["params.yaml"]["data"]["pretrain"] = {"common": {"lr": lr}}
+    locks = {"mainmainmain": pretrain_lock(0.05, "a" * 32), "e1e1e1": pretrain_lock(0.05, "a" * 32),
+             "e2e2e2": pretrain_lock(0.05, "b" * 32), "e3e3e3": pretrain_lock(0.1, "c" * 32)}
+    told = []
+    rows = experiment_rows([head], lock=locks.get, remade=lambda name, stages: told.append((name, stages)))
+    assert sorted(rows.experiment) == ["e1", "e3", "main"] and told == [("e2", ["pretrain@rotation"])]
+
+    fake_dvc(monkeypatch, [head])
+    monkeypatch.setattr(report_data, "git_lock", lambda root: locks.get)
+    report_main(["--experiments"])
+    table = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
+    assert {"e1", "e3"} <= set(table.experiment) and "e2" not in set(table.experiment)
+    err = capsys.readouterr().err
+    assert "left out 1 run that remade stages of its commit with its params and inputs and got other outputs" in err
+    assert "e2 (pretrain@rotation). Fetch the commit's outputs before running (`dvc pull`" in err
+
+
 def test_a_commit_of_digits_alone_keeps_its_leading_zero_when_rows_are_added(project_copy, monkeypatch):
     path = project_copy / "metrics/comparison.tsv"
     table = pd.read_csv(path, sep="\t", dtype=str)

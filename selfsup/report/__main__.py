@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.io import atomic_path
 from selfsup.report.blocks import rendered
-from selfsup.report.data import COMPARISON, DISTILLED, collect
+from selfsup.report.data import COMPARISON, DISTILLED, RECIPE_FILES, collect, uncommitted
 
 ROOT_HINT = "run it in the project's root (where dvc.yaml and params.yaml are)"
 
@@ -36,8 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "  python -m selfsup.report --experiments --rev abc1234  # ... of the commit they were queued from")
     parser.add_argument("--experiments", action="store_true",
                         help=f"first collect the finished DVC experiments into {COMPARISON} and {DISTILLED}: a row "
-                             "of the same settings is replaced, every other row kept; with none to collect, an "
-                             "error and nothing written")
+                             "of the same settings is replaced, every other row kept; a run that did not make all "
+                             "its metrics with its params, or remade a stage of its commit with other results (a "
+                             "backbone pre-trained anew elsewhere), is left out and named; with none to collect, "
+                             "an error and nothing written")
     parser.add_argument("--rev", metavar="COMMIT",
                         help="with --experiments: the commit the experiments were queued from (default HEAD)")
     parser.add_argument("--replace", action="store_true",
@@ -51,21 +52,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if (args.rev is not None or args.replace) and not args.experiments:
         parser.error("--rev and --replace go with --experiments")
     return args
-
-
-RECIPE_FILES = ("params.yaml", "dvc.lock")  # the recipe the pages are drawn for, and the run metrics/ holds
-
-
-def uncommitted(root: Path) -> list[str]:
-    """Which of params.yaml and dvc.lock differ from the last commit of the git repository at `root` (none outside
-    one)."""
-    try:
-        proc = subprocess.run(["git", "status", "--porcelain", "--", *RECIPE_FILES], cwd=root, capture_output=True,
-                              text=True)
-    except OSError:  # no git
-        return []
-    return sorted(line[3:].strip() for line in proc.stdout.splitlines()) if proc.returncode == 0 else []
-
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -189,6 +189,20 @@ def weakest_class(per_class: pd.DataFrame | None) -> tuple[str | None, float]:
     return weakest["class"], float(weakest.accuracy)
 
 
+RECIPE_FILES = ("params.yaml", "dvc.lock")  # the recipe the pages are drawn for, and the run metrics/ holds
+
+
+def uncommitted(root: Path) -> list[str]:
+    """Which of params.yaml and dvc.lock differ from the last commit of the git repository at `root` (none outside
+    one)."""
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--", *RECIPE_FILES], cwd=root, capture_output=True,
+                              text=True)
+    except OSError:  # no git
+        return []
+    return sorted(line[3:].strip() for line in proc.stdout.splitlines()) if proc.returncode == 0 else []
+
+
 def git_reader(root: Path, path: Path, parse):
     """A reader of the file `path` as committed with a revision (an experiment's commit) of the repository at
     `root`, parsed from its text by `parse`: None where that revision has none."""
@@ -229,6 +243,21 @@ def stale_stages(lock: dict | None, params: dict) -> list[str]:
                    for key, value in flat(((entry or {}).get("params") or {}).get("params.yaml") or {}).items())]
 
 
+def remade_stages(lock: dict | None, base: dict | None) -> list[str]:
+    """The stages that `lock` (an experiment's dvc.lock) records with the command, params and inputs `base` (its
+    commit's) records for them, but with other outputs: remade where the commit's were not at hand, on a machine,
+    precision or thread count whose float results differ (a backbone pre-trained anew is another pre-training)."""
+    def hashes(entry: dict, key: str) -> dict:
+        return {item.get("path"): item.get("md5") for item in entry.get(key) or []}
+
+    theirs = (base or {}).get("stages") or {}
+    return [stage for stage, entry in ((lock or {}).get("stages") or {}).items()
+            if stage in theirs and entry.get("cmd") == theirs[stage].get("cmd")
+            and (entry.get("params") or {}) == (theirs[stage].get("params") or {})
+            and hashes(entry, "deps") == hashes(theirs[stage], "deps")
+            and hashes(entry, "outs") != hashes(theirs[stage], "outs")]
+
+
 # the params a sweep varies, each a column of its rows (distill's: DISTILL_KEYS and the distilled table), and those
 # that change no fine-tuned model: a difference from the commit's params elsewhere is the row's `variant`
 SWEPT = ("pretext", "pretexts", "data.dataset", "finetune.protocol", "finetune.labels_per_class", "finetune.epochs",
@@ -256,12 +285,14 @@ def variant(params: dict, base: dict) -> str:
 
 
 def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: None,
-                    stale=lambda name, stages: None) -> pd.DataFrame:
+                    stale=lambda name, stages: None, remade=lambda name, stages: None) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on its
     commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's), with its
     `variant` of the commit's recipe and the delivered model's weakest class (`per_class` maps a revision to its
     per-class table, e.g. `git_per_class`). One whose dvc.lock (`lock` maps a revision to it, e.g. `git_lock`)
-    records other params than its params.yaml (`stale_stages`) has no row: `stale(name, stages)` is told instead."""
+    records other params than its params.yaml (`stale_stages`) has no row: `stale(name, stages)` is told instead;
+    nor has an experiment that remade a stage of its commit with other results (`remade_stages`): `remade(name,
+    stages)` is told."""
     def all_params(entry: dict) -> dict:
         return ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
 
@@ -283,6 +314,10 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
             stages = stale_stages(lock(entry["rev"]), params)
             if stages:  # its metrics are not (all) its own params'
                 stale(name if entry is not commit else f"{name}, the commit itself", stages)
+                continue
+            stages = [] if entry is commit else remade_stages(lock(entry["rev"]), lock(commit["rev"]))
+            if stages:  # e.g. its backbone pre-trained anew: not the commit's, which its other rows share
+                remade(name, stages)
                 continue
             ft, distill = params["finetune"], params.get("distill") or {}
             summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
@@ -355,9 +390,10 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
             f"no finished DVC experiments of {rev} to collect, so nothing was written. Experiments live in the "
             "repository that ran them (a fresh clone has none; `dvc exp pull <remote>` fetches shared ones) and "
             "belong to the commit they were queued from: after a later commit, pass --rev <that commit>")
-    left_out = []
+    left_out, remade = [], []
     rows = experiment_rows(show, git_per_class(root), git_lock(root),
-                           lambda name, stages: left_out.append(f"{name} ({', '.join(stages)})"))
+                           lambda name, stages: left_out.append(f"{name} ({', '.join(stages)})"),
+                           lambda name, stages: remade.append(f"{name} ({', '.join(stages)})"))
     if left_out:
         one = len(left_out) == 1
         print(f"left out {len(left_out)} run{'' if one else 's'} whose dvc.lock records params other than "
@@ -365,6 +401,14 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
               f"metrics were not (all) made with {'its' if one else 'their'} settings: {'; '.join(left_out)}. A "
               f"`dvc exp run` given a stage runs up to that stage only; run {'it' if one else 'them'} again without "
               f"one to collect {'it' if one else 'them'} (a commit itself: `dvc repro` there, and commit dvc.lock)",
+              file=sys.stderr)
+    if remade:
+        one = len(remade) == 1
+        print(f"left out {len(remade)} run{'' if one else 's'} that remade stages of {'its' if one else 'their'} "
+              f"commit with its params and inputs and got other outputs (made on a machine, precision or thread count "
+              f"whose float results differ: a backbone pre-trained anew is another pre-training than the one the "
+              f"other rows share): {'; '.join(remade)}. Fetch the commit's outputs before running (`dvc pull`, from "
+              f"the remote the machine that made them pushed to), or rerun on that machine",
               file=sys.stderr)
     comparison, distilled = sweep_tables(rows)
     if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
