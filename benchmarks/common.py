@@ -12,7 +12,8 @@ import torch
 from selfsup import SelfSupError
 from selfsup.evaluate import classification_metrics
 from selfsup.io import atomic_path
-from selfsup.report.data import merged, uncommitted
+from selfsup.report.data import merged
+from selfsup.report.experiments import uncommitted
 
 EPOCHS = {10: 60, 100: 40, 1000: 15}  # the label-efficiency sweep's fine-tuning epochs per budget (docs/results.md)
 

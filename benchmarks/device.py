@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 import yaml
 
 from selfsup.download import FASHION_MNIST_FILES, MIRROR_ENV, OFFICIAL_MIRRORS, _is_url
-from selfsup.report.data import flat
+from selfsup.report.experiments import flat
 
 REPO = Path(__file__).resolve().parents[1]
 # what a throwaway copy of the project needs to run its pipeline

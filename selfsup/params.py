@@ -14,6 +14,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from selfsup import SelfSupError
+from selfsup.params_audit import AUDIT, audit_log, audited
 from selfsup.pretexts import names as pretext_names
 
 
@@ -380,73 +381,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             raise ParamsError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
     params = parse_params(raw)
     folder = os.environ.get(AUDIT)
-    return audited(params, "", _audit_log(Path(folder))) if folder else params
-
-
-AUDIT = "SELFSUP_PARAMS_AUDIT"
-_AUDITED: dict[tuple[type, str], type] = {}  # (params class, key prefix) -> its recording subclass
-_READ: set[str] = set()  # the keys this process read, for _audit_log
-
-
-def _audit_log(folder: Path) -> set[str]:
-    """The set an audited process records the keys it reads in: written to `folder`/<pid>.json with the command
-    line when the process ends (DVC's stage commands tell which stage read what)."""
-    if not getattr(_audit_log, "registered", False):
-        import atexit
-        import json
-        import sys
-
-        def write():
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{os.getpid()}.json").write_text(json.dumps({"argv": sys.argv, "read": sorted(_READ)}))
-
-        atexit.register(write)
-        _audit_log.registered = True
-    return _READ
-
-
-def audited(params, prefix: str, read: set[str]):
-    """`params` (a params dataclass) as an equal instance of a subclass that adds the key of every value read from
-    it to `read` ("finetune.lr", ...); a nested section read comes audited, and so does a pretext's `section`. For
-    the test that every stage reads only the params dvc.yaml declares for it: a key read and not declared would
-    leave a stage's outputs stale when it changes."""
-    base = type(params)
-    key = (base, prefix)
-    if key not in _AUDITED:
-        names = {f.name for f in dataclasses.fields(base)}
-
-        def __getattribute__(self, name):
-            value = base.__getattribute__(self, name)
-            if name in names:
-                where = f"{prefix}{name}"
-                if dataclasses.is_dataclass(value):
-                    return audited(value, f"{where}.", read)
-                read.add(where)
-            return value
-
-        def section(self, name, params_cls):  # PretrainParams': a pretext's section, read through
-            return audited(base.section(_retyped(self, base), name, params_cls), f"{prefix}{name}.", read)
-
-        def values(obj):  # unrecorded
-            return tuple(object.__getattribute__(obj, f.name) for f in dataclasses.fields(base))
-
-        def __eq__(self, other):  # equal to the plain instance it copies (a dataclass's own __eq__ wants one class)
-            return values(self) == values(other) if isinstance(other, base) else NotImplemented
-
-        body = {"__getattribute__": __getattribute__, "__eq__": __eq__, "__hash__": lambda self: hash(values(self)),
-                "__slots__": ()}
-        if hasattr(base, "section"):
-            body["section"] = section
-        _AUDITED[key] = type(base.__name__, (base,), body)
-    return _retyped(params, _AUDITED[key])
-
-
-def _retyped(params, cls):
-    """A copy of the params dataclass `params` as an instance of `cls` (its audited subclass, or back), unrecorded."""
-    copy = object.__new__(cls)
-    for f in dataclasses.fields(params):
-        object.__setattr__(copy, f.name, object.__getattribute__(params, f.name))
-    return copy
+    return audited(params, "", audit_log(Path(folder))) if folder else params
 
 
 def to_dict(params) -> dict:

@@ -18,8 +18,8 @@ from PIL import Image
 
 from benchmarks import device
 from benchmarks.device import copy_project
-from selfsup.params import AUDIT
-from selfsup.report.data import experiment_rows
+from selfsup.params_audit import AUDIT
+from selfsup.report.experiments import experiment_rows
 from selfsup.report.probes import render_probe
 from tests.conftest import REPO, shrink_params
 

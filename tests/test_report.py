@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import selfsup.report.data as report_data
+import selfsup.report.experiments as report_experiments
 from selfsup.cli import run_stage
 from selfsup.report.__main__ import main as report_main
 from selfsup.report.answer import comparison_block, detail_block
@@ -16,9 +16,10 @@ from selfsup.report.benchmarks import (balance_markdown, consistency_markdown, d
                                        pretext_compute_markdown, recipe_markdown, schedule_block, schedule_markdown,
                                        tuning_markdown)
 from selfsup.report.blocks import rendered, replace_block
-from selfsup.report.data import (EXPERIMENT_KEYS, effective_min_steps, experiment_rows, git_per_class, merged,
-                                 on_schedule, read_comparison, read_distilled, sweep_tables, weakest_class)
+from selfsup.report.data import EXPERIMENT_KEYS, merged, on_schedule, read_comparison, read_distilled
 from selfsup.report.distilled import distillation_svg, distilled_markdown, distilled_summary
+from selfsup.report.experiments import (effective_min_steps, experiment_rows, git_per_class, sweep_tables,
+                                        weakest_class)
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gain_svg, gains_markdown,
@@ -817,7 +818,7 @@ def fake_dvc(monkeypatch, show):
             return subprocess.CompletedProcess(cmd, 0, json.dumps(show), "")
         return real(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(report_data.subprocess, "run", run)
+    monkeypatch.setattr(report_experiments.subprocess, "run", run)
 
 
 def test_collecting_adds_to_the_committed_rows_and_replace_drops_them(project_copy, monkeypatch):
@@ -871,7 +872,7 @@ def test_a_run_whose_dvc_lock_records_other_params_is_left_out_and_named(project
                                                           ("e2", ["finetune"])]
 
     fake_dvc(monkeypatch, [head])
-    monkeypatch.setattr(report_data, "git_lock", lambda root: locks.get)
+    monkeypatch.setattr(report_experiments, "git_lock", lambda root: locks.get)
     report_main(["--experiments"])
     table = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     assert "e1" in set(table.experiment) and "e2" not in set(table.experiment)
@@ -906,7 +907,7 @@ def test_a_run_that_remade_its_commits_backbone_with_other_results_is_left_out_a
     assert sorted(rows.experiment) == ["e1", "e3", "main"] and told == [("e2", ["pretrain@rotation"])]
 
     fake_dvc(monkeypatch, [head])
-    monkeypatch.setattr(report_data, "git_lock", lambda root: locks.get)
+    monkeypatch.setattr(report_experiments, "git_lock", lambda root: locks.get)
     report_main(["--experiments"])
     table = pd.read_csv(project_copy / "metrics/comparison.tsv", sep="\t", dtype={"labels_per_class": str})
     assert {"e1", "e3"} <= set(table.experiment) and "e2" not in set(table.experiment)

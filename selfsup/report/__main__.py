@@ -10,7 +10,8 @@ from selfsup import SelfSupError
 from selfsup.cli import run_stage
 from selfsup.io import atomic_path
 from selfsup.report.blocks import rendered
-from selfsup.report.data import COMPARISON, DISTILLED, RECIPE_FILES, collect, uncommitted
+from selfsup.report.data import COMPARISON, DISTILLED
+from selfsup.report.experiments import RECIPE_FILES, collect, uncommitted
 
 ROOT_HINT = "run it in the project's root (where dvc.yaml and params.yaml are)"
 
