@@ -30,6 +30,10 @@ from selfsup.io import atomic_path
 from selfsup.models import EXPORTED, TTA, foreign_file, load_classifier, pointer_beside
 
 SPEC_FILE = "model.json"  # its name inside the .pt2 archive, and beside it
+# how selfsup.images.decode prepares any image (selfsup.predict's and the folders' route), in model.json's words
+RESIZE = ("any image: turned upright by its EXIF orientation, a 16-bit one scaled to 8 bits, converted to `mode`, "
+          "squashed to height x width by PIL's bilinear resize with reducing_gap=2.0 (a JPEG decoded at a reduced "
+          "scale first, Image.draft), as selfsup.predict does")
 
 
 class DeliveredModel(nn.Module):
@@ -59,7 +63,7 @@ def model_spec(ckpt: dict, tta: str = "none") -> dict:
         "classes": list(ckpt["classes"]),
         "input": {"dtype": "uint8", "layout": "NCHW", "channels": data["channels"], "height": data["image_size"],
                   "width": data["image_size"], "mode": MODES[data["channels"]],
-                  "resize": "any image: converted to `mode`, squashed to height x width, bilinear (PIL), as selfsup.predict does"},
+                  "resize": RESIZE},
         "output": "class probabilities, N x classes, in the order of `classes`",
         "tta": tta,
         "pretext": ckpt.get("pretext"),

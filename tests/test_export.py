@@ -72,6 +72,22 @@ def test_exported_model_matches_the_eager_model_on_real_test_images(tmp_path, pr
     assert beside == spec and spec["check"]["test_images"] == 300 and spec["model"]["norm"] == norm
 
 
+def test_model_json_says_each_step_by_which_any_image_is_prepared():
+    """model.json's `resize` is a user's only account of how to prepare an image for the export: it names every step
+    images.decode takes: a step dropped there, or words dropped here, fails."""
+    import inspect
+
+    from selfsup import images
+    from selfsup.export import RESIZE
+
+    source = inspect.getsource(images.decode)
+    steps = {"exif_transpose": "EXIF orientation", "eight_bit": "16-bit one scaled to 8 bits",
+             ".convert(": "converted to `mode`", "Image.BILINEAR, reducing_gap=2.0": "bilinear resize with reducing_gap=2.0",
+             ".draft(": "Image.draft"}
+    for call, words in steps.items():
+        assert call in source and words in RESIZE, (call, words)
+
+
 def test_the_readmes_lines_run_the_export_with_torch_alone_as_predict_does(tmp_path, prepared, real_test):
     """The README's snippet, as it stands, with this package made unimportable: on a test image saved as
     photo.png (three times its size, so the resize is real) it gives what `selfsup.predict` gives."""
