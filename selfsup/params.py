@@ -381,7 +381,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             raise ParamsError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
     params = parse_params(raw)
     folder = os.environ.get(AUDIT)
-    return audited(params, "", audit_log(Path(folder))) if folder else params
+    if not folder:
+        return params
+    audit_log(Path(folder))
+    return audited(params)
 
 
 def to_dict(params) -> dict:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 AUDIT = "SELFSUP_PARAMS_AUDIT"
 _AUDITED: dict[tuple[type, str], type] = {}  # (params class, key prefix) -> its recording subclass
-_READ: set[str] = set()  # the keys this process read, for audit_log
+_READ: set[str] = set()  # the keys this process read from audited params
 
 
-def audit_log(folder: Path) -> set[str]:
-    """The set an audited process records the keys it reads in: written to `folder`/<pid>.json with the command
-    line when the process ends (DVC's stage commands tell which stage read what)."""
+def audit_log(folder: Path) -> None:
+    """Have this process write the keys it read to `folder`/<pid>.json, with its command line, when it ends (DVC's
+    stage commands tell which stage read what)."""
     if not getattr(audit_log, "registered", False):
         import atexit
         import json
@@ -27,12 +27,12 @@ def audit_log(folder: Path) -> set[str]:
 
         atexit.register(write)
         audit_log.registered = True
-    return _READ
 
 
-def audited(params, prefix: str, read: set[str]):
-    """`params` (a params dataclass) as an equal instance of a subclass that adds the key of every value read from
-    it to `read` ("finetune.lr", ...); a nested section read comes audited, and so does a pretext's `section`."""
+def audited(params, prefix: str = ""):
+    """`params` (a params dataclass whose keys start with `prefix`) as an equal instance of a subclass that notes
+    the key of every value read from it ("finetune.lr", ...); a nested section read comes audited, and so does a
+    pretext's `section`."""
     base = type(params)
     key = (base, prefix)
     if key not in _AUDITED:
@@ -43,12 +43,12 @@ def audited(params, prefix: str, read: set[str]):
             if name in names:
                 where = f"{prefix}{name}"
                 if dataclasses.is_dataclass(value):
-                    return audited(value, f"{where}.", read)
-                read.add(where)
+                    return audited(value, f"{where}.")
+                _READ.add(where)
             return value
 
         def section(self, name, params_cls):  # PretrainParams': a pretext's section, read through
-            return audited(base.section(_retyped(self, base), name, params_cls), f"{prefix}{name}.", read)
+            return audited(base.section(_retyped(self, base), name, params_cls), f"{prefix}{name}.")
 
         def values(obj):  # unrecorded
             return tuple(object.__getattribute__(obj, f.name) for f in dataclasses.fields(base))
