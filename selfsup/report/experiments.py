@@ -155,6 +155,7 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
     rows = []
     for commit in show:
         entries = [commit] + [rev for exp in finished_experiments(commit) for rev in exp.get("revs", [])]
+        base = lock(commit["rev"])  # the commit's dvc.lock: its own row's, and what its experiments may remake
         for entry in entries:
             data = entry.get("data") or {}
             params = data.get("params", {}).get("params.yaml", {}).get("data")
@@ -164,11 +165,12 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
             if fraction(entry) != fraction(commit):  # a quick look at a part of its commit's data
                 continue
             name = entry.get("name") or entry["rev"][:7]
-            stages = stale_stages(lock(entry["rev"]), params)
+            mine = base if entry is commit else lock(entry["rev"])
+            stages = stale_stages(mine, params)
             if stages:  # its metrics are not (all) its own params'
                 stale(name if entry is not commit else f"{name}, the commit itself", stages)
                 continue
-            stages = [] if entry is commit else remade_stages(lock(entry["rev"]), lock(commit["rev"]))
+            stages = [] if entry is commit else remade_stages(mine, base)
             if stages:  # e.g. its backbone pre-trained anew: not the commit's, which its other rows share
                 remade(name, stages)
                 continue
