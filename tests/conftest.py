@@ -67,6 +67,12 @@ def modules_loaded(code: str, cwd: Path = REPO) -> set[str]:
     return set(ast.literal_eval(out.splitlines()[-1]))
 
 
+def project_env(extra_env=None) -> dict:
+    """The environment to run DVC and git in."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **(extra_env or {})}
+
+
 def set_param(workdir, section, key, value):
     """Set params.yaml's `section.key` in the workdir."""
     params = yaml.safe_load((workdir / "params.yaml").read_text())

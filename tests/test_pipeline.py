@@ -21,7 +21,7 @@ from benchmarks.device import copy_project
 from selfsup.params_audit import AUDIT
 from selfsup.report.experiments import experiment_rows
 from selfsup.report.probes import render_probe
-from tests.conftest import REPO, shrink_params
+from tests.conftest import REPO, project_env, shrink_params
 
 
 
@@ -45,12 +45,6 @@ def _leaves(data, prefix=""):
 
 def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def project_env(extra_env=None) -> dict:
-    """The environment to run DVC and git in."""
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **(extra_env or {})}
 
 
 def project_repo(tmp_path, edit_params, extra_env=None):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from selfsup.params import Params
-from tests.conftest import REPO
+from tests.conftest import REPO, project_env
 
 spec = importlib.util.spec_from_file_location("recipe", REPO / "benchmarks/recipe.py")
 recipe = importlib.util.module_from_spec(spec)
@@ -235,11 +235,8 @@ def test_rows_for_the_committed_tables_are_measured_on_the_committed_run_alone(t
 
     from selfsup import SelfSupError
 
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
     def run(*command):
-        subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
+        subprocess.run(command, cwd=tmp_path, env=project_env(), check=True, capture_output=True)
 
     run("git", "init", "-q")
     run("dvc", "init", "-q")
