@@ -6,10 +6,33 @@ import torch
 import torch.nn.functional as F
 
 
+def _coordinates(steps: int, like: torch.Tensor) -> torch.Tensor:
+    """The normalised centres of `steps` pixels along one axis, as `F.affine_grid` (align_corners=False) makes them."""
+    if steps <= 1:
+        return torch.zeros(steps, dtype=like.dtype, device=like.device)
+    return torch.linspace(-1, 1, steps, dtype=like.dtype, device=like.device) * (steps - 1) / steps
+
+
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """`F.affine_grid(theta, (N, C, h, w), align_corners=False)`, rounded the same on every machine.
+
+    torch computes the grid as a batched matrix product, which BLAS rounds by the CPU: MKL fuses a multiply and
+    an add where it has AVX-512 (Intel) and not elsewhere (AMD, AVX2), so every view made from it, and what a
+    pretext learned from those views, changed in its last bits from one kind of CPU to another. Here each
+    coordinate is (x·θ₀ + y·θ₁) + θ₂ in the grid's dtype, one rounding after each operation, the order that
+    MKL's unfused path takes (the committed backbones were pre-trained with it).
+    """
+    t = theta[:, None, None]  # N×1×1×2×3: the two output coordinates' rows
+    x = _coordinates(w, theta).view(1, 1, w, 1)
+    y = _coordinates(h, theta).view(1, h, 1, 1)
+    return (x * t[..., 0] + y * t[..., 1]) + t[..., 2]
+
+
 def flip_translate(x: torch.Tensor, flip: bool, translate: int, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and integer translation of up to `translate` pixels, per image.
 
     One `affine_grid`/`grid_sample` call for the whole batch; pixels shifted in are zero (background).
+    (The grid's sums are exact here, so BLAS's rounding, see `affine_grid`, never mattered.)
     """
     if not flip and translate == 0:
         return x
@@ -24,8 +47,7 @@ def flip_translate(x: torch.Tensor, flip: bool, translate: int, generator: torch
         shift = torch.randint(-translate, translate + 1, (n, 2), generator=generator, device=x.device)
         theta[:, 0, 2] = shift[:, 0] * 2.0 / w  # normalised coordinates span 2 over the image
         theta[:, 1, 2] = shift[:, 1] * 2.0 / h
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, affine_grid(theta, h, w), mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -62,8 +84,7 @@ def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torc
         torch.stack([cos * sign, -sin, shift[:, 0] * 2], 1),  # normalised coordinates span 2 over the image
         torch.stack([sin * sign, cos, shift[:, 1] * 2], 1),
     ], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, affine_grid(theta, *x.shape[-2:]), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def random_affine(

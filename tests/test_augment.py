@@ -1,9 +1,14 @@
+import hashlib
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from selfsup.augment import adjust_intensity, affine, flip_translate, jitter_intensity, random_affine
+from selfsup.augment import adjust_intensity, affine, affine_grid, flip_translate, jitter_intensity, random_affine
 
 
 def images(n=16, size=10):
@@ -103,6 +108,33 @@ def test_sign_minus_one_mirrors_horizontally():
     out = affine(x, torch.zeros(2), torch.ones(2), torch.zeros(2, 2), torch.tensor([-1.0, 1.0]))
     torch.testing.assert_close(out[0], x[0].flip(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[1], x[1], atol=1e-5, rtol=0)
+
+
+# two transforms whose grid products are inexact, so the order of the roundings shows in the bytes
+THETA = [[[0.9, -0.31, 0.12], [0.27, 1.1, -0.05]], [[-0.83, 0.47, 0.3], [-0.47, -0.83, 0.07]]]
+GRID_MD5 = "cef70fdae1a2f8915a796dbe4d74d8e5"  # (x·θ₀ + y·θ₁) + θ₂ in float32, as the committed backbones saw it
+
+
+def test_affine_grid_is_torchs_grid_rounded_one_way_on_every_machine():
+    theta = torch.tensor(THETA)
+    ours = affine_grid(theta, 28, 28)
+    torch.testing.assert_close(ours, F.affine_grid(theta, [2, 1, 28, 28], align_corners=False), atol=1e-6, rtol=0)
+    assert hashlib.md5(ours.numpy().tobytes()).hexdigest() == GRID_MD5  # the same bytes on any CPU
+    for h, w in [(28, 28), (32, 20), (1, 5), (3, 1)]:  # identity: the pixel centres themselves, exactly
+        identity = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])
+        assert torch.equal(affine_grid(identity, h, w), F.affine_grid(identity, [1, 1, h, w], align_corners=False))
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch is built without MKL")
+def test_affine_grid_rounds_as_mkls_unfused_path():
+    """torch's own grid under MKL held to AVX2 (no fused multiply-add in that product) has the same bytes; on a
+    CPU with AVX-512, MKL's default path gives other bytes, which is why the grid is not torch's."""
+    code = ("import hashlib, torch, torch.nn.functional as F; theta = torch.tensor(%r); "
+            "print(hashlib.md5(F.affine_grid(theta, [2, 1, 28, 28], align_corners=False).numpy().tobytes()).hexdigest())"
+            % THETA)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == GRID_MD5
 
 
 def test_random_affine_stays_within_its_ranges():
