@@ -1,4 +1,6 @@
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -152,3 +154,35 @@ def test_the_labels_interval_covers_the_truth_as_often_as_it_claims_with_three_s
         row = labels_to_match(sweep(none, rotation), draws=1000, seed=trial).set_index("labels_per_class").loc["20"]
         held += row.low <= truth <= row.high
     assert held / trials >= 0.9
+
+
+def test_the_intervals_benchmark_takes_its_spreads_from_the_committed_sweep(tmp_path):
+    """benchmarks.intervals simulates the sweep as metrics/comparison.tsv holds it: none's mean and spread per
+    budget, rotation's paired gain and its spread, the seeds both ran; a budget without two paired seeds is an
+    error naming it, not a simulation on a made-up spread."""
+    from benchmarks.intervals import BUDGETS, sweep_spreads
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    header = (repo / "metrics" / "comparison.tsv").read_text().splitlines()[0].split("\t")
+    budgets = ["all" if b == BUDGETS[-1] else str(b) for b in BUDGETS]
+    rows = [{"pretext": p, "labels_per_class": b, "seed": s, "dataset": "fashion_mnist", "protocol": "full",
+             "epochs": 10, "min_steps": 500, "commit": "abc1234", "experiment": f"{p}-{b}-{s}", "variant": "",
+             "test_accuracy": 0.5 + 0.05 * i + 0.01 * s + (0.02 + 0.001 * s) * (p == "rotation")}
+            for i, b in enumerate(budgets) for s in range(3 if i > 1 else 4) for p in ("none", "rotation")]
+    table = pd.DataFrame(rows).reindex(columns=header)
+    (tmp_path / "metrics").mkdir()
+    table.to_csv(tmp_path / "metrics" / "comparison.tsv", sep="\t", index=False)
+    mean, std, gain, spread, seeds = sweep_spreads(tmp_path)
+    assert mean == pytest.approx([0.515, 0.565, 0.61, 0.66, 0.71, 0.76])
+    assert std == pytest.approx([np.std([0, 0.01, 0.02, 0.03], ddof=1)] * 2 + [0.01] * 4)
+    assert gain == pytest.approx([0.0215, 0.0215, 0.021, 0.021, 0.021, 0.021])
+    assert spread == pytest.approx([np.std([0, 0.001, 0.002, 0.003], ddof=1)] * 2 + [0.001] * 4)
+    assert seeds.tolist() == [4, 4, 3, 3, 3, 3]
+    table[~((table.labels_per_class == "1000") & (table.seed > 0))].to_csv(
+        tmp_path / "metrics" / "comparison.tsv", sep="\t", index=False)
+    with pytest.raises(SystemExit, match="fewer than 2 paired seeds of none and rotation at 1000 labels"):
+        sweep_spreads(tmp_path)
+    table[table.labels_per_class != "all"].to_csv(tmp_path / "metrics" / "comparison.tsv", sep="\t", index=False)
+    with pytest.raises(SystemExit, match="lacks Fashion-MNIST rows of none and rotation at every budget"):
+        sweep_spreads(tmp_path)
