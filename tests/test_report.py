@@ -19,7 +19,7 @@ from selfsup.report.blocks import rendered, replace_block
 from selfsup.report.data import EXPERIMENT_KEYS, merged, on_schedule, read_comparison, read_distilled
 from selfsup.report.distilled import distillation_svg, distilled_markdown, distilled_summary
 from selfsup.report.experiments import (effective_min_steps, experiment_rows, git_per_class, sweep_tables,
-                                        weakest_class)
+                                        weakest_class, with_committed_worst)
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gain_svg, gains_markdown,
@@ -731,6 +731,24 @@ def test_the_weakest_class_of_each_delivered_model_is_collected_and_its_floor_st
                           f"least: `none` seed 0, a 15.0% (4 models) | {verdict} |"]
     assert "chance" not in targets_markdown(comparison)  # without the number of classes: no chance to say
     assert weakest_text(comparison.assign(worst_recall=float("nan")), classes=4) == ""  # rows from before: nothing
+
+
+def test_a_distilled_rerun_of_a_committed_model_keeps_its_weakest_class(tmp_path):
+    # committed: none seed 0 (Shirt 63%) and seed 1 (Bag 50%); collected again with distillation on: seed 0's
+    # fine-tuned model scored the same (the same model), seed 1's did not, and seed 2 is new
+    entries = [exp_entry(f"d{s}", "none", 10, 0.6, f"2026-01-01T00:00:0{s}", seed=s, finetuned=f)
+               for s, f in ((0, 0.55), (1, 0.56), (2, 0.57))]
+    comparison, _ = sweep_tables(experiment_rows(entries))
+    assert comparison.worst_recall.isna().all()  # evaluate recorded the students' classes, not these models'
+    committed = comparison[comparison.seed < 2].assign(experiment=["c0", "c1"], worst_class=["Shirt", "Bag"],
+                                                       worst_recall=[0.63, 0.5])
+    committed.loc[committed.seed == 1, "test_accuracy"] = 0.5  # another model
+    path = tmp_path / "comparison.tsv"
+    committed.to_csv(path, sep="\t", index=False, float_format="%.6f")
+    kept = with_committed_worst(path, comparison).set_index("seed")
+    assert kept.loc[0, ["experiment", "worst_class", "worst_recall"]].tolist() == ["d0", "Shirt", 0.63]
+    assert kept.loc[[1, 2], "worst_recall"].isna().all()
+    assert with_committed_worst(tmp_path / "none.tsv", comparison) is comparison  # nothing committed: as it is
 
 
 def test_the_weakest_class_is_read_from_the_revisions_commit(tmp_path):
