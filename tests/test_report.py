@@ -16,10 +16,10 @@ from selfsup.report.benchmarks import (balance_markdown, consistency_markdown, d
                                        pretext_compute_markdown, recipe_markdown, schedule_block, schedule_markdown,
                                        tuning_markdown)
 from selfsup.report.blocks import rendered, replace_block
-from selfsup.report.data import EXPERIMENT_KEYS, merged, on_schedule, read_comparison, read_distilled
+from selfsup.report.data import EXPERIMENT_KEYS, WORST, merged, on_schedule, read_comparison, read_distilled
 from selfsup.report.distilled import distillation_svg, distilled_markdown, distilled_summary
 from selfsup.report.experiments import (effective_min_steps, experiment_rows, git_per_class, sweep_tables,
-                                        weakest_class, with_committed_worst)
+                                        weakest_class)
 from selfsup.report.probes import (embedding_svg, probe_draws, probe_gap_markdown, probe_gaps, probe_markdown,
                                    results_markdown)
 from selfsup.report.sweep import (answer_markdown, comparison_markdown, gain_svg, gains_markdown,
@@ -745,10 +745,11 @@ def test_a_distilled_rerun_of_a_committed_model_keeps_its_weakest_class(tmp_path
     committed.loc[committed.seed == 1, "test_accuracy"] = 0.5  # another model
     path = tmp_path / "comparison.tsv"
     committed.to_csv(path, sep="\t", index=False, float_format="%.6f")
-    kept = with_committed_worst(path, comparison).set_index("seed")
+    collect = lambda where: merged(where, comparison, EXPERIMENT_KEYS, carry=WORST, same=["test_accuracy", "macro_f1"])
+    kept = collect(path).set_index("seed")
     assert kept.loc[0, ["experiment", "worst_class", "worst_recall"]].tolist() == ["d0", "Shirt", 0.63]
     assert kept.loc[[1, 2], "worst_recall"].isna().all()
-    assert with_committed_worst(tmp_path / "none.tsv", comparison) is comparison  # nothing committed: as it is
+    assert collect(tmp_path / "none.tsv") is comparison  # nothing committed: as it is
 
 
 def test_the_weakest_class_is_read_from_the_revisions_commit(tmp_path):

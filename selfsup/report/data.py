@@ -164,12 +164,35 @@ def read_probes(root: Path, read=lambda p: p.read_text()) -> dict[str, dict]:
 
 
 
-def merged(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one."""
+def merged(path: Path, new: pd.DataFrame, keys: list[str], carry: list[str] = (), same: list[str] = ()
+           ) -> pd.DataFrame:
+    """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one. A new row
+    with no value in the `carry` columns keeps those of the row it replaces where both record the same `same`
+    columns (to the table's 6 decimals): the same model collected again, e.g. a distilled experiment's fine-tuned
+    model (evaluate records the student's weakest class) that DVC's run cache gave back."""
     if not path.is_file():
         return new
     budget = {"labels_per_class": str} if "labels_per_class" in new else {}
     old = pd.read_csv(path, sep="\t", dtype=TEXT)
     if "min_steps" in new:  # a sweep table: the columns recorded since its rows were collected
         old = with_old_columns(old)
-    return pd.concat([old, new.astype(budget)]).drop_duplicates(keys, keep="last")
+    new = new.astype(budget)
+    if carry and set(carry) <= set(old):
+        new = carried_over(old, new, keys, list(carry), list(same))
+    return pd.concat([old, new]).drop_duplicates(keys, keep="last")
+
+
+def carried_over(old: pd.DataFrame, new: pd.DataFrame, keys: list[str], carry: list[str], same: list[str]
+                 ) -> pd.DataFrame:
+    """`new` with the `carry` values of `old`'s row of the same `keys` where `new` has none and both rows record the
+    same `same` values (`merged`)."""
+    def scores(row):
+        return tuple(round(float(row[column]), 6) for column in same)
+
+    known = {tuple(row[keys]): row for _, row in old.dropna(subset=carry).iterrows()}
+    new = new.copy()
+    for index, row in new.iterrows():
+        committed = known.get(tuple(row[keys]))
+        if row[carry].isna().all() and committed is not None and scores(row) == scores(committed):
+            new.loc[index, carry] = committed[carry].tolist()
+    return new

@@ -14,8 +14,7 @@ import yaml
 
 from selfsup import SelfSupError
 from selfsup.params import floor_lengthens
-from selfsup.report.data import (COMPARISON, DISTILL_KEYS, DISTILLED, EXPERIMENT_KEYS, PER_CLASS, TEXT, WORST, merged,
-                                 with_old_columns)
+from selfsup.report.data import COMPARISON, DISTILL_KEYS, DISTILLED, EXPERIMENT_KEYS, PER_CLASS, WORST, merged
 
 
 def finished_experiments(commit: dict) -> list[dict]:
@@ -213,32 +212,6 @@ def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return comparison, distilled
 
 
-def scored(table: pd.DataFrame) -> pd.Series:
-    """Each row's settings and scores as one string: two rows alike in it hold the same fine-tuned model."""
-    return (table[EXPERIMENT_KEYS].astype(str).agg("\t".join, axis=1) + "\t"
-            + table.test_accuracy.astype(float).map("{:.6f}".format) + "\t"
-            + table.macro_f1.astype(float).map("{:.6f}".format))
-
-
-def with_committed_worst(path: Path, new: pd.DataFrame) -> pd.DataFrame:
-    """`new` comparison rows, where one without a weakest class (a distilled experiment's: evaluate records its
-    student's) replaces a committed row of the same settings and the same scores, with that row's weakest class: the
-    same fine-tuned model (e.g. restored from DVC's run cache when a sweep is run again with distillation on), so
-    collecting it loses nothing the table held."""
-    if not path.is_file():
-        return new
-    old = with_old_columns(pd.read_csv(path, sep="\t", dtype=TEXT))
-    if "worst_recall" not in old:
-        return new
-    known = old[old.worst_recall.notna()]
-    committed = dict(zip(scored(known), known[WORST].itertuples(index=False, name=None)))
-    new = new.copy()
-    for index, key in zip(new.index, scored(new)):
-        if pd.isna(new.at[index, "worst_recall"]) and key in committed:
-            new.loc[index, WORST] = committed[key]
-    return new
-
-
 def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
     """The sweep tables (COMPARISON, DISTILLED) with the finished DVC experiments of `rev` in them, as text: added to
     the tables as committed (a row of the same settings replaced, every other row kept), or (`replace`) instead of
@@ -278,7 +251,8 @@ def collect(root: Path, rev: str, replace: bool) -> dict[Path, str]:
               file=sys.stderr)
     comparison, distilled = sweep_tables(rows)
     if not replace:  # earlier commits' rows stay; a rerun of the same settings replaces its row
-        comparison = merged(root / COMPARISON, with_committed_worst(root / COMPARISON, comparison), EXPERIMENT_KEYS)
+        comparison = merged(root / COMPARISON, comparison, EXPERIMENT_KEYS,  # a distilled rerun keeps its model's
+                            carry=WORST, same=["test_accuracy", "macro_f1"])  # weakest class
     tables = {root / COMPARISON: comparison.to_csv(sep="\t", index=False, float_format="%.6f")}
     if len(distilled) or replace:  # no distilled experiment collected: the table stays as it is, unless replaced
         if not replace:
