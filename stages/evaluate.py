@@ -1,6 +1,6 @@
 """Stage evaluate: test accuracy, balanced accuracy, per-class accuracy, macro-F1 and the confusion plot of the
-delivered model (distill's), and the fine-tuned model's beside it: what distillation added. Both classify as the
-exported model does (`evaluate.tta`: flip averages the logits of each image and its mirror image)."""
+delivered model (distill's), and the fine-tuned model's beside it (per class too): what distillation added. Both
+classify as the exported model does (`evaluate.tta`: flip averages the logits of each image and its mirror image)."""
 
 import argparse
 from pathlib import Path
@@ -38,7 +38,7 @@ def main(argv=None):
 
     predicted = test_predictions(ckpt)
     metrics = classification_metrics(test.labels, predicted, classes)
-    per_class = metrics.pop("per_class")
+    per_class = pd.DataFrame([{"class": name, **values} for name, values in metrics.pop("per_class").items()])
     # the headline (the delivered model), whether it was distilled, and the fine-tuned model's beside it
     summary = {"test": metrics, "distilled": "distill" in ckpt["config"]}
     if args.finetuned:
@@ -47,12 +47,14 @@ def main(argv=None):
         # not distilled, the delivered model is the fine-tuned one (distill copied its file): predicted already
         again = test_predictions(finetuned) if summary["distilled"] else predicted
         summary["finetuned"] = classification_metrics(test.labels, again, classes)
-        summary["finetuned"].pop("per_class")
+        # beside the delivered model's recall and F1 per class: what distillation changed for each class
+        theirs = summary["finetuned"].pop("per_class")
+        for column in ("accuracy", "f1"):
+            per_class[f"finetuned_{column}"] = [theirs[name][column] for name in per_class["class"]]
     out = Path(args.metrics)
     write_json(out / "metrics.json", summary)
     with atomic_path(out / "per_class.csv") as tmp:
-        pd.DataFrame([{"class": name, **values} for name, values in per_class.items()]).to_csv(
-            tmp, index=False, float_format="%.6g")
+        per_class.to_csv(tmp, index=False, float_format="%.6g")
     # numbered names, so that the confusion plot (which sorts its axes alphabetically) keeps the label order
     width = len(str(len(classes) - 1))
     names = pd.Series([f"{i:0{width}d} {name}" for i, name in enumerate(classes)])

@@ -4,6 +4,7 @@ student that beats its teacher where unlabelled images help."""
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -116,8 +117,16 @@ def test_the_switch_delivers_the_student_or_the_teacher(workdir, monkeypatch, pe
     metrics = json.loads((workdir / "m/ev/metrics.json").read_text())
     assert metrics["distilled"] == distilled and set(metrics["finetuned"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
     assert len(calls) == (2 if distilled else 1)  # the teacher, when it is what was delivered, is predicted once
+    # per class, both models: the delivered one's recall and F1, and the fine-tuned one's beside them
+    per_class = pd.read_csv(workdir / "m/ev/per_class.csv")
+    assert list(per_class.columns) == ["class", "accuracy", "f1", "support", "finetuned_accuracy", "finetuned_f1"]
+    for prefix, model in (("", "test"), ("finetuned_", "finetuned")):  # the support-weighted recall: its accuracy
+        weighted = (per_class[f"{prefix}accuracy"] * per_class.support).sum() / per_class.support.sum()
+        assert weighted == pytest.approx(metrics[model]["accuracy"], abs=1e-5)
+        assert per_class[per_class.support > 0][f"{prefix}f1"].mean() == pytest.approx(metrics[model]["macro_f1"], abs=1e-5)
     if not distilled:
         assert metrics["finetuned"] == {k: metrics["test"][k] for k in metrics["finetuned"]}
+        assert per_class.finetuned_accuracy.equals(per_class.accuracy)
 
 
 def test_a_teacher_of_other_finetune_params_is_refused(workdir):

@@ -733,6 +733,24 @@ def test_the_weakest_class_of_each_delivered_model_is_collected_and_its_floor_st
     assert weakest_text(comparison.assign(worst_recall=float("nan")), classes=4) == ""  # rows from before: nothing
 
 
+def test_a_distilled_experiments_teacher_keeps_its_own_weakest_class():
+    # evaluate's per-class table holds both models: the student's recall (delivered) and the fine-tuned model's
+    tables = {"d0": {"accuracy": [0.05, 0.9], "finetuned_accuracy": [0.8, 0.3]},
+              "n0": {"accuracy": [0.2, 0.7], "finetuned_accuracy": [0.2, 0.7]}}
+    entries = [exp_entry("d0", "none", 10, 0.6, "2026-01-01T00:00:00", finetuned=0.55),
+               exp_entry("n0", "none", 10, 0.6, "2026-01-01T00:00:01", seed=1)]
+    per_class = lambda rev: pd.DataFrame({"class": ["a", "b"], **tables[rev[:2]]})  # rev: name * 3
+    comparison, distilled = sweep_tables(experiment_rows(entries, per_class))
+    worst = comparison.set_index("experiment")[WORST]
+    assert worst.loc["d0"].tolist() == ["b", 0.3] and worst.loc["n0"].tolist() == ["a", 0.2]
+    assert distilled[WORST].values.tolist() == [["a", 0.05]] and list(distilled.columns[-2:]) == WORST
+    # a distilled run from before evaluate recorded the teacher's column: its teacher's weakest class is unknown
+    tables["d0"].pop("finetuned_accuracy")
+    comparison, _ = sweep_tables(experiment_rows(entries, per_class))
+    assert comparison.set_index("experiment").loc["d0", WORST].isna().all()
+    assert weakest_class(per_class("d0d0d0"), "finetuned_accuracy")[0] is None
+
+
 def test_a_distilled_rerun_of_a_committed_model_keeps_its_weakest_class(tmp_path):
     # committed: none seed 0 (Shirt 63%) and seed 1 (Bag 50%); collected again with distillation on: seed 0's
     # fine-tuned model scored the same (the same model), seed 1's did not, and seed 2 is new

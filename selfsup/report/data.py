@@ -169,7 +169,7 @@ def merged(path: Path, new: pd.DataFrame, keys: list[str], carry: list[str] = ()
     """The table at `path` with `new`'s rows added; a row of the same `keys` is replaced by the new one. A new row
     with no value in the `carry` columns keeps those of the row it replaces where both record the same `same`
     columns (to the table's 6 decimals): the same model collected again, e.g. a distilled experiment's fine-tuned
-    model (evaluate records the student's weakest class) that DVC's run cache gave back."""
+    model that DVC's run cache gave back from a run whose evaluate recorded the student's per-class table alone."""
     if not path.is_file():
         return new
     budget = {"labels_per_class": str} if "labels_per_class" in new else {}

@@ -34,12 +34,13 @@ def effective_min_steps(finetune: dict, labelled: int | None) -> int:
     return min_steps if floor_lengthens(labelled, batch_size, finetune["epochs"], min_steps) else 0
 
 
-def weakest_class(per_class: pd.DataFrame | None) -> tuple[str | None, float]:
-    """The class the model recognises least often, and its recall (NaN with no per-class table)."""
-    if per_class is None or per_class.empty:
+def weakest_class(per_class: pd.DataFrame | None, column: str = "accuracy") -> tuple[str | None, float]:
+    """The class the model recognises least often, and its recall (`column` of the per-class table: `accuracy`, the
+    delivered model's; `finetuned_accuracy`, the fine-tuned model's); NaN with no such table or column."""
+    if per_class is None or per_class.empty or column not in per_class:
         return None, float("nan")
-    weakest = per_class.loc[per_class.accuracy.idxmin()]
-    return weakest["class"], float(weakest.accuracy)
+    weakest = per_class.loc[per_class[column].idxmin()]
+    return weakest["class"], float(weakest[column])
 
 
 RECIPE_FILES = ("params.yaml", "dvc.lock")  # the recipe the pages are drawn for, and the run metrics/ holds
@@ -111,6 +112,8 @@ def remade_stages(lock: dict | None, base: dict | None) -> list[str]:
             and hashes(entry, "outs") != hashes(theirs[stage], "outs")]
 
 
+FINETUNED_WORST = ["finetuned_worst_class", "finetuned_worst_recall"]  # a distilled run's teacher's WORST
+
 # the params a sweep varies, each a column of its rows (distill's: DISTILL_KEYS and the distilled table), and those
 # that change no fine-tuned model: a difference from the commit's params elsewhere is the row's `variant`
 SWEPT = ("pretext", "pretexts", "data.dataset", "finetune.protocol", "finetune.labels_per_class", "finetune.epochs",
@@ -141,11 +144,11 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
                     stale=lambda name, stages: None, remade=lambda name, stages: None) -> pd.DataFrame:
     """One row per commit or finished experiment of `dvc exp show --json` that has evaluate metrics and ran on its
     commit's data (not a quick look at a fraction of it: preprocess.fraction other than the commit's), with its
-    `variant` of the commit's recipe and the delivered model's weakest class (`per_class` maps a revision to its
-    per-class table, e.g. `git_per_class`). One whose dvc.lock (`lock` maps a revision to it, e.g. `git_lock`)
-    records other params than its params.yaml (`stale_stages`) has no row: `stale(name, stages)` is told instead;
-    nor has an experiment that remade a stage of its commit with other results (`remade_stages`): `remade(name,
-    stages)` is told."""
+    `variant` of the commit's recipe and the weakest class of the delivered model and of the fine-tuned one (the
+    same model unless distilled; `per_class` maps a revision to its per-class table, e.g. `git_per_class`). One
+    whose dvc.lock (`lock` maps a revision to it, e.g. `git_lock`) records other params than its params.yaml
+    (`stale_stages`) has no row: `stale(name, stages)` is told instead; nor has an experiment that remade a stage
+    of its commit with other results (`remade_stages`): `remade(name, stages)` is told."""
     def all_params(entry: dict) -> dict:
         return ((entry.get("data") or {}).get("params", {}).get("params.yaml", {}).get("data")) or {}
 
@@ -177,24 +180,28 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
             ft, distill = params["finetune"], params.get("distill") or {}
             summary = data.get("metrics", {}).get("metrics/finetune/metrics.json", {}).get("data") or {}
             finetuned = metrics.get("finetuned", metrics["test"])  # before distillation (the same model when off)
-            worst_class, worst_recall = weakest_class(per_class(entry["rev"]))
+            recalls = per_class(entry["rev"])
+            worst = weakest_class(recalls)
+            distilled = bool(metrics.get("distilled", False))
+            # the fine-tuned model's: evaluate records it beside the student's (a run before that did not: unknown)
+            teachers = weakest_class(recalls, "finetuned_accuracy") if distilled else worst
             rows.append({
                 "experiment": name, "timestamp": data.get("timestamp"),
                 "commit": commit["rev"][:7], "dataset": params["data"]["dataset"], "pretext": params["pretext"],
                 "protocol": ft["protocol"], "labels_per_class": str(ft["labels_per_class"]), "epochs": ft["epochs"],
                 "min_steps": effective_min_steps(ft, summary.get("labelled_images")), "seed": ft["seed"],
                 "variant": variant(params, all_params(commit)),
-                "distilled": bool(metrics.get("distilled", False)),
+                "distilled": distilled,
                 "distill_epochs": distill.get("epochs"), "distill_init": distill.get("init"),
                 "distill_threshold": distill.get("threshold"), "distill_per_class": distill.get("per_class", 0),
                 "distill_rounds": distill.get("rounds", 1),
                 "test_accuracy": metrics["test"]["accuracy"], "macro_f1": metrics["test"]["macro_f1"],
                 "finetuned_accuracy": finetuned["accuracy"], "finetuned_macro_f1": finetuned["macro_f1"],
-                "worst_class": worst_class, "worst_recall": worst_recall,
+                **dict(zip(WORST, worst)), **dict(zip(FINETUNED_WORST, teachers)),
             })
     table = pd.DataFrame(rows, columns=["experiment", "timestamp", "commit", *EXPERIMENT_KEYS, *DISTILL_KEYS,
                                         "test_accuracy", "macro_f1", "finetuned_accuracy", "finetuned_macro_f1",
-                                        *WORST])
+                                        *WORST, *FINETUNED_WORST])
     # the same settings run twice (a commit and its experiment): keep the newest
     return (table.sort_values("timestamp").drop_duplicates([*EXPERIMENT_KEYS, *DISTILL_KEYS], keep="last")
             .drop(columns="timestamp"))
@@ -203,12 +210,12 @@ def experiment_rows(show: list, per_class=lambda rev: None, lock=lambda rev: Non
 def sweep_tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(comparison, distilled) of experiment_rows: the fine-tuned model of every experiment (a distilled one's
     teacher), and the distilled experiments with their teacher's accuracy beside the student's. The weakest class
-    is the delivered model's: in the comparison where fine-tuning's model was delivered, else the student's."""
-    finetuned = rows.assign(test_accuracy=rows.finetuned_accuracy, macro_f1=rows.finetuned_macro_f1)
-    finetuned.loc[finetuned.distilled, WORST] = None  # the student's, not this model's
+    is each table's model's: in the comparison the fine-tuned one's, in the distilled table the student's."""
+    finetuned = rows.assign(test_accuracy=rows.finetuned_accuracy, macro_f1=rows.finetuned_macro_f1,
+                            **{mine: rows[theirs] for mine, theirs in zip(WORST, FINETUNED_WORST)})
     comparison = finetuned[["experiment", "commit", *EXPERIMENT_KEYS, "test_accuracy", "macro_f1", *WORST]]
     comparison = comparison.drop_duplicates(EXPERIMENT_KEYS, keep="last")
-    distilled = rows[rows.distilled].drop(columns=["distilled", "finetuned_macro_f1"])
+    distilled = rows[rows.distilled].drop(columns=["distilled", "finetuned_macro_f1", *FINETUNED_WORST])
     return comparison, distilled
 
 
