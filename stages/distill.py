@@ -2,11 +2,11 @@
 images) with the fine-tuned model's predictions as targets (or, when distillation is off, the fine-tuned model
 passed on as it is): the model evaluate and export deliver."""
 
-import argparse
 import shutil
 from pathlib import Path
 
 from selfsup import SelfSupError
+from selfsup.arguments import BACKBONE, DATA, LIVE, stage_parser
 from selfsup.cli import open_live, run_stage
 from selfsup.data import load_prepared, pretraining_images
 from selfsup.distill import Labelled, distill, new_student, wanted
@@ -19,13 +19,8 @@ from selfsup.runtime import setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("--teacher", required=True, help="model.pt written by finetune")
-    parser.add_argument("--backbone", required=True, help="backbone.pt of the pretext that params.yaml names")
-    parser.add_argument("--data", required=True, help="preprocess output folder")
-    parser.add_argument("--out", required=True, help="folder for model.pt")
-    parser.add_argument("--metrics", required=True, help="dvclive folder")
-    args = parser.parse_args(argv)
+    args = stage_parser(__doc__, teacher="model.pt written by finetune", backbone=BACKBONE, data=DATA,
+                        out="folder for model.pt", metrics=LIVE).parse_args(argv)
     params = load_params()
     cfg, ft = params.distill, params.finetune
     teacher_ckpt = load_checkpoint(args.teacher, "classifier")

@@ -2,10 +2,10 @@
 first. DeepFashion (cannot be fetched by a script): check the user's copy and copy its lists. Your own image
 folder: check its layout and list its images with their checksums."""
 
-import argparse
 import os
 from pathlib import Path
 
+from selfsup.arguments import stage_parser
 from selfsup.cli import run_stage
 from selfsup.deepfashion import copy_lists, find_root
 from selfsup.download import MIRROR_ENV, download_fashion_mnist
@@ -15,8 +15,7 @@ from selfsup.params import load_params
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("--out", required=True, help="folder for the raw files")
+    parser = stage_parser(__doc__, out="folder for the raw files")
     parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV),
                         help=f"Fashion-MNIST: extra mirror tried first, a folder or URL (default: ${MIRROR_ENV})")
     args = parser.parse_args(argv)

@@ -2,11 +2,11 @@
 delivered model (distill's), and the fine-tuned model's beside it (per class too): what distillation added. Both
 classify as the exported model does (`evaluate.tta`: flip averages the logits of each image and its mirror image)."""
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
 
+from selfsup.arguments import DATA, DELIVERED, stage_parser
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.evaluate import classification_metrics
@@ -17,11 +17,8 @@ from selfsup.runtime import predict, setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("--model", required=True, help="model.pt written by distill: the delivered model")
+    parser = stage_parser(__doc__, model=DELIVERED, data=DATA, metrics="folder for metrics.json and confusion.csv")
     parser.add_argument("--finetuned", help="model.pt written by finetune (distill's teacher), evaluated beside it")
-    parser.add_argument("--data", required=True, help="preprocess output folder")
-    parser.add_argument("--metrics", required=True, help="folder for metrics.json and confusion.csv")
     args = parser.parse_args(argv)
     params = load_params()
     cfg = params.evaluate

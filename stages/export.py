@@ -1,11 +1,11 @@
 """Stage export: the fine-tuned model as a self-contained torch.export file (normalisation inside, class names and
 input spec inside and beside it), checked against the eager model on real test images before it is written."""
 
-import argparse
 
 import torch
 
 from selfsup import SelfSupError
+from selfsup.arguments import DATA, DELIVERED, stage_parser
 from selfsup.cli import run_stage
 from selfsup.data import load_prepared
 from selfsup.export import delivered_model, export_program, model_spec, save_exported
@@ -16,10 +16,8 @@ TOLERANCE = 1e-5    # largest difference in any class probability (both fp32 on 
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("--model", required=True, help="model.pt written by distill: the delivered model")
-    parser.add_argument("--data", required=True, help="preprocess output folder (test images for the check)")
-    parser.add_argument("--out", required=True, help="folder for model.pt2 and model.json")
+    parser = stage_parser(__doc__, model=DELIVERED, data=f"{DATA} (test images for the check)",
+                          out="folder for model.pt2 and model.json")
     parser.add_argument("--tta", default="none", choices=list(TTA),
                         help="test-time augmentation built into the program (dvc.yaml passes evaluate.tta)")
     args = parser.parse_args(argv)

@@ -1,9 +1,9 @@
 """Stage finetune: train a classifier on the labelled subset, starting from the `pretext` backbone."""
 
-import argparse
 from pathlib import Path
 
 from selfsup import distributed
+from selfsup.arguments import BACKBONE, DATA, LIVE, stage_parser
 from selfsup.cli import open_live, run_stage
 from selfsup.data import check_budget, load_prepared, unlabelled_images
 from selfsup.finetune import Start, finetune_backbone
@@ -14,12 +14,7 @@ from selfsup.runtime import setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("--backbone", required=True, help="backbone.pt of the pretext that params.yaml names")
-    parser.add_argument("--data", required=True, help="preprocess output folder")
-    parser.add_argument("--out", required=True, help="folder for model.pt")
-    parser.add_argument("--metrics", required=True, help="dvclive folder")
-    args = parser.parse_args(argv)
+    args = stage_parser(__doc__, backbone=BACKBONE, data=DATA, out="folder for model.pt", metrics=LIVE).parse_args(argv)
     params = load_params()
     cfg = params.finetune
     prepared = load_prepared(args.data, splits=("train", "val"))

@@ -5,10 +5,10 @@ the official partition (or a seeded one), the JPEGs decoded and resized once, on
 folder: test/ (or a seeded test split) and val from labelled/; unlabelled/ kept apart, for pre-training only.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
+from selfsup.arguments import stage_parser
 from selfsup.cli import run_stage
 from selfsup.data import make_splits, read_fashion_mnist, save_prepared
 from selfsup import folders
@@ -18,10 +18,8 @@ from selfsup.params import load_params
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("--raw", required=True, help="the download stage's folder")
-    parser.add_argument("--out", required=True, help="folder for train/val/test .pt and meta.json")
-    args = parser.parse_args(argv)
+    args = stage_parser(__doc__, raw="the download stage's folder",
+                        out="folder for train/val/test .pt and meta.json").parse_args(argv)
     params = load_params()
     cfg, data = params.preprocess, params.data
     unlabelled = None

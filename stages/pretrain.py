@@ -1,11 +1,11 @@
 """Stage pretrain@<pretext>: pre-train a CifarNet backbone on unlabelled training images."""
 
-import argparse
 from pathlib import Path
 
 import torch
 
 from selfsup import distributed
+from selfsup.arguments import DATA, LIVE, stage_parser
 from selfsup.cli import open_live, run_stage
 from selfsup.data import fingerprint, load_prepared, pretraining_images
 from selfsup.io import files_digest, loaded_sources
@@ -18,11 +18,7 @@ from selfsup.runtime import setup
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("pretext", help="a name from the pretext registry")
-    parser.add_argument("--data", required=True, help="preprocess output folder")
-    parser.add_argument("--out", required=True, help="folder for backbone.pt")
-    parser.add_argument("--metrics", required=True, help="dvclive folder")
+    parser = stage_parser(__doc__, pretext=True, data=DATA, out="folder for backbone.pt", metrics=LIVE)
     parser.add_argument("--checkpoint", help="training state saved after every epoch; an interrupted run resumes "
                                              "from it, and it is removed once the backbone is written")
     args = parser.parse_args(argv)

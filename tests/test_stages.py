@@ -431,3 +431,18 @@ def test_every_command_takes_an_abbreviated_option_for_an_unknown_one(module, ca
     with pytest.raises(SystemExit) as exit_:
         importlib.import_module(module).main(["--hel"])
     assert exit_.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_a_stage_parser_requires_each_flag_it_is_given_and_shows_its_help(capsys):
+    """Every stage builds its arguments with stage_parser: each keyword a required `--flag`, missing ones named."""
+    from selfsup.arguments import stage_parser
+
+    parser = stage_parser("A stage.", pretext=True, data="preprocess output folder", out="folder for model.pt")
+    args = parser.parse_args(["rotation", "--out", "models", "--data", "prepared"])
+    assert (args.pretext, args.data, args.out) == ("rotation", "prepared", "models")
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["rotation", "--data", "prepared"])
+    assert exit_.value.code == 2 and "the following arguments are required: --out" in capsys.readouterr().err
+    parser.print_help()
+    shown = capsys.readouterr().out
+    assert "A stage." in shown and "folder for model.pt" in shown and "preprocess output folder" in shown
