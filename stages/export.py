@@ -1,7 +1,6 @@
 """Stage export: the fine-tuned model as a self-contained torch.export file (normalisation inside, class names and
 input spec inside and beside it), checked against the eager model on real test images before it is written."""
 
-
 import torch
 
 from selfsup import SelfSupError

@@ -4,7 +4,6 @@ DVC checks a stage's dependencies before running it, so without this stage `-S p
 DVC's "no such file models/pretrain/<typo>" instead of the list of valid pretexts.
 """
 
-
 from selfsup.arguments import stage_parser
 from selfsup.cli import run_stage
 from selfsup.io import write_json

@@ -434,7 +434,8 @@ def test_every_command_takes_an_abbreviated_option_for_an_unknown_one(module, ca
 
 
 def test_a_stage_parser_requires_each_flag_it_is_given_and_shows_its_help(capsys):
-    """Every stage builds its arguments with stage_parser: each keyword a required `--flag`, missing ones named."""
+    """The stages (all but probe) build their arguments with stage_parser: each keyword a required `--flag`,
+    missing ones named."""
     from selfsup.arguments import stage_parser
 
     parser = stage_parser("A stage.", pretext=True, data="preprocess output folder", out="folder for model.pt")
