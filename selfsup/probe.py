@@ -2,8 +2,8 @@
 
 Two probes on the features of each layer (CifarNet.layer_features, computed by runtime.predict): a
 k-nearest-neighbour vote under cosine similarity, and a linear probe (multinomial logistic regression,
-L2-regularised, full-batch L-BFGS on standardised features; convex, so its result depends on the labels
-only, not on a seed).
+L2-regularised, full-batch L-BFGS on standardised features, in float64; convex, so its result depends on the
+labels only, not on a seed nor, in float64, on the thread count or the CPU's kernels).
 
 The protocol (`probe_backbone`), honest at every budget: for each of `labels_per_class` labels per class
 and each of `seeds` label draws, the layer is chosen by a linear probe of every layer trained on that
@@ -42,23 +42,33 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, query: torch.Te
     return torch.cat(out)
 
 
+def exact(features: torch.Tensor) -> torch.Tensor:
+    """The features in float64, where the linear probe fits and predicts: in float32, L-BFGS's line search
+    turns the last-bit differences of another summation order (thread count, the CPU's BLAS kernels) into
+    weights that differ in the fourth digit, enough to move val accuracies and flip a layer choice between
+    near-tied layers; in float64 they stay ~1e-13 apart. On the features' device, but for MPS (no float64):
+    on the CPU."""
+    return (features.cpu() if features.device.type == "mps" else features).to(torch.float64)
+
+
 class LinearProbe:
     """Multinomial logistic regression on standardised features (or, `standardise=False`, the features as
-    they are): fit(features, labels), then predict; on the features' device."""
+    they are): fit(features, labels), then predict; in float64 (`exact`), on the features' device."""
 
     def __init__(self, num_classes: int, weight_decay: float, steps: int, standardise: bool = True):
         self.num_classes, self.weight_decay, self.steps, self.standardise = num_classes, weight_decay, steps, standardise
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> "LinearProbe":
+        features = exact(features)
         device, labels = features.device, labels.to(features.device)
         if self.standardise:
             self.mean = features.mean(0)
             self.std = features.std(0, unbiased=False).clamp(min=1e-6)
         else:
             dim = features.shape[1]
-            self.mean, self.std = torch.zeros(dim, device=device), torch.ones(dim, device=device)
+            self.mean, self.std = features.new_zeros(dim), features.new_ones(dim)
         x = (features - self.mean) / self.std
-        self.linear = nn.Linear(x.shape[1], self.num_classes).to(device)
+        self.linear = nn.Linear(x.shape[1], self.num_classes, device=device, dtype=torch.float64)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         optimizer = torch.optim.LBFGS(self.linear.parameters(), lr=1, max_iter=self.steps, history_size=10,
@@ -76,7 +86,7 @@ class LinearProbe:
 
     @torch.inference_mode()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear((features - self.mean) / self.std).argmax(1)
+        return self.linear((exact(features) - self.mean) / self.std).argmax(1)
 
 
 def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:

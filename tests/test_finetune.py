@@ -77,7 +77,7 @@ def test_lp_ft_starts_from_a_head_that_is_the_linear_probe_of_the_frozen_feature
     logits = predict(model, images, runtime, 1000)
     assert torch.equal(logits.argmax(1), probe.predict(features))  # the head is the probe of the raw features
     with torch.no_grad():
-        assert torch.allclose(logits, probe.linear(features.clone()), atol=1e-4)
+        assert torch.allclose(logits, probe.linear(features.double()).float(), atol=1e-4)  # copied in float32
     assert (logits.argmax(1) == labels).float().mean() > 0.9
     assert all(torch.equal(v, backbone_before[k]) for k, v in model.backbone.state_dict().items())  # frozen
     assert FROZEN["lp-ft"](model) == []  # then every layer trains

@@ -32,6 +32,18 @@ def test_linear_probe_is_deterministic():
     assert torch.equal(first.linear.weight, second.linear.weight)
 
 
+def test_linear_probe_fits_the_same_weights_whatever_the_order_of_its_rows():
+    """Another summation order (a thread count, a CPU's BLAS kernels; here: the rows shuffled) moves float32
+    L-BFGS weights by ~1e-4, enough to flip near-tied layer choices; the probe fits in float64, ~1e-13 apart."""
+    x, y = blobs(n_per_class=100, dim=64, classes=5)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
+    first, shuffled = LinearProbe(5, 1e-3, 100).fit(x, y), LinearProbe(5, 1e-3, 100).fit(x[order], y[order])
+    assert first.linear.weight.dtype == torch.float64
+    torch.testing.assert_close(shuffled.linear.weight, first.linear.weight, atol=1e-9, rtol=0)
+    x_test, _ = blobs(n_per_class=100, dim=64, classes=5, seed=1)
+    assert torch.equal(first.predict(x_test), shuffled.predict(x_test))  # float32 features in, as the stages give
+
+
 def test_pca_finds_the_direction_of_largest_variance():
     gen = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen))  # a fixed rotation: the axes are not the components
