@@ -43,11 +43,11 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, query: torch.Te
 
 
 def exact(features: torch.Tensor) -> torch.Tensor:
-    """The features in float64, where the linear probe fits and predicts: in float32, L-BFGS's line search
-    turns the last-bit differences of another summation order (thread count, the CPU's BLAS kernels) into
-    weights that differ in the fourth digit, enough to move val accuracies and flip a layer choice between
-    near-tied layers; in float64 they stay ~1e-13 apart. On the features' device, but for MPS (no float64):
-    on the CPU."""
+    """The features in float64, where the linear probe fits and predicts and the PCA projects: in float32,
+    L-BFGS's line search turns the last-bit differences of another summation order (thread count, the CPU's
+    BLAS kernels) into weights that differ in the fourth digit, enough to move val accuracies and flip a layer
+    choice between near-tied layers; in float64 they stay ~1e-13 apart. On the features' device, but for MPS
+    (no float64): on the CPU."""
     return (features.cpu() if features.device.type == "mps" else features).to(torch.float64)
 
 
@@ -94,11 +94,14 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def pca_2d(features: torch.Tensor) -> torch.Tensor:
-    """The rows projected on their first two principal components (signs fixed: positive skew)."""
+    """The rows projected on their first two principal components (signs fixed: positive skew), in float32;
+    computed in float64 (`exact`), where the points do not depend on the thread count or the CPU's kernels
+    (in float32, 1 or 2 threads moved one printed coordinate in 70)."""
+    features = exact(features)
     centred = features - features.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     points = centred @ v[:2].T
-    return points * torch.where((points**3).sum(0) < 0, -1.0, 1.0)
+    return (points * torch.where((points**3).sum(0) < 0, -1.0, 1.0)).float()
 
 
 def probe_backbone(feats: dict[str, dict[str, torch.Tensor]], labels: dict[str, torch.Tensor], cfg: ProbeParams,

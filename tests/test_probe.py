@@ -64,6 +64,17 @@ def test_pca_finds_the_direction_of_largest_variance():
     torch.testing.assert_close(pca_2d(-x), points, atol=1e-3, rtol=1e-4)  # mirrored data: the same points
 
 
+def test_pca_gives_the_same_points_whatever_the_order_of_its_rows():
+    """As the linear probe: in float32 another summation order moved the points by ~1e-4 (a printed digit of the
+    plot data); computed in float64, they come back in float32 equal to ~1e-7."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(1000, 256, generator=gen) * torch.linspace(3, 0.1, 256) + 1)  # sparse, as ReLU features
+    order = torch.randperm(len(x), generator=gen)
+    points = pca_2d(x)
+    assert points.dtype == torch.float32
+    torch.testing.assert_close(pca_2d(x[order]), points[order], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("budgets, expected", [((10, 100, 1000, "all"), "all"), (("all", 10), "all"), ((100, 10), 100)])
 def test_the_layer_reported_is_the_one_chosen_at_the_largest_budget_however_they_are_listed(budgets, expected):
     assert largest(budgets) == expected
