@@ -3,7 +3,7 @@
 Two probes on the features of each layer (CifarNet.layer_features, computed by runtime.predict): a
 k-nearest-neighbour vote under cosine similarity, and a linear probe (multinomial logistic regression,
 L2-regularised, full-batch L-BFGS on standardised features, in float64; convex, so its result depends on the
-labels only, not on a seed nor, in float64, on the thread count or the CPU's kernels).
+labels only, not on a seed, and in float64 hardly on the thread count or the CPU's kernels: `exact`).
 
 The protocol (`probe_backbone`), honest at every budget: for each of `labels_per_class` labels per class
 and each of `seeds` label draws, the layer is chosen by a linear probe of every layer trained on that
@@ -46,8 +46,9 @@ def exact(features: torch.Tensor) -> torch.Tensor:
     """The features in float64, where the linear probe fits and predicts and the PCA projects: in float32,
     L-BFGS's line search turns the last-bit differences of another summation order (thread count, the CPU's
     BLAS kernels) into weights that differ in the fourth digit, enough to move val accuracies and flip a layer
-    choice between near-tied layers; in float64 they stay ~1e-13 apart. On the features' device, but for MPS
-    (no float64): on the CPU."""
+    choice between near-tied layers. In float64 (measured on the probe stage: 1 or 2 threads, MKL or ATen held to
+    AVX2) no layer choice moved and a score by one image at most; not bit-exact, 100 iterations still carry the
+    last bits along. On the features' device, but for MPS (no float64): on the CPU."""
     return (features.cpu() if features.device.type == "mps" else features).to(torch.float64)
 
 
@@ -95,8 +96,8 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
 
 def pca_2d(features: torch.Tensor) -> torch.Tensor:
     """The rows projected on their first two principal components (signs fixed: positive skew), in float32;
-    computed in float64 (`exact`), where the points do not depend on the thread count or the CPU's kernels
-    (in float32, 1 or 2 threads moved one printed coordinate in 70)."""
+    computed in float64 (`exact`), where the points did not move with the thread count or with MKL or ATen held
+    to AVX2 (in float32, 1 or 2 threads moved one printed coordinate in 70)."""
     features = exact(features)
     centred = features - features.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
