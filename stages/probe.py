@@ -2,13 +2,13 @@
 (selfsup.probe: per label budget and draw, every layer on as many val labels, the best on test), and the 2-D PCA
 of the test features of that layer as plot data."""
 
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from selfsup.arguments import DATA, stage_parser
 from selfsup.cli import run_stage
 from selfsup.data import check_budget, load_prepared
 from selfsup.io import atomic_path, write_json
@@ -22,12 +22,8 @@ EMBEDDING_POINTS = 2000  # of the test set, in the PCA plot
 
 def main(argv=None):
     started = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    parser.add_argument("pretext", help="a name from the pretext registry")
-    parser.add_argument("--backbone", required=True, help="backbone.pt written by pretrain@<pretext>")
-    parser.add_argument("--data", required=True, help="preprocess output folder")
-    parser.add_argument("--metrics", required=True, help="folder for metrics.json and embedding.csv")
-    args = parser.parse_args(argv)
+    args = stage_parser(__doc__, pretext=True, backbone="backbone.pt written by pretrain@<pretext>", data=DATA,
+                        metrics="folder for metrics.json and embedding.csv").parse_args(argv)
     params = load_params()
     cfg = params.probe
     prepared = load_prepared(args.data)

@@ -434,7 +434,7 @@ def test_every_command_takes_an_abbreviated_option_for_an_unknown_one(module, ca
 
 
 def test_a_stage_parser_requires_each_flag_it_is_given_and_shows_its_help(capsys):
-    """The stages (all but probe) build their arguments with stage_parser: each keyword a required `--flag`,
+    """Every stage builds its arguments with stage_parser: each keyword a required `--flag`,
     missing ones named."""
     from selfsup.arguments import stage_parser
 
