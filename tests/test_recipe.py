@@ -162,19 +162,26 @@ def test_a_rerun_never_replaces_committed_cells_with_nothing(tmp_path):
     from selfsup import SelfSupError
 
     path = tmp_path / "pretext_compute.tsv"
-    committed = "variant\tval_100\tval_1000\nrotation: 4 views\t0.84\t0.89\nexemplar: 6 views\t0.80\t0.85\n"
+    committed = ("variant\tseed\tval_100\tval_1000\nrotation: 4 views\t0\t0.84\t0.89\n"
+                 "exemplar: 6 views\t0\t0.80\t0.85\n")
     path.write_text(committed)
-    with pytest.raises(SelfSupError, match=r"rotation: 4 views: val_1000\), so nothing was written to it"):
-        write_runs(path, [{"variant": "rotation: 4 views", "val_100": 0.5}], ["variant"])
+    with pytest.raises(SelfSupError, match=r"rotation: 4 views, 0: val_1000\), so nothing was written to it"):
+        write_runs(path, [{"variant": "rotation: 4 views", "seed": 0, "val_100": 0.5}], ["variant", "seed"])
     assert path.read_text() == committed
-    with pytest.raises(SelfSupError, match=r"holds 'rotation: 4 views' at 1000 labels per class too.+--budgets 100 "
-                                           r"1000\).+Nothing was run"):
-        pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [100])
-    pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [10, 100, 1000])  # every budget it holds, and more
-    pretext_benchmark.check_budgets(path, ["a variant not in the table"], [100])
-    write_runs(path, [{"variant": "rotation: 4 views", "val_100": 0.5, "val_1000": 0.6}], ["variant"])
+    with pytest.raises(SelfSupError, match=r"holds 'rotation: 4 views' \(seed 0\) at 1000 labels per class too.+"
+                                           r"--budgets 100 1000\).+Nothing was run"):
+        pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [100], [0, 1])
+    pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [10, 100, 1000], [0])  # every budget, and more
+    pretext_benchmark.check_budgets(path, ["a variant not in the table"], [100], [0])
+    pretext_benchmark.check_budgets(path, ["rotation: 4 views"], [100], [1])  # another seed replaces no row
+    write_runs(path, [{"variant": "rotation: 4 views", "seed": 0, "val_100": 0.5, "val_1000": 0.6}], ["variant", "seed"])
     table = pd.read_csv(path, sep="\t")
-    assert table.set_index("variant").loc["rotation: 4 views"].tolist() == [0.5, 0.6] and len(table) == 2
+    assert table.set_index("variant").loc["rotation: 4 views"].tolist() == [0, 0.5, 0.6] and len(table) == 2
+    # a second seed of a variant: a row beside the first, which stays
+    write_runs(path, [{"variant": "rotation: 4 views", "seed": 1, "val_100": 0.7}], ["variant", "seed"])
+    table = pd.read_csv(path, sep="\t").set_index(["variant", "seed"])
+    assert table.val_100.to_dict() == {("exemplar: 6 views", 0): 0.8, ("rotation: 4 views", 0): 0.5,
+                                       ("rotation: 4 views", 1): 0.7}
 
 
 @pytest.mark.parametrize("name", ["recipe", "distill", "pretext"])

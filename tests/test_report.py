@@ -171,7 +171,8 @@ def test_the_distillation_variants_show_teacher_and_student():
 
 
 def test_the_pretext_variants_show_minutes_the_probe_against_the_reference_and_mark_the_default():
-    row = {"pretext": "rotation", "threads": 2, "compute": "cpu bfloat16", "test_100": 0.84, "layers_100": "conv2"}
+    row = {"pretext": "rotation", "seed": 0, "threads": 2, "compute": "cpu bfloat16", "test_100": 0.84,
+           "layers_100": "conv2"}
     table = pd.DataFrame([  # the reference need not come first (a rerun of it lands at the end of the file)
         {**row, "variant": "rotation: 1 random rotation, 4 epochs", "reference": False, "views": 1, "epochs": 4,
          "inputs_seen": 216000, "seconds": 120, "val_100": 0.83},
@@ -182,10 +183,10 @@ def test_the_pretext_variants_show_minutes_the_probe_against_the_reference_and_m
     params = {"pretrain": {"rotation": {"views": 1, "epochs": 4, "flip": True}}}
     md = pretext_compute_markdown(table, params).splitlines()
     assert md[0] == ("| pretext | pre-training | minutes | inputs seen | probe val, 100 per class "
-                     "| probe test, 100 per class |")
-    assert md[2] == "| rotation | all 4 rotations, 4 epochs (reference) | 8.0 | 0.86 M | 85.00 | 84.00 |"
-    assert md[3] == "| rotation | 1 random rotation, 4 epochs (default) | 2.0 | 0.22 M | 83.00 (-2.00) | 84.00 |"
-    assert md[4] == "| rotation | 2 random rotations, 4 epochs | 4.0 | 0.43 M | 86.00 (+1.00) | 84.00 |"
+                     "| probe test, 100 per class | seeds |")
+    assert md[2] == "| rotation | all 4 rotations, 4 epochs (reference) | 8.0 | 0.86 M | 85.00 | 84.00 | 0 |"
+    assert md[3] == "| rotation | 1 random rotation, 4 epochs (default) | 2.0 | 0.22 M | 83.00 (-2.00) | 84.00 | 0 |"
+    assert md[4] == "| rotation | 2 random rotations, 4 epochs | 4.0 | 0.43 M | 86.00 (+1.00) | 84.00 | 0 |"
     assert md[-1].startswith("cpu bfloat16, 2 thread(s); minutes: the pre-training alone")
     assert "probe: 1 label draw(s) per budget" in md[-1]  # counted from the layers the draws chose
     params["pretrain"]["rotation"]["views"] = 4  # the paper's setting as the default: both marks on one row
@@ -197,7 +198,28 @@ def test_the_pretext_variants_show_minutes_the_probe_against_the_reference_and_m
                            "val_10": 0.70, "test_10": 0.71, "layers_10": "conv2"}])
     md = pretext_compute_markdown(pd.concat([table, extra]), params).splitlines()
     assert md[0].startswith("| pretext | pre-training | minutes | inputs seen | probe val, 10 per class ")
-    assert md[2].endswith("| — | — | 85.00 | 84.00 |") and md[5].endswith("| 70.00 | 71.00 | — | — |")
+    assert md[2].endswith("| — | — | 85.00 | 84.00 | 0 |") and md[5].endswith("| 70.00 | 71.00 | — | — | 0 |")
+
+
+def test_pretext_variants_of_several_seeds_are_compared_with_the_reference_seed_by_seed():
+    """Means over the pre-training seeds; the change from the reference paired by seed (only the seeds the reference
+    ran), with its 95% interval, bold where it excludes 0."""
+    row = {"pretext": "exemplar", "threads": 2, "compute": "cpu bfloat16", "layers_100": "conv2", "epochs": 3}
+    runs = [("exemplar: 6 views, 3 epochs", True, 6, [0.850, 0.860, 0.870]),
+            ("exemplar: 2 views, 3 epochs", False, 2, [0.840, 0.849, 0.861, 0.500]),  # seed 3: no reference to pair
+            ("exemplar: 3 views, 3 epochs", False, 3, [0.840, 0.870, 0.860])]
+    table = pd.DataFrame([{**row, "variant": name, "reference": reference, "views": views, "seed": seed,
+                           "inputs_seen": 54000 * views * 3, "seconds": 60 * (seed + 1), "val_100": val,
+                           "test_100": val - 0.01}
+                          for name, reference, views, vals in runs for seed, val in enumerate(vals)])
+    md = pretext_compute_markdown(table, {"pretrain": {"exemplar": {"views": 2, "epochs": 3}}}).splitlines()
+    assert md[2] == "| exemplar | 6 views, 3 epochs (reference) | 2.0 | 0.97 M | 86.00 | 85.00 | 0, 1, 2 |"
+    # the 2-view runs: -1.0, -1.1, -0.9 points, interval -1.0 ± 4.303 * 0.1 / sqrt(3)
+    assert md[3] == ("| exemplar | 2 views, 3 epochs (default) | 2.5 | 0.32 M | 76.25 (**-1.00, -1.25 to -0.75**) "
+                     "| 75.25 | 0, 1, 2, 3 |")
+    assert md[4] == ("| exemplar | 3 views, 3 epochs | 2.0 | 0.49 M | 85.67 (-0.33, -3.20 to +2.54) | 84.67 "
+                     "| 0, 1, 2 |")
+    assert "with its 95% interval where two or more seeds ran" in md[-1]
 
 
 def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults():

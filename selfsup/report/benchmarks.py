@@ -259,35 +259,42 @@ def balance_markdown(table: pd.DataFrame, params: dict) -> str:
 
 def pretext_compute_markdown(table: pd.DataFrame, params: dict) -> str:
     """The pretext variants (benchmarks/pretext.py): per variant, the minutes of pre-training and the frozen-feature
-    probe's honest val accuracy (what decides; with its change against the pretext's reference, the paper's setting)
-    and test accuracy at each label budget measured. The variant with params.yaml's views and epochs is marked as
-    the pipeline's default."""
+    probe's honest val accuracy (what decides; with its change against the pretext's reference, the paper's setting,
+    seed by seed, with its 95% interval where two or more pre-training seeds ran) and test accuracy at each label
+    budget measured, means over seeds. The variant with params.yaml's views and epochs is marked as the pipeline's
+    default."""
     budgets = budget_order(c.removeprefix("val_") for c in table.columns if c.startswith("val_"))
     lines = ["| pretext | pre-training | minutes | inputs seen | " + " | ".join(
-        f"probe val, {b} per class | probe test, {b} per class" for b in budgets) + " |",
-        "|---" * (4 + 2 * len(budgets)) + "|"]
+        f"probe val, {b} per class | probe test, {b} per class" for b in budgets) + " | seeds |",
+        "|---" * (5 + 2 * len(budgets)) + "|"]
     for pretext, part in table.groupby("pretext", sort=False):
         part = part.sort_values("reference", ascending=False, kind="stable")  # the reference first, others as run
-        first = part.iloc[0]
+        reference = part[part.variant == part.variant.iloc[0]].set_index("seed")
         default = params["pretrain"].get(pretext, {})
-        for _, row in part.iterrows():
+        for variant, runs in part.groupby("variant", sort=False):
+            runs, row = runs.set_index("seed"), runs.iloc[0]
             cells = []
             for b in budgets:
-                if pd.isna(row[f"val_{b}"]):  # a variant run at other budgets than this one
+                val = runs[f"val_{b}"].dropna()
+                if val.empty:  # a variant run at other budgets than this one
                     cells += ["—", "—"]
                     continue
-                against = first[f"val_{b}"]
-                change = "" if row.reference or pd.isna(against) else f" ({signed(100 * (row[f'val_{b}'] - against))})"
-                cells += [f"{100 * row[f'val_{b}']:.2f}{change}", f"{100 * row[f'test_{b}']:.2f}"]
+                change = (val - reference[f"val_{b}"]).dropna()  # seed by seed, where the reference ran it
+                change = "" if row.reference or change.empty else f" ({paired_difference(change, ', {} to {}')})"
+                cells += [f"{100 * val.mean():.2f}{change}", f"{100 * runs[f'test_{b}'].dropna().mean():.2f}"]
             marks = ["reference"] * bool(row.reference) + ["default"] * (
                 (row.views, row.epochs) == (default.get("views"), default.get("epochs")))
-            name = row.variant.split(": ", 1)[-1] + (f" ({', '.join(marks)})" if marks else "")
-            lines.append(f"| {pretext} | {name} | {row.seconds / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
-                         + " | ".join(cells) + " |")
+            name = variant.split(": ", 1)[-1] + (f" ({', '.join(marks)})" if marks else "")
+            lines.append(f"| {pretext} | {name} | {runs.seconds.mean() / 60:.1f} | {row.inputs_seen / 1e6:.2f} M | "
+                         + " | ".join(cells) + f" | {', '.join(map(str, sorted(runs.index)))} |")
     threads = ", ".join(map(str, sorted(table.threads.unique())))
     draws = str(table[f"layers_{budgets[0]}"].dropna().iloc[0]).count(",") + 1  # one chosen layer per label draw
     return "\n".join(lines) + (f"\n\n{table.compute.iloc[0]}, {threads} thread(s); minutes: the pre-training alone, "
-                               f"wall time as measured; probe: {draws} label draw(s) per budget, the layer chosen per "
+                               "wall time as measured, mean over seeds; seeds: the pre-training seeds run "
+                               "(initialisation, batch order, augmentation); val and test: means over them, in brackets "
+                               "the val change from the reference, seed by seed, with its 95% interval where two or "
+                               "more seeds ran (**bold**: it excludes 0); "
+                               f"probe: {draws} label draw(s) per budget, the same for every seed, the layer chosen per "
                                "draw on its val images (at most k per class), linear probe.")
 
 
