@@ -231,16 +231,48 @@ def test_the_views_table_sets_the_reference_backbones_sweep_beside_the_defaults(
                                             ("rotation", 0, 0.99)]]).assign(min_steps=[0, 0, 0, 500])
     params = {"pretexts": ["none", "rotation"], "pretrain": {"rotation": {"views": 1, "epochs": 4}}}
     md = views_markdown(reference, current, params).splitlines()
-    assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | 74.00 ± 1.41 (2) | **+3.00** (+3.00 to +3.00; 2 seeds) |"
+    assert md[0].startswith("| pretext | labels per class | fine-tuning | views | test accuracy | default views |")
+    assert md[2] == ("| rotation | 10 | 60 epochs | 4 | 71.00 ± 1.41 (2) | 1 | 74.00 ± 1.41 (2) | **+3.00** (+3.00 to +3.00; "
+                     "2 seeds) |")
     assert len(md) == 5  # none has no reference row
     md = views_markdown(reference, current[current.pretext == "none"], params).splitlines()
-    assert md[2] == "| rotation | 10 | 4 | 71.00 ± 1.41 (2) | 1 | — | — |"  # not yet run on the new backbone
+    assert md[2] == "| rotation | 10 | 60 epochs | 4 | 71.00 ± 1.41 (2) | 1 | — | — |"  # not yet run on the new backbone
     # only the seeds both ran, paired: a seed the reference lacks changes nothing, one less narrows both columns
     more = pd.concat([current, current.iloc[[0]].assign(seed=5, test_accuracy=0.10)])
     assert views_markdown(reference, more, params) == views_markdown(reference, current, params)
     md = views_markdown(reference, current.drop(index=1), params).splitlines()
-    assert md[2] == "| rotation | 10 | 4 | 70.00 ± 0.00 (1) | 1 | 73.00 ± 0.00 (1) | +3.00 (1 seed) |"
+    assert md[2] == "| rotation | 10 | 60 epochs | 4 | 70.00 ± 0.00 (1) | 1 | 73.00 ± 0.00 (1) | +3.00 (1 seed) |"
     assert (signed(-0.004), signed(-0.006), signed(3)) == ("+0.00", "-0.01", "+3.00")  # no -0.00 in any table
+
+
+def test_the_views_table_adds_the_experiments_queued_with_other_views_of_their_own_pretext(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(REPO / "metrics/comparison_reference_views.tsv", tmp_path / "metrics")
+    table = pd.read_csv(REPO / "metrics/comparison.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table = table[table.variant == ""]  # the defaults' rows alone
+    table.to_csv(tmp_path / "metrics/comparison.tsv", sep="\t", index=False)
+    from selfsup.report.sweep import render_views
+    before = render_views(tmp_path).splitlines()
+    exemplar = table[(table.pretext == "exemplar") & (table.labels_per_class == "1000")]
+    assert len(exemplar) == 3
+    # the same seeds from a backbone of 3 views, 0.5 points better; a row whose variant names another pretext's
+    # views, or another setting as well, is no views row of its own
+    three = exemplar.assign(variant="pretrain.exemplar.views=3",
+                            test_accuracy=(exemplar.test_accuracy.astype(float) + 0.005).map("{:.6f}".format))
+    stray = pd.concat([exemplar.assign(variant="pretrain.rotation.views=4"),
+                       exemplar.assign(variant="finetune.lr=0.1,pretrain.exemplar.views=3")])
+    pd.concat([table, three, stray]).to_csv(tmp_path / "metrics/comparison.tsv", sep="\t", index=False)
+    md = render_views(tmp_path).splitlines()
+    at_1000 = [line for line in md if line.startswith("| exemplar | 1000 |")]
+    mean = 100 * exemplar.test_accuracy.astype(float).mean()
+    assert at_1000[0].startswith("| exemplar | 1000 | 15 epochs | 6 |")  # the most views first
+    assert at_1000[1].startswith(f"| exemplar | 1000 | 15 epochs | 3 | {mean + 0.5:.2f} ± ")
+    assert at_1000[1].endswith(f"| 2 | {mean:.2f} ± {100 * exemplar.test_accuracy.astype(float).std():.2f} (3) | "
+                               "**-0.50** (-0.50 to -0.50; 3 seeds) |")
+    rows = (lambda lines: [line for line in lines if line.startswith("| ")])
+    assert len(rows(md)) == len(rows(before)) + 1  # the 3 views' row alone added
+    assert "`-S pretrain.<pretext>.views=N`" in md[-1]
 
 
 def test_a_longer_schedule_is_a_row_of_its_own_and_the_answer_shows_params_yamls(tmp_path):

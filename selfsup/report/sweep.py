@@ -8,12 +8,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
-import yaml
 
-from selfsup.report.data import REFERENCE_VIEWS, no_rows, read_comparison, read_shown
+from selfsup.report.data import (COMPARISON, REFERENCE_VIEWS, dataset_of, no_rows, read_comparison, read_shown,
+                                 read_sweep)
 from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
                                    gain_text, interval_cell, is_finding, mean_std, pretext_colour, pretext_order,
-                                   seed_std)
+                                   schedule_text, seed_std)
 from selfsup.statistics import labels_to_match, paired_interval, share_of
 from selfsup.svg import line_chart
 
@@ -262,40 +262,62 @@ def label_efficiency_svg(table: pd.DataFrame, order=(), protocol: str = "full") 
                       colours={pretext: pretext_colour(pretext, order) for pretext in series})
 
 
-def views_markdown(reference: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
-    """Per pretext and budget of `reference` (REFERENCE_VIEWS), over the seeds both sweeps ran on the same schedule
-    (the same labelled images): the fine-tuned test accuracy (mean ± std) from the backbone pre-trained with the
-    reference's views and from the one with params.yaml's, and the change paired by seed with its 95% interval
-    (bold where it excludes 0)."""
+def views_markdown(others: pd.DataFrame, current: pd.DataFrame, params: dict, protocol: str = "full") -> str:
+    """Per pretext, budget and views of `others` (the sweep's rows fine-tuned from backbones pre-trained with other
+    views than params.yaml's, a `views` column: `other_views`), over the seeds both they and `current` ran on the
+    same schedule (the same labelled images): the fine-tuned test accuracy (mean ± std) from that backbone and from
+    the one with params.yaml's views, and the change paired by seed with its 95% interval (bold where it excludes 0).
+    Within a budget, the most views first."""
     keys = ["pretext", "labels_per_class", "epochs", "min_steps"]
-    ref = reference[reference.protocol == protocol]
+    ref = others[others.protocol == protocol]
     cur = current[current.protocol == protocol][[*keys, "seed", "test_accuracy"]]
-    views = ref.groupby("pretext").views.first()
-    lines = ["| pretext | labels per class | reference views | test accuracy | default views | test accuracy | "
-             "change (95% CI) |", "|---" * 7 + "|"]
-    for pretext in pretext_order(views.index, params.get("pretexts", ())):
+    lines = ["| pretext | labels per class | fine-tuning | views | test accuracy | default views | test accuracy | "
+             "change (95% CI) |", "|---" * 8 + "|"]
+    for pretext in pretext_order(ref.pretext.unique(), params.get("pretexts", ())):
         part = ref[ref.pretext == pretext]
         for budget in budget_order(part.labels_per_class.unique()):
-            for _, group in part[part.labels_per_class == budget].groupby(["epochs", "min_steps"]):
-                pairs = group.merge(cur, on=[*keys, "seed"], suffixes=("", "_now"))
-                runs = pairs if len(pairs) else group  # over the seeds both ran; none yet: the reference's own
-                now, change = "—", "—"
-                if len(pairs):
-                    now = f"{mean_std(pairs.test_accuracy_now)} ({len(pairs)})"
-                    n, gain, low, high = paired_interval(pairs.test_accuracy_now - pairs.test_accuracy)
-                    change = interval_cell(SimpleNamespace(seeds=n, gain=gain, low=low, high=high))
-                lines.append(f"| {pretext} | {budget} | {views[pretext]} | {mean_std(runs.test_accuracy)} "
-                             f"({len(runs)}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
+            in_budget = part[part.labels_per_class == budget]
+            for views in sorted(in_budget.views.unique(), reverse=True):
+                for (epochs, min_steps), group in in_budget[in_budget.views == views].groupby(["epochs", "min_steps"]):
+                    pairs = group.merge(cur, on=[*keys, "seed"], suffixes=("", "_now"))
+                    runs = pairs if len(pairs) else group  # over the seeds both ran; none yet: the other's own
+                    now, change = "—", "—"
+                    if len(pairs):
+                        now = f"{mean_std(pairs.test_accuracy_now)} ({len(pairs)})"
+                        n, gain, low, high = paired_interval(pairs.test_accuracy_now - pairs.test_accuracy)
+                        change = interval_cell(SimpleNamespace(seeds=n, gain=gain, low=low, high=high))
+                    lines.append(f"| {pretext} | {budget} | {schedule_text(epochs, min_steps)} | {views} | "
+                                 f"{mean_std(runs.test_accuracy)} "
+                                 f"({len(runs)}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
     return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the seeds both "
-                               "sweeps ran, hence the same labelled images; the same recipe and fine-tuning epochs. "
-                               "The change is paired by seed, with its 95% interval (t over the seeds); **bold**: the "
+                               "sweeps ran, hence the same labelled images; the same recipe and fine-tuning schedule "
+                               "(both columns of a row; the papers' views ran before `finetune.min_steps`). "
+                               "views: those the other backbone was pre-trained with (the papers', "
+                               f"`{REFERENCE_VIEWS.as_posix()}`, collected before the defaults changed; any other, "
+                               "experiments queued with `-S pretrain.<pretext>.views=N`). The change, default less "
+                               "other, is paired by seed, with its 95% interval (t over the seeds); **bold**: the "
                                "interval excludes 0.")
 
 
+VIEWS_VARIANT = r"pretrain\.(?P<pretext>\w+)\.views=(?P<views>\d+)"
+
+
+def other_views(reference: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's rows fine-tuned from backbones pre-trained with other views than params.yaml's, with a `views`
+    column: `reference` (REFERENCE_VIEWS, which has one) and the rows of `comparison` (every variant) whose only
+    difference from their commit's params is their own pretext's views (variant `pretrain.<pretext>.views=N`)."""
+    found = comparison.variant.str.extract(f"^{VIEWS_VARIANT}$")
+    mine = found.pretext.notna() & (found.pretext == comparison.pretext)
+    rows = comparison[mine].assign(views=found.views[mine].astype(int))
+    return pd.concat([reference, rows], ignore_index=True) if len(rows) else reference
+
+
 def render_views(root: Path, read=lambda p: p.read_text()) -> str:
-    """The README block comparing the sweep on the reference's backbones with the sweep on the defaults'."""
-    reference = read_shown(root, REFERENCE_VIEWS, read)[0]
-    if reference.empty:
+    """The results block comparing the sweeps on backbones of other views with the sweep on the defaults'."""
+    reference, params = read_shown(root, REFERENCE_VIEWS, read)
+    dataset = dataset_of(params)
+    comparison = read_sweep(root, COMPARISON, read)
+    others = other_views(reference, comparison[comparison.dataset == dataset] if dataset else comparison)
+    if others.empty:
         return no_rows(root, REFERENCE_VIEWS, read)
-    return views_markdown(reference, read_comparison(root, read, every=True),
-                          yaml.safe_load(read(root / "params.yaml")))
+    return views_markdown(others, read_comparison(root, read, every=True), params)
