@@ -113,14 +113,21 @@ def all_labels_per_class(root: Path, read) -> int | None:
     return FASHION_MNIST_TRAIN_PER_CLASS - val
 
 
+def read_dataset(root: Path, path: Path, read) -> tuple[pd.DataFrame, dict]:
+    """(the rows of the sweep table `path` of the repository at `root` of params.yaml's dataset, every recipe,
+    params.yaml)."""
+    table = read_sweep(root, path, read)
+    params = yaml.safe_load(read(root / "params.yaml")) or {}
+    dataset = dataset_of(params)
+    return (table[table.dataset == dataset] if dataset else table), params
+
+
 def read_shown(root: Path, path: Path, read) -> tuple[pd.DataFrame, dict]:
     """(the rows of the sweep table `path` of the repository at `root` that the report may show, params.yaml):
     those of params.yaml's dataset run with their commit's recipe (no `variant`: another recipe's rows are kept in
     the file, never pooled with these)."""
-    table = read_sweep(root, path, read)
-    params = yaml.safe_load(read(root / "params.yaml")) or {}
-    dataset = dataset_of(params)
-    return table[(table.variant == "") & ((table.dataset == dataset) if dataset else True)], params
+    table, params = read_dataset(root, path, read)
+    return table[table.variant == ""], params
 
 
 def dataset_of(params: dict) -> str | None:

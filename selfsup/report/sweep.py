@@ -9,8 +9,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from selfsup.report.data import (COMPARISON, REFERENCE_VIEWS, dataset_of, no_rows, read_comparison, read_shown,
-                                 read_sweep)
+from selfsup.report.data import COMPARISON, REFERENCE_VIEWS, no_rows, read_dataset, read_shown
 from selfsup.report.tables import (accuracy_title, budget_grid, budget_order, budget_positions, budget_schedules,
                                    gain_text, interval_cell, is_finding, mean_std, pretext_colour, pretext_order,
                                    schedule_text, seed_std)
@@ -276,19 +275,18 @@ def views_markdown(others: pd.DataFrame, current: pd.DataFrame, params: dict, pr
     for pretext in pretext_order(ref.pretext.unique(), params.get("pretexts", ())):
         part = ref[ref.pretext == pretext]
         for budget in budget_order(part.labels_per_class.unique()):
-            in_budget = part[part.labels_per_class == budget]
-            for views in sorted(in_budget.views.unique(), reverse=True):
-                for (epochs, min_steps), group in in_budget[in_budget.views == views].groupby(["epochs", "min_steps"]):
-                    pairs = group.merge(cur, on=[*keys, "seed"], suffixes=("", "_now"))
-                    runs = pairs if len(pairs) else group  # over the seeds both ran; none yet: the other's own
-                    now, change = "—", "—"
-                    if len(pairs):
-                        now = f"{mean_std(pairs.test_accuracy_now)} ({len(pairs)})"
-                        n, gain, low, high = paired_interval(pairs.test_accuracy_now - pairs.test_accuracy)
-                        change = interval_cell(SimpleNamespace(seeds=n, gain=gain, low=low, high=high))
-                    lines.append(f"| {pretext} | {budget} | {schedule_text(epochs, min_steps)} | {views} | "
-                                 f"{mean_std(runs.test_accuracy)} "
-                                 f"({len(runs)}) | {params['pretrain'][pretext]['views']} | {now} | {change} |")
+            settings = part[part.labels_per_class == budget].groupby(["views", "epochs", "min_steps"])
+            for (views, epochs, min_steps), group in sorted(settings, key=lambda setting: -setting[0][0]):
+                pairs = group.merge(cur, on=[*keys, "seed"], suffixes=("", "_now"))
+                runs = pairs if len(pairs) else group  # over the seeds both ran; none yet: the other's own
+                now, change = "—", "—"
+                if len(pairs):
+                    now = f"{mean_std(pairs.test_accuracy_now)} ({len(pairs)})"
+                    n, gain, low, high = paired_interval(pairs.test_accuracy_now - pairs.test_accuracy)
+                    change = interval_cell(SimpleNamespace(seeds=n, gain=gain, low=low, high=high))
+                lines.append(f"| {pretext} | {budget} | {schedule_text(epochs, min_steps)} | {views} | "
+                             f"{mean_std(runs.test_accuracy)} ({len(runs)}) | {params['pretrain'][pretext]['views']} "
+                             f"| {now} | {change} |")
     return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the seeds both "
                                "sweeps ran, hence the same labelled images; the same recipe and fine-tuning schedule "
                                "(both columns of a row; the papers' views ran before `finetune.min_steps`). "
@@ -314,10 +312,8 @@ def other_views(reference: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFra
 
 def render_views(root: Path, read=lambda p: p.read_text()) -> str:
     """The results block comparing the sweeps on backbones of other views with the sweep on the defaults'."""
-    reference, params = read_shown(root, REFERENCE_VIEWS, read)
-    dataset = dataset_of(params)
-    comparison = read_sweep(root, COMPARISON, read)
-    others = other_views(reference, comparison[comparison.dataset == dataset] if dataset else comparison)
+    comparison, params = read_dataset(root, COMPARISON, read)  # every recipe: the other views' rows among them
+    others = other_views(read_shown(root, REFERENCE_VIEWS, read)[0], comparison)
     if others.empty:
         return no_rows(root, REFERENCE_VIEWS, read)
-    return views_markdown(others, read_comparison(root, read, every=True), params)
+    return views_markdown(others, comparison[comparison.variant == ""], params)  # as read_shown keeps them
