@@ -30,7 +30,7 @@ from selfsup.pretexts import PretextSpec
 @dataclass(frozen=True)
 class ExemplarParams:
     epochs: int = field(default=3, metadata=check(positive, "a positive integer"))
-    views: int = field(default=2, metadata=check(lambda v: v >= 2, "2 or more views per image"))
+    views: int = field(default=3, metadata=check(lambda v: v >= 2, "2 or more views per image"))
     temperature: float = field(default=0.2, metadata=check(positive, "a positive number, e.g. 0.2"))
     projection_dim: int = field(default=128, metadata=check(positive, "a positive integer"))
     rotate: float = field(default=20.0, metadata=check(non_negative, "0 or more degrees"))
