@@ -256,22 +256,26 @@ def test_the_views_table_adds_the_experiments_queued_with_other_views_of_their_o
     before = render_views(tmp_path).splitlines()
     exemplar = table[(table.pretext == "exemplar") & (table.labels_per_class == "1000")]
     assert len(exemplar) == 3
-    # the same seeds from a backbone of 3 views, 0.5 points better; a row whose variant names another pretext's
-    # views, or another setting as well, is no views row of its own
-    three = exemplar.assign(variant="pretrain.exemplar.views=3",
-                            test_accuracy=(exemplar.test_accuracy.astype(float) + 0.005).map("{:.6f}".format))
+    # the same seeds from a backbone of 4 views, 0.5 points better; a row whose variant names another pretext's
+    # views, or another setting as well, is no views row of its own, nor is one of params.yaml's own views (3: queued
+    # before they became the default)
+    four = exemplar.assign(variant="pretrain.exemplar.views=4",
+                           test_accuracy=(exemplar.test_accuracy.astype(float) + 0.005).map("{:.6f}".format))
     stray = pd.concat([exemplar.assign(variant="pretrain.rotation.views=4"),
-                       exemplar.assign(variant="finetune.lr=0.1,pretrain.exemplar.views=3")])
-    pd.concat([table, three, stray]).to_csv(tmp_path / "metrics/comparison.tsv", sep="\t", index=False)
+                       exemplar.assign(variant="finetune.lr=0.1,pretrain.exemplar.views=4"),
+                       exemplar.assign(variant="pretrain.exemplar.views=3")])
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["pretrain"]["exemplar"]["views"] == 3
+    pd.concat([table, four, stray]).to_csv(tmp_path / "metrics/comparison.tsv", sep="\t", index=False)
     md = render_views(tmp_path).splitlines()
     at_1000 = [line for line in md if line.startswith("| exemplar | 1000 |")]
     mean = 100 * exemplar.test_accuracy.astype(float).mean()
     assert at_1000[0].startswith("| exemplar | 1000 | 15 epochs | 6 |")  # the most views first
-    assert at_1000[1].startswith(f"| exemplar | 1000 | 15 epochs | 3 | {mean + 0.5:.2f} ± ")
-    assert at_1000[1].endswith(f"| 2 | {mean:.2f} ± {100 * exemplar.test_accuracy.astype(float).std():.2f} (3) | "
+    assert at_1000[1].startswith(f"| exemplar | 1000 | 15 epochs | 4 | {mean + 0.5:.2f} ± ")
+    assert at_1000[1].endswith(f"| 3 | {mean:.2f} ± {100 * exemplar.test_accuracy.astype(float).std():.2f} (3) | "
                                "**-0.50** (-0.50 to -0.50; 3 seeds) |")
+    assert at_1000[2].startswith("| exemplar | 1000 | 15 epochs | 2 |")
     rows = (lambda lines: [line for line in lines if line.startswith("| ")])
-    assert len(rows(md)) == len(rows(before)) + 1  # the 3 views' row alone added
+    assert len(rows(md)) == len(rows(before)) + 1  # the 4 views' row alone added
     assert "`-S pretrain.<pretext>.views=N`" in md[-1]
 
 

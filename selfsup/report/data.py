@@ -22,8 +22,9 @@ CONSISTENCY = Path("metrics/consistency.tsv")  # written by benchmarks/recipe.py
 BALANCE = Path("metrics/distill_balance.tsv")  # written by benchmarks/distill.py --out metrics/distill_balance.tsv
 COMPARISON = Path("metrics/comparison.tsv")  # the fine-tuned model of every experiment
 # the sweep's rows of the pretexts whose default views changed, fine-tuned from backbones pre-trained with the
-# papers' views (rotation 4, exemplar 6), as collected before the change; comparison.tsv now holds the defaults', and
-# those of experiments queued with other views (`-S pretrain.<pretext>.views=N`, their variant), the views table too
+# papers' views (rotation 4, exemplar 6) or an earlier default's (exemplar 2), as collected before the change (a
+# `views` column); comparison.tsv now holds the defaults', and those of experiments queued with other views
+# (`-S pretrain.<pretext>.views=N`, their variant), the views table too
 REFERENCE_VIEWS = Path("metrics/comparison_reference_views.tsv")
 DISTILLED = Path("metrics/distilled.tsv")  # the experiments whose delivered model was distilled, with their teacher's
 DISTILLED_PLOT = Path("metrics/distillation.svg")

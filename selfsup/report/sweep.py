@@ -290,7 +290,7 @@ def views_markdown(others: pd.DataFrame, current: pd.DataFrame, params: dict, pr
     return "\n".join(lines) + ("\n\nFine-tuned model (before distillation), mean ± std (runs) over the seeds both "
                                "sweeps ran, hence the same labelled images; the same recipe and fine-tuning schedule "
                                "(both columns of a row; the papers' views ran before `finetune.min_steps`). "
-                               "views: those the other backbone was pre-trained with (the papers', "
+                               "views: those the other backbone was pre-trained with (the papers' and earlier defaults', "
                                f"`{REFERENCE_VIEWS.as_posix()}`, collected before the defaults changed; any other, "
                                "experiments queued with `-S pretrain.<pretext>.views=N`). The change, default less "
                                "other, is paired by seed, with its 95% interval (t over the seeds); **bold**: the "
@@ -300,20 +300,23 @@ def views_markdown(others: pd.DataFrame, current: pd.DataFrame, params: dict, pr
 VIEWS_VARIANT = r"pretrain\.(?P<pretext>\w+)\.views=(?P<views>\d+)"
 
 
-def other_views(reference: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
-    """The sweep's rows fine-tuned from backbones pre-trained with other views than params.yaml's, with a `views`
-    column: `reference` (REFERENCE_VIEWS, which has one) and the rows of `comparison` (every variant) whose only
-    difference from their commit's params is their own pretext's views (variant `pretrain.<pretext>.views=N`)."""
+def other_views(reference: pd.DataFrame, comparison: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The sweep's rows fine-tuned from backbones pre-trained with other views than `params`' (params.yaml's), with a
+    `views` column: those of `reference` (REFERENCE_VIEWS, which has one) and of `comparison` (every variant) whose
+    only difference from their commit's params is their own pretext's views (variant `pretrain.<pretext>.views=N`),
+    less any whose views are now params.yaml's (run before those views became the default: the sweep's own rows)."""
     found = comparison.variant.str.extract(f"^{VIEWS_VARIANT}$")
     mine = found.pretext.notna() & (found.pretext == comparison.pretext)
     rows = comparison[mine].assign(views=found.views[mine].astype(int))
-    return pd.concat([reference, rows], ignore_index=True) if len(rows) else reference
+    others = pd.concat([reference, rows], ignore_index=True) if len(rows) else reference
+    default = others.pretext.map(lambda p: (params.get("pretrain") or {}).get(p, {}).get("views"))
+    return others[others.views != default]
 
 
 def render_views(root: Path, read=lambda p: p.read_text()) -> str:
     """The results block comparing the sweeps on backbones of other views with the sweep on the defaults'."""
     comparison, params = read_dataset(root, COMPARISON, read)  # every recipe: the other views' rows among them
-    others = other_views(read_shown(root, REFERENCE_VIEWS, read)[0], comparison)
+    others = other_views(read_shown(root, REFERENCE_VIEWS, read)[0], comparison, params)
     if others.empty:
         return no_rows(root, REFERENCE_VIEWS, read)
     return views_markdown(others, comparison[comparison.variant == ""], params)  # as read_shown keeps them
